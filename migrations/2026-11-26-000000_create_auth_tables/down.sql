@@ -1,0 +1,2 @@
+DROP TABLE user_session;
+DROP TABLE auth_user;

@@ -1,0 +1,159 @@
+//! The storage interface: Lucia's `Adapter`, in Rust.
+
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+
+/// The attributes of a session or user when the application does not give
+/// its own type: every extra column, by name, as JSON.
+pub type Attributes = serde_json::Map<String, serde_json::Value>;
+
+/// A session as stored: its id (the `id` column), owner, expiry and the
+/// extra columns of the session table.
+///
+/// The `id` is what the session table holds: in the default storage mode the
+/// SHA-256 of the session token, never the token itself.
+#[derive(Clone, PartialEq)]
+pub struct DatabaseSession<U, A = Attributes> {
+    /// The `id` column.
+    pub id: String,
+    /// The `user_id` column.
+    pub user_id: U,
+    /// The `expires_at` column.
+    pub expires_at: DateTime<Utc>,
+    /// Every other column of the session table.
+    pub attributes: A,
+}
+
+impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for DatabaseSession<U, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // In Lucia-compatible storage the id is the token itself: never print it.
+        f.debug_struct("DatabaseSession")
+            .field("id", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// A user as stored: its id and the extra columns of the user table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseUser<U, A = Attributes> {
+    /// The `id` column.
+    pub id: U,
+    /// Every other column of the user table.
+    pub attributes: A,
+}
+
+/// Lucia's adapter interface: where sessions and users are stored.
+///
+/// [`PostgresAdapter`](crate::PostgresAdapter) implements it on diesel-async.
+/// An implementation must treat every `session_id` as untrusted input (bind
+/// it, never format it into SQL) and must never log it.
+///
+/// Methods return `impl Future + Send`, so the trait works on multi-threaded
+/// runtimes without boxing.
+pub trait Adapter: Send + Sync {
+    /// The type of `user_id` / the user table's `id`.
+    type UserId: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
+    /// The session attributes (extra columns of the session table).
+    type SessionAttributes: Send + Sync + 'static;
+    /// The user attributes (extra columns of the user table).
+    type UserAttributes: Send + Sync + 'static;
+
+    /// The session with this id and its user, in one query; `None` when
+    /// there is no such session. Expired sessions are returned too (the
+    /// session manager decides what expiry means).
+    fn get_session_and_user(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Option<SessionAndUser<Self>>>> + Send;
+
+    /// Every session of this user, expired ones included.
+    fn get_user_sessions(
+        &self,
+        user_id: &Self::UserId,
+    ) -> impl Future<Output = Result<Vec<DatabaseSession<Self::UserId, Self::SessionAttributes>>>> + Send;
+
+    /// Inserts a new session. It never overwrites an existing one: an id
+    /// already in use gives [`Error::DuplicateSessionId`](crate::Error::DuplicateSessionId),
+    /// an unknown user [`Error::UnknownUser`](crate::Error::UnknownUser).
+    fn set_session(
+        &self,
+        session: &DatabaseSession<Self::UserId, Self::SessionAttributes>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets a session's `expires_at`; `false` when there is no such session
+    /// (it is never created).
+    fn update_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes one session; `false` when there was none.
+    fn delete_session(&self, session_id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes every session of a user and returns how many there were.
+    fn delete_user_sessions(
+        &self,
+        user_id: &Self::UserId,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes every session with `expires_at <= now` and returns how many.
+    ///
+    /// `now` comes from the caller so one clock drives creation, validation
+    /// and cleanup; pass `chrono::Utc::now()` when there is no other clock.
+    fn delete_expired_sessions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Moves a session's expiry to `expires_at`, but only while it is still
+    /// before `extend_if_before`, and reports the outcome atomically.
+    ///
+    /// The session manager calls this to slide a session's expiry. It must
+    /// never bring back a session deleted concurrently: if the session is
+    /// gone when the write would happen, the answer is
+    /// [`Extension::Gone`]. The provided implementation uses
+    /// [`Adapter::update_session_expiration`], which writes every time;
+    /// [`PostgresAdapter`](crate::PostgresAdapter) overrides it with one
+    /// statement that writes at most once however many requests race.
+    fn extend_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+        extend_if_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Extension>> + Send {
+        let _ = extend_if_before;
+        async move {
+            Ok(if self.update_session_expiration(session_id, expires_at).await? {
+                Extension::Extended(expires_at)
+            } else {
+                Extension::Gone
+            })
+        }
+    }
+}
+
+/// A session with its user, as [`Adapter::get_session_and_user`] returns them.
+pub type SessionAndUser<A> = (
+    DatabaseSession<<A as Adapter>::UserId, <A as Adapter>::SessionAttributes>,
+    DatabaseUser<<A as Adapter>::UserId, <A as Adapter>::UserAttributes>,
+);
+
+/// The outcome of [`Adapter::extend_session_expiration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// This call moved the expiry; the new value.
+    Extended(DateTime<Utc>),
+    /// The session exists but was not moved (another request already
+    /// extended it); its current expiry.
+    Unchanged(DateTime<Utc>),
+    /// The session no longer exists.
+    Gone,
+}

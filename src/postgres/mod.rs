@@ -1,0 +1,406 @@
+//! [`PostgresAdapter`]: Lucia's PostgreSQL adapter on diesel-async.
+//!
+//! This module is the only place where identifiers meet SQL: table names
+//! are validated when the adapter is built ([`TableNames`]) and rendered by
+//! one quoting routine; every value is a bind parameter.
+
+mod attributes;
+mod names;
+mod query;
+mod source;
+mod statements;
+mod user_id;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use diesel::row::Row as _;
+use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
+use diesel_async::AsyncPgConnection;
+use diesel_async::RunQueryDsl as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use self::names::{TableName, TableNames};
+pub use self::source::{ConnectionSource, SingleConnection};
+pub use self::user_id::UserId;
+
+use self::attributes::{Json, session_columns};
+use self::query::{Bind, Stmt, UserIdBind, load_rows};
+use self::statements::Statements;
+use crate::adapter::{
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
+};
+use crate::error::{DatabaseErrorKind, Error, Result};
+
+/// The longest session id the adapter stores or looks up, in bytes. Longer
+/// ids are never found, and `set_session` rejects them.
+pub const MAX_SESSION_ID_BYTES: usize = 512;
+
+/// Lucia's PostgreSQL adapter on diesel-async.
+///
+/// Generic over where connections come from (`S`: a [`PgPool`](crate::PgPool),
+/// a bb8 or deadpool pool, or a [`SingleConnection`]), the user id type
+/// (`U`: `String`, `i32`, `i64`, `uuid::Uuid`), and the session and user
+/// attribute types (`SA`, `UA`: [`Attributes`] — every extra column as
+/// JSON — or any `serde` type).
+///
+/// Each operation is one SQL statement and, once its statement is prepared
+/// on a connection, one round trip.
+///
+/// # Examples
+/// ```no_run
+/// use lucia_diesel::{Adapter, PoolOptions, PostgresAdapter, TableNames};
+///
+/// # async fn run() -> lucia_diesel::Result<()> {
+/// let pool = PoolOptions::new().build("postgres://localhost/app").await?;
+/// let adapter = PostgresAdapter::new(pool)
+///     .with_table_names(TableNames::new("auth.users", "auth.sessions")?)
+///     .with_user_id::<i64>();
+/// let sessions = adapter.get_user_sessions(&42).await?;
+/// # Ok(()) }
+/// ```
+pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
+    source: S,
+    names: TableNames,
+    statements: Statements,
+    cleanup_batch_size: i64,
+    _types: PhantomData<fn() -> (U, SA, UA)>,
+}
+
+impl<S, U, SA, UA> fmt::Debug for PostgresAdapter<S, U, SA, UA> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresAdapter")
+            .field("names", &self.names)
+            .field("user_id", &std::any::type_name::<U>())
+            .field("cleanup_batch_size", &self.cleanup_batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ConnectionSource> PostgresAdapter<S> {
+    /// An adapter on Lucia's default tables (`auth_user`, `user_session`)
+    /// with `TEXT` user ids and dynamic attributes.
+    #[must_use]
+    pub fn new(source: S) -> Self {
+        let names = TableNames::default();
+        Self {
+            source,
+            statements: Statements::new(&names),
+            names,
+            cleanup_batch_size: 10_000,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
+    fn retype<U2, SA2, UA2>(self) -> PostgresAdapter<S, U2, SA2, UA2> {
+        PostgresAdapter {
+            source: self.source,
+            names: self.names,
+            statements: self.statements,
+            cleanup_batch_size: self.cleanup_batch_size,
+            _types: PhantomData,
+        }
+    }
+
+    /// Uses these tables instead of `auth_user` / `user_session`.
+    #[must_use]
+    pub fn with_table_names(mut self, names: TableNames) -> Self {
+        self.statements = Statements::new(&names);
+        self.names = names;
+        self
+    }
+
+    /// Sets the user id type (`String` by default).
+    #[must_use]
+    pub fn with_user_id<U2: UserId>(self) -> PostgresAdapter<S, U2, SA, UA> {
+        self.retype()
+    }
+
+    /// Reads and writes session attributes as `SA2` (a `serde` type whose
+    /// fields are the session table's extra columns) instead of [`Attributes`].
+    #[must_use]
+    pub fn with_session_attributes<SA2>(self) -> PostgresAdapter<S, U, SA2, UA> {
+        self.retype()
+    }
+
+    /// Reads user attributes as `UA2` (a `serde` type whose fields are the
+    /// user table's extra columns) instead of [`Attributes`].
+    #[must_use]
+    pub fn with_user_attributes<UA2>(self) -> PostgresAdapter<S, U, SA, UA2> {
+        self.retype()
+    }
+
+    /// How many expired sessions one `DELETE` removes at most during
+    /// [`Adapter::delete_expired_sessions`] (default 10,000), so that a
+    /// large cleanup never holds locks on millions of rows at once.
+    ///
+    /// # Panics
+    /// Never; a size of 0 is treated as 1.
+    #[must_use]
+    pub fn with_cleanup_batch_size(mut self, size: u32) -> Self {
+        self.cleanup_batch_size = i64::from(size.max(1));
+        self
+    }
+
+    /// The connection source.
+    #[must_use]
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The table names.
+    #[must_use]
+    pub fn table_names(&self) -> &TableNames {
+        &self.names
+    }
+}
+
+/// Whether a session id can be looked up at all: PostgreSQL text cannot hold
+/// NUL, and ids longer than [`MAX_SESSION_ID_BYTES`] are never stored.
+fn storable(session_id: &str) -> bool {
+    !session_id.is_empty() && session_id.len() <= MAX_SESSION_ID_BYTES && !session_id.contains('\0')
+}
+
+impl<S, U, SA, UA> Adapter for PostgresAdapter<S, U, SA, UA>
+where
+    S: ConnectionSource,
+    U: UserId,
+    SA: Serialize + DeserializeOwned + Send + Sync + 'static,
+    UA: DeserializeOwned + Send + Sync + 'static,
+{
+    type UserId = U;
+    type SessionAttributes = SA;
+    type UserAttributes = UA;
+
+    async fn get_session_and_user(&self, session_id: &str) -> Result<Option<SessionAndUser<Self>>> {
+        if !storable(session_id) {
+            return Ok(None);
+        }
+        let mut conn = self.source.connection().await?;
+        let stmt = Stmt::<_, Untyped>::new(
+            &self.statements.get_session_and_user,
+            (Bind::<Text, str>::new(session_id),),
+        );
+        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+            let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
+            Ok((
+                DatabaseSession {
+                    id: row.get_value::<Text, String, _>(0)?,
+                    user_id: user_id.clone(),
+                    expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
+                    attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+                },
+                DatabaseUser {
+                    id: user_id,
+                    attributes: row.get_value::<Jsonb, Json<UA>, _>(4)?.0,
+                },
+            ))
+        })
+        .await?;
+        Ok(rows.pop())
+    }
+
+    async fn get_user_sessions(&self, user_id: &U) -> Result<Vec<DatabaseSession<U, SA>>> {
+        let mut conn = self.source.connection().await?;
+        let stmt = Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
+        Ok(load_rows(&mut conn, stmt, usize::MAX, |row| {
+            Ok(DatabaseSession {
+                id: row.get_value::<Text, String, _>(0)?,
+                user_id: row.get_value::<U::SqlType, U, _>(2)?,
+                expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
+                attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+            })
+        })
+        .await?)
+    }
+
+    async fn set_session(&self, session: &DatabaseSession<U, SA>) -> Result<()> {
+        if !storable(&session.id) {
+            return Err(Error::InvalidSessionId);
+        }
+        let attributes = session_columns(&session.attributes)?;
+        let mut conn = self.source.connection().await?;
+        let inserted = if attributes.columns.is_empty() {
+            Stmt::exec(
+                &self.statements.insert_session,
+                (
+                    Bind::<Text, str>::new(&session.id),
+                    UserIdBind(&session.user_id),
+                    Bind::<Timestamptz, _>::new(&session.expires_at),
+                ),
+            )
+            .execute(&mut *conn)
+            .await
+        } else {
+            let sql = self.statements.insert_session_with(&attributes.columns);
+            Stmt::exec(
+                &sql,
+                (
+                    Bind::<Text, str>::new(&session.id),
+                    UserIdBind(&session.user_id),
+                    Bind::<Timestamptz, _>::new(&session.expires_at),
+                    Bind::<Jsonb, _>::new(&attributes.values),
+                ),
+            )
+            .execute(&mut *conn)
+            .await
+        };
+        match inserted {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::DuplicateSessionId),
+            Err(e) => Err(self.insert_error(&mut *conn, &session.user_id, e, !attributes.columns.is_empty()).await),
+        }
+    }
+
+    async fn update_session_expiration(&self, session_id: &str, expires_at: DateTime<Utc>) -> Result<bool> {
+        if !storable(session_id) {
+            return Ok(false);
+        }
+        let mut conn = self.source.connection().await?;
+        let n = Stmt::exec(
+            &self.statements.update_expiration,
+            (Bind::<Timestamptz, _>::new(&expires_at), Bind::<Text, str>::new(session_id)),
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_session(&self, session_id: &str) -> Result<bool> {
+        if !storable(session_id) {
+            return Ok(false);
+        }
+        let mut conn = self.source.connection().await?;
+        let n = Stmt::exec(&self.statements.delete_session, (Bind::<Text, str>::new(session_id),))
+            .execute(&mut *conn)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_user_sessions(&self, user_id: &U) -> Result<u64> {
+        let mut conn = self.source.connection().await?;
+        let n = Stmt::exec(&self.statements.delete_user_sessions, (UserIdBind(user_id),))
+            .execute(&mut *conn)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let n = self.delete_expired_batch(now, self.cleanup_batch_size).await?;
+            total += n;
+            if n < self.cleanup_batch_size as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn extend_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+        extend_if_before: DateTime<Utc>,
+    ) -> Result<Extension> {
+        if !storable(session_id) {
+            return Ok(Extension::Gone);
+        }
+        let mut conn = self.source.connection().await?;
+        let stmt = Stmt::<_, Untyped>::new(
+            &self.statements.extend_expiration,
+            (
+                Bind::<Text, str>::new(session_id),
+                Bind::<Timestamptz, _>::new(&expires_at),
+                Bind::<Timestamptz, _>::new(&extend_if_before),
+            ),
+        );
+        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+            Ok((
+                row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
+                row.get_value::<Bool, bool, _>(1)?,
+            ))
+        })
+        .await?;
+        Ok(match rows.pop() {
+            None => Extension::Gone,
+            Some((at, true)) => Extension::Extended(at),
+            Some((at, false)) => Extension::Unchanged(at),
+        })
+    }
+}
+
+impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
+where
+    S: ConnectionSource,
+    U: UserId,
+{
+    /// Deletes at most `limit` sessions with `expires_at <= now` in one
+    /// statement and returns how many it deleted. Rows locked by a
+    /// concurrent request are skipped, never waited for.
+    ///
+    /// # Errors
+    /// Any database error, typed as in [`Error`].
+    pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut conn = self.source.connection().await?;
+        let n = Stmt::exec(
+            &self.statements.delete_expired_batch,
+            (
+                Bind::<Timestamptz, _>::new(&now),
+                Bind::<diesel::sql_types::BigInt, _>::new(&limit),
+            ),
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// Turns an insert failure into the error a caller can act on.
+    async fn insert_error(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user_id: &U,
+        err: diesel::result::Error,
+        has_attributes: bool,
+    ) -> Error {
+        let err = Error::from(err);
+        let Error::Database(db) = &err else {
+            return err;
+        };
+        match db.kind() {
+            DatabaseErrorKind::ForeignKeyViolation => {
+                // The foreign key may be on an attribute column: ask whether
+                // the user exists instead of parsing a localised message.
+                let stmt = Stmt::<_, Untyped>::new(&self.statements.user_exists, (UserIdBind(user_id),));
+                let exists = load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
+                match exists.map(|rows| rows.into_iter().next().unwrap_or(false)) {
+                    Ok(false) => Error::UnknownUser,
+                    Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),
+                    Ok(true) => err,
+                    Err(e) => Error::from(e),
+                }
+            }
+            DatabaseErrorKind::NotNullViolation
+            | DatabaseErrorKind::CheckViolation
+            | DatabaseErrorKind::UniqueViolation
+                if has_attributes =>
+            {
+                Error::InvalidAttributes(db.to_string())
+            }
+            DatabaseErrorKind::Other if has_attributes && !is_schema_problem(db.message()) => {
+                Error::InvalidAttributes(db.to_string())
+            }
+            _ => err,
+        }
+    }
+}
+
+/// Errors that point at the tables or grants, not at the attribute values.
+fn is_schema_problem(message: &str) -> bool {
+    message.starts_with("relation ")
+        || message.starts_with("permission denied")
+        || message.starts_with("type ")
+}

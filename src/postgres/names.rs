@@ -1,0 +1,289 @@
+//! Table and column names: validated once, quoted in exactly one place.
+//!
+//! PostgreSQL identifiers are quoted by wrapping them in `"` and doubling any
+//! `"` inside. A quoted name is case-sensitive and may be a reserved word or
+//! contain spaces, so names are used exactly as given: `TableNames::new`
+//! with `"Auth_User"` refers to a table created as `"Auth_User"`, not to one
+//! created unquoted as `Auth_User` (which PostgreSQL folds to `auth_user`).
+
+use std::fmt::{self, Write as _};
+
+use crate::error::ConfigError;
+
+/// PostgreSQL's `NAMEDATALEN - 1`: longer identifiers are silently truncated.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// One validated identifier part (a table, schema or column name).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Ident(Box<str>);
+
+impl Ident {
+    /// Checks one name part: not empty, no NUL, at most 63 bytes.
+    pub(crate) fn new(part: &str, whole: &str) -> Result<Self, ConfigError> {
+        if part.is_empty() {
+            return Err(ConfigError::EmptyIdentifier(whole.to_owned()));
+        }
+        if part.contains('\0') {
+            return Err(ConfigError::NulInIdentifier(whole.to_owned()));
+        }
+        if part.len() > MAX_IDENTIFIER_BYTES {
+            return Err(ConfigError::IdentifierTooLong {
+                name: whole.to_owned(),
+                len: part.len(),
+            });
+        }
+        Ok(Self(part.into()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Appends the quoted form: `"` + name with `"` doubled + `"`.
+    pub(crate) fn write_quoted(&self, out: &mut String) {
+        out.push('"');
+        for c in self.0.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+
+    pub(crate) fn quoted(&self) -> String {
+        let mut s = String::with_capacity(self.0.len() + 2);
+        self.write_quoted(&mut s);
+        s
+    }
+}
+
+/// A table name, optionally qualified by a schema: `user_session` or
+/// `auth.user_session`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    schema: Option<Ident>,
+    table: Ident,
+}
+
+impl TableName {
+    /// Parses `table` or `schema.table`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a part is empty, holds a NUL, is longer than 63
+    /// bytes, or the name has more than one dot. To name a table whose name
+    /// itself contains a dot, use [`TableName::qualified`].
+    pub fn parse(name: &str) -> Result<Self, ConfigError> {
+        let mut parts = name.split('.');
+        let first = parts.next().unwrap_or_default();
+        match (parts.next(), parts.next()) {
+            (None, _) => Ok(Self {
+                schema: None,
+                table: Ident::new(first, name)?,
+            }),
+            (Some(second), None) => Ok(Self {
+                schema: Some(Ident::new(first, name)?),
+                table: Ident::new(second, name)?,
+            }),
+            (Some(_), Some(_)) => Err(ConfigError::TooManyDots(name.to_owned())),
+        }
+    }
+
+    /// A name from separate parts, with no dot parsing: `schema` may be
+    /// `None` (resolved through `search_path`), and either part may contain
+    /// dots or any other character but NUL.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a part is empty, holds a NUL or is longer than 63 bytes.
+    pub fn qualified(schema: Option<&str>, table: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            schema: schema.map(|s| Ident::new(s, s)).transpose()?,
+            table: Ident::new(table, table)?,
+        })
+    }
+
+    /// The schema part, if the name is qualified.
+    #[must_use]
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_ref().map(Ident::as_str)
+    }
+
+    /// The table part.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        self.table.as_str()
+    }
+
+    /// The name as SQL: each part quoted, `"schema"."table"`.
+    #[must_use]
+    pub fn to_sql(&self) -> String {
+        let mut s = String::new();
+        self.write_sql(&mut s);
+        s
+    }
+
+    pub(crate) fn write_sql(&self, out: &mut String) {
+        if let Some(schema) = &self.schema {
+            schema.write_quoted(out);
+            out.push('.');
+        }
+        self.table.write_quoted(out);
+    }
+
+    /// A name derived from this one for an index or constraint:
+    /// `<table>_<suffix>`, cut to fit 63 bytes on a character boundary.
+    pub(crate) fn derived_ident(&self, suffix: &str) -> Ident {
+        let mut base = self.table.as_str().to_owned();
+        let budget = MAX_IDENTIFIER_BYTES - suffix.len() - 1;
+        if base.len() > budget {
+            let mut cut = budget;
+            while !base.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            base.truncate(cut);
+        }
+        let mut name = String::new();
+        let _ = write!(name, "{base}_{suffix}");
+        Ident(name.into())
+    }
+}
+
+impl TableName {
+    /// The quoted schema, if the name is qualified.
+    pub(crate) fn schema_sql(&self) -> Option<String> {
+        self.schema.as_ref().map(Ident::quoted)
+    }
+
+    /// [`TableName::derived_ident`], quoted.
+    pub(crate) fn derived_ident_sql(&self, suffix: &str) -> String {
+        self.derived_ident(suffix).quoted()
+    }
+}
+
+impl fmt::Debug for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TableName({})", self.to_sql())
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_sql())
+    }
+}
+
+/// The names of the user table and the session table.
+///
+/// The defaults are Lucia's: `auth_user` and `user_session`, resolved through
+/// the connection's `search_path`.
+///
+/// # Examples
+/// ```
+/// use lucia_diesel::TableNames;
+///
+/// let names = TableNames::new("auth.users", "auth.sessions")?;
+/// assert_eq!(names.session().to_sql(), r#""auth"."sessions""#);
+///
+/// assert!(TableNames::new("a.b.c", "sessions").is_err());
+/// # Ok::<(), lucia_diesel::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableNames {
+    user: TableName,
+    session: TableName,
+}
+
+impl TableNames {
+    /// Parses both names (`table` or `schema.table` each).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when either name is invalid; see [`TableName::parse`].
+    pub fn new(user: &str, session: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            user: TableName::parse(user)?,
+            session: TableName::parse(session)?,
+        })
+    }
+
+    /// Both names from already-built [`TableName`]s.
+    #[must_use]
+    pub fn from_parts(user: TableName, session: TableName) -> Self {
+        Self { user, session }
+    }
+
+    /// The user table.
+    #[must_use]
+    pub fn user(&self) -> &TableName {
+        &self.user
+    }
+
+    /// The session table.
+    #[must_use]
+    pub fn session(&self) -> &TableName {
+        &self.session
+    }
+}
+
+impl Default for TableNames {
+    fn default() -> Self {
+        Self {
+            user: TableName {
+                schema: None,
+                table: Ident("auth_user".into()),
+            },
+            session: TableName {
+                schema: None,
+                table: Ident("user_session".into()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_doubles() {
+        let n = TableName::parse(r#"we"ird name"#).unwrap();
+        assert_eq!(n.to_sql(), r#""we""ird name""#);
+        let n = TableName::parse("public.user_session").unwrap();
+        assert_eq!(n.to_sql(), r#""public"."user_session""#);
+        let n = TableName::parse("x; DROP TABLE y;--").unwrap();
+        assert_eq!(n.to_sql(), r#""x; DROP TABLE y;--""#);
+        let n = TableName::parse("Select").unwrap();
+        assert_eq!(n.to_sql(), r#""Select""#);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!(TableName::parse(""), Err(ConfigError::EmptyIdentifier(_))));
+        assert!(matches!(TableName::parse(".t"), Err(ConfigError::EmptyIdentifier(_))));
+        assert!(matches!(TableName::parse("s."), Err(ConfigError::EmptyIdentifier(_))));
+        assert!(matches!(TableName::parse("a\0b"), Err(ConfigError::NulInIdentifier(_))));
+        assert!(matches!(TableName::parse("a.b.c"), Err(ConfigError::TooManyDots(_))));
+        let long = "x".repeat(64);
+        assert!(matches!(
+            TableName::parse(&long),
+            Err(ConfigError::IdentifierTooLong { len: 64, .. })
+        ));
+        assert!(TableName::parse(&"x".repeat(63)).is_ok());
+        // 63 bytes of a multi-byte character are still 63 bytes.
+        assert!(TableName::parse(&"é".repeat(32)).is_err());
+        assert!(TableName::parse(&"é".repeat(31)).is_ok());
+    }
+
+    #[test]
+    fn qualified_allows_dots() {
+        let n = TableName::qualified(Some("my.schema"), "a.b").unwrap();
+        assert_eq!(n.to_sql(), r#""my.schema"."a.b""#);
+    }
+
+    #[test]
+    fn derived_names_fit() {
+        let n = TableName::parse(&"é".repeat(31)).unwrap();
+        let d = n.derived_ident("expires_at_idx");
+        assert!(d.as_str().len() <= 63);
+        assert!(d.as_str().ends_with("_expires_at_idx"));
+    }
+}

@@ -1,0 +1,119 @@
+//! Where [`PostgresAdapter`](crate::PostgresAdapter) gets its connections.
+//!
+//! The Rust counterparts of the drivers Lucia's PostgreSQL adapter takes:
+//! a bb8 pool (like node-postgres' `Pool`), a deadpool pool, or one
+//! connection (like node-postgres' `Client`).
+
+use std::future::Future;
+use std::ops::DerefMut;
+
+use diesel_async::AsyncPgConnection;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+
+/// Something that lends out an [`AsyncPgConnection`] for one operation.
+pub trait ConnectionSource: Send + Sync + 'static {
+    /// The borrowed connection; returned to the source when dropped.
+    type Connection<'a>: DerefMut<Target = AsyncPgConnection> + Send
+    where
+        Self: 'a;
+
+    /// Borrows a connection.
+    ///
+    /// # Errors
+    /// [`Error::PoolTimeout`] when none became free in time,
+    /// [`Error::Unavailable`] when a new one could not be opened.
+    fn connection(&self) -> impl Future<Output = Result<Self::Connection<'_>>> + Send;
+}
+
+/// One connection used for every operation, one operation at a time (like
+/// node-postgres' `Client`). It does not reconnect: once the connection
+/// breaks every call fails with [`Error::Unavailable`]. Prefer a pool in
+/// servers; this suits scripts, tests and single-task tools.
+pub struct SingleConnection {
+    conn: Mutex<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for SingleConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleConnection").finish_non_exhaustive()
+    }
+}
+
+impl SingleConnection {
+    /// Wraps an established connection.
+    #[must_use]
+    pub fn new(conn: AsyncPgConnection) -> Self {
+        Self {
+            conn: Mutex::new(conn),
+        }
+    }
+
+    /// Opens a connection to `database_url`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the connection cannot be opened.
+    pub async fn establish(database_url: &str) -> Result<Self> {
+        use diesel_async::AsyncConnection as _;
+        Ok(Self::new(AsyncPgConnection::establish(database_url).await?))
+    }
+
+    /// Gives the connection back.
+    #[must_use]
+    pub fn into_inner(self) -> AsyncPgConnection {
+        self.conn.into_inner()
+    }
+}
+
+impl From<AsyncPgConnection> for SingleConnection {
+    fn from(conn: AsyncPgConnection) -> Self {
+        Self::new(conn)
+    }
+}
+
+impl ConnectionSource for SingleConnection {
+    type Connection<'a> = MutexGuard<'a, AsyncPgConnection>;
+
+    async fn connection(&self) -> Result<Self::Connection<'_>> {
+        let mut guard = self.conn.lock().await;
+        if diesel_async::pooled_connection::PoolableConnection::is_broken(&mut *guard) {
+            return Err(Error::unavailable("the connection is closed"));
+        }
+        Ok(guard)
+    }
+}
+
+#[cfg(feature = "bb8")]
+impl ConnectionSource for diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection> {
+    type Connection<'a> = diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
+
+    async fn connection(&self) -> Result<Self::Connection<'_>> {
+        self.get().await.map_err(|e| crate::pool::from_bb8_error(e, None))
+    }
+}
+
+#[cfg(feature = "deadpool")]
+impl ConnectionSource for diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection> {
+    type Connection<'a> = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+    async fn connection(&self) -> Result<Self::Connection<'_>> {
+        use deadpool::managed::PoolError as P;
+        use diesel_async::pooled_connection::PoolError as E;
+        self.get().await.map_err(|e| match e {
+            P::Timeout(_) => Error::PoolTimeout { last_error: None },
+            P::Backend(E::ConnectionError(e)) => Error::from(e),
+            P::Backend(E::QueryError(e)) => Error::from(e),
+            P::Closed => Error::unavailable("the pool is closed"),
+            other => Error::unavailable(other),
+        })
+    }
+}
+
+impl<S: ConnectionSource> ConnectionSource for std::sync::Arc<S> {
+    type Connection<'a> = S::Connection<'a>;
+
+    fn connection(&self) -> impl Future<Output = Result<Self::Connection<'_>>> + Send {
+        (**self).connection()
+    }
+}

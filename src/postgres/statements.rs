@@ -1,0 +1,149 @@
+//! The SQL of every adapter operation, rendered once per adapter.
+
+use super::names::{Ident, TableNames};
+use super::query::{Sql, SqlBuilder};
+
+/// Strips the managed columns from a session row turned into JSON.
+const SESSION_ATTRIBUTES: &str = "to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id']";
+
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    names: TableNames,
+    /// `$1` session id -> id, expires_at, user_id, session attrs, user attrs.
+    pub(crate) get_session_and_user: Sql,
+    /// `$1` user id -> id, expires_at, user_id, session attrs.
+    pub(crate) get_user_sessions: Sql,
+    /// `$1` id, `$2` user id, `$3` expires_at; no attribute columns.
+    pub(crate) insert_session: Sql,
+    /// `$1` expires_at, `$2` id.
+    pub(crate) update_expiration: Sql,
+    /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is before this.
+    pub(crate) extend_expiration: Sql,
+    /// `$1` id.
+    pub(crate) delete_session: Sql,
+    /// `$1` user id.
+    pub(crate) delete_user_sessions: Sql,
+    /// `$1` now, `$2` batch size.
+    pub(crate) delete_expired_batch: Sql,
+    /// `$1` user id -> bool.
+    pub(crate) user_exists: Sql,
+}
+
+impl Statements {
+    pub(crate) fn new(names: &TableNames) -> Self {
+        let s = names.session();
+        let u = names.user();
+        Self {
+            names: names.clone(),
+            get_session_and_user: SqlBuilder::new()
+                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql(SESSION_ATTRIBUTES)
+                .sql(", to_jsonb(u) - 'id' FROM ")
+                .table(s)
+                .sql(" AS s INNER JOIN ")
+                .table(u)
+                .sql(" AS u ON u.id = s.user_id WHERE s.id = ")
+                .bind()
+                .build(),
+            get_user_sessions: SqlBuilder::new()
+                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql(SESSION_ATTRIBUTES)
+                .sql(" FROM ")
+                .table(s)
+                .sql(" AS s WHERE s.user_id = ")
+                .bind()
+                .build(),
+            insert_session: SqlBuilder::new()
+                .sql("INSERT INTO ")
+                .table(s)
+                .sql(" (id, user_id, expires_at) VALUES (")
+                .bind()
+                .sql(", ")
+                .bind()
+                .sql(", ")
+                .bind()
+                .sql(") ON CONFLICT (id) DO NOTHING")
+                .build(),
+            update_expiration: SqlBuilder::new()
+                .sql("UPDATE ")
+                .table(s)
+                .sql(" SET expires_at = ")
+                .bind()
+                .sql(" WHERE id = ")
+                .bind()
+                .build(),
+            // Lock the row first (waiting for a concurrent delete to finish),
+            // then move the expiry only if it still needs moving: a deleted
+            // session stays deleted, and racing requests write once.
+            extend_expiration: SqlBuilder::new()
+                .sql("WITH cur AS (SELECT id, expires_at FROM ")
+                .table(s)
+                .sql(" WHERE id = ")
+                .bind()
+                .sql(" FOR NO KEY UPDATE), upd AS (UPDATE ")
+                .table(s)
+                .sql(" AS t SET expires_at = ")
+                .bind()
+                .sql(" FROM cur WHERE t.id = cur.id AND cur.expires_at < ")
+                .bind()
+                .sql(
+                    " RETURNING t.expires_at) \
+                     SELECT COALESCE((SELECT expires_at FROM upd), cur.expires_at), \
+                     EXISTS (SELECT 1 FROM upd) FROM cur",
+                )
+                .build(),
+            delete_session: SqlBuilder::new()
+                .sql("DELETE FROM ")
+                .table(s)
+                .sql(" WHERE id = ")
+                .bind()
+                .build(),
+            delete_user_sessions: SqlBuilder::new()
+                .sql("DELETE FROM ")
+                .table(s)
+                .sql(" WHERE user_id = ")
+                .bind()
+                .build(),
+            delete_expired_batch: SqlBuilder::new()
+                .sql("DELETE FROM ")
+                .table(s)
+                .sql(" WHERE id IN (SELECT id FROM ")
+                .table(s)
+                .sql(" WHERE expires_at <= ")
+                .bind()
+                .sql(" LIMIT ")
+                .bind()
+                .sql(" FOR UPDATE SKIP LOCKED)")
+                .build(),
+            user_exists: SqlBuilder::new()
+                .sql("SELECT EXISTS (SELECT 1 FROM ")
+                .table(u)
+                .sql(" WHERE id = ")
+                .bind()
+                .sql(")")
+                .build(),
+        }
+    }
+
+    /// The insert for a session with these attribute columns. Values come
+    /// from one `jsonb` parameter turned into a row of the session table's
+    /// type, so each column gets its own type; columns not listed keep their
+    /// defaults.
+    pub(crate) fn insert_session_with(&self, columns: &[Ident]) -> Sql {
+        let s = self.names.session();
+        let mut b = SqlBuilder::new().sql("INSERT INTO ").table(s).sql(" (id, user_id, expires_at");
+        for c in columns {
+            b = b.sql(", ").ident(c);
+        }
+        b = b.sql(") SELECT ").bind().sql(", ").bind().sql(", ").bind();
+        for c in columns {
+            b = b.sql(", r.").ident(c);
+        }
+        b.sql(" FROM jsonb_populate_record(NULL::")
+            .table(s)
+            .sql(", ")
+            .bind()
+            .sql(") AS r ON CONFLICT (id) DO NOTHING")
+            .build()
+    }
+}
