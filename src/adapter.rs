@@ -131,11 +131,16 @@ pub trait Adapter: Send + Sync {
     ) -> impl Future<Output = Result<Extension>> + Send {
         let _ = extend_if_before;
         async move {
-            Ok(if self.update_session_expiration(session_id, expires_at).await? {
-                Extension::Extended(expires_at)
-            } else {
-                Extension::Gone
-            })
+            Ok(
+                if self
+                    .update_session_expiration(session_id, expires_at)
+                    .await?
+                {
+                    Extension::Extended(expires_at)
+                } else {
+                    Extension::Gone
+                },
+            )
         }
     }
 }

@@ -284,7 +284,9 @@ impl From<diesel::result::Error> for Error {
             }
             E::DeserializationError(e) => Self::Decode(e.to_string()),
             E::SerializationError(e) => Self::InvalidAttributes(e.to_string()),
-            E::BrokenTransactionManager => Self::unavailable("the connection's transaction state is broken"),
+            E::BrokenTransactionManager => {
+                Self::unavailable("the connection's transaction state is broken")
+            }
             other => Self::Database(DatabaseError {
                 kind: DatabaseErrorKind::Other,
                 message: other.to_string(),

@@ -48,7 +48,9 @@ pub mod postgres;
 pub mod schema;
 
 #[doc(inline)]
-pub use crate::adapter::{Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser};
+pub use crate::adapter::{
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
+};
 #[doc(inline)]
 pub use crate::error::{ConfigError, DatabaseError, DatabaseErrorKind, Error, Result};
 #[cfg(feature = "bb8")]

@@ -59,8 +59,9 @@ pub async fn run_pending_migrations(conn: AsyncPgConnection) -> Result<Vec<Strin
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(|e| Error::Migration(e.to_string()));
-        let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            .execute(&mut wrapper);
+        let unlocked =
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(&mut wrapper);
         let applied = applied?;
         unlocked?;
         Ok(applied)
@@ -139,7 +140,10 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
 ///
 /// # Errors
 /// Any I/O error creating the directory or files.
-pub fn write_migration<U: UserId>(names: &TableNames, migrations_dir: &Path) -> std::io::Result<PathBuf> {
+pub fn write_migration<U: UserId>(
+    names: &TableNames,
+    migrations_dir: &Path,
+) -> std::io::Result<PathBuf> {
     let sql = create_tables_sql::<U>(names);
     let stamp = chrono::Utc::now().format("%Y-%m-%d-%H%M%S");
     let dir = migrations_dir.join(format!("{stamp}_create_auth_tables"));
@@ -154,7 +158,10 @@ pub fn write_migration<U: UserId>(names: &TableNames, migrations_dir: &Path) -> 
 ///
 /// # Errors
 /// Any database error, e.g. when the tables already exist.
-pub async fn create_tables<U: UserId>(conn: &mut AsyncPgConnection, names: &TableNames) -> Result<()> {
+pub async fn create_tables<U: UserId>(
+    conn: &mut AsyncPgConnection,
+    names: &TableNames,
+) -> Result<()> {
     use diesel_async::SimpleAsyncConnection as _;
     let sql = create_tables_sql::<U>(names);
     conn.batch_execute(&sql.up).await?;

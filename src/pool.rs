@@ -134,7 +134,9 @@ impl PoolOptions {
             return Err(ConfigError::Invalid("the pool size must be at least 1".into()).into());
         }
         if self.checkout_timeout.is_zero() {
-            return Err(ConfigError::Invalid("the checkout timeout must be positive".into()).into());
+            return Err(
+                ConfigError::Invalid("the checkout timeout must be positive".into()).into(),
+            );
         }
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         if let Some(timeout) = self.statement_timeout {
@@ -212,7 +214,8 @@ impl PgPool {
 }
 
 impl ConnectionSource for PgPool {
-    type Connection<'a> = diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
+    type Connection<'a> =
+        diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
         match self.pool.get().await {

@@ -66,8 +66,11 @@ pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
     names: TableNames,
     statements: Statements,
     cleanup_batch_size: i64,
-    _types: PhantomData<fn() -> (U, SA, UA)>,
+    _types: Types<U, SA, UA>,
 }
+
+/// The adapter's type parameters, held without owning values of them.
+type Types<U, SA, UA> = PhantomData<fn() -> (U, SA, UA)>;
 
 impl<S, U, SA, UA> fmt::Debug for PostgresAdapter<S, U, SA, UA> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,7 +209,8 @@ where
 
     async fn get_user_sessions(&self, user_id: &U) -> Result<Vec<DatabaseSession<U, SA>>> {
         let mut conn = self.source.connection().await?;
-        let stmt = Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
+        let stmt =
+            Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
         Ok(load_rows(&mut conn, stmt, usize::MAX, |row| {
             Ok(DatabaseSession {
                 id: row.get_value::<Text, String, _>(0)?,
@@ -252,18 +256,32 @@ where
         match inserted {
             Ok(1) => Ok(()),
             Ok(_) => Err(Error::DuplicateSessionId),
-            Err(e) => Err(self.insert_error(&mut *conn, &session.user_id, e, !attributes.columns.is_empty()).await),
+            Err(e) => Err(self
+                .insert_error(
+                    &mut conn,
+                    &session.user_id,
+                    e,
+                    !attributes.columns.is_empty(),
+                )
+                .await),
         }
     }
 
-    async fn update_session_expiration(&self, session_id: &str, expires_at: DateTime<Utc>) -> Result<bool> {
+    async fn update_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
         if !storable(session_id) {
             return Ok(false);
         }
         let mut conn = self.source.connection().await?;
         let n = Stmt::exec(
             &self.statements.update_expiration,
-            (Bind::<Timestamptz, _>::new(&expires_at), Bind::<Text, str>::new(session_id)),
+            (
+                Bind::<Timestamptz, _>::new(&expires_at),
+                Bind::<Text, str>::new(session_id),
+            ),
         )
         .execute(&mut *conn)
         .await?;
@@ -275,24 +293,32 @@ where
             return Ok(false);
         }
         let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(&self.statements.delete_session, (Bind::<Text, str>::new(session_id),))
-            .execute(&mut *conn)
-            .await?;
+        let n = Stmt::exec(
+            &self.statements.delete_session,
+            (Bind::<Text, str>::new(session_id),),
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(n > 0)
     }
 
     async fn delete_user_sessions(&self, user_id: &U) -> Result<u64> {
         let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(&self.statements.delete_user_sessions, (UserIdBind(user_id),))
-            .execute(&mut *conn)
-            .await?;
+        let n = Stmt::exec(
+            &self.statements.delete_user_sessions,
+            (UserIdBind(user_id),),
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(n as u64)
     }
 
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut total = 0u64;
         loop {
-            let n = self.delete_expired_batch(now, self.cleanup_batch_size).await?;
+            let n = self
+                .delete_expired_batch(now, self.cleanup_batch_size)
+                .await?;
             total += n;
             if n < self.cleanup_batch_size as u64 {
                 return Ok(total);
@@ -374,8 +400,10 @@ where
             DatabaseErrorKind::ForeignKeyViolation => {
                 // The foreign key may be on an attribute column: ask whether
                 // the user exists instead of parsing a localised message.
-                let stmt = Stmt::<_, Untyped>::new(&self.statements.user_exists, (UserIdBind(user_id),));
-                let exists = load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
+                let stmt =
+                    Stmt::<_, Untyped>::new(&self.statements.user_exists, (UserIdBind(user_id),));
+                let exists =
+                    load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
                 match exists.map(|rows| rows.into_iter().next().unwrap_or(false)) {
                     Ok(false) => Error::UnknownUser,
                     Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),

@@ -257,11 +257,26 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        assert!(matches!(TableName::parse(""), Err(ConfigError::EmptyIdentifier(_))));
-        assert!(matches!(TableName::parse(".t"), Err(ConfigError::EmptyIdentifier(_))));
-        assert!(matches!(TableName::parse("s."), Err(ConfigError::EmptyIdentifier(_))));
-        assert!(matches!(TableName::parse("a\0b"), Err(ConfigError::NulInIdentifier(_))));
-        assert!(matches!(TableName::parse("a.b.c"), Err(ConfigError::TooManyDots(_))));
+        assert!(matches!(
+            TableName::parse(""),
+            Err(ConfigError::EmptyIdentifier(_))
+        ));
+        assert!(matches!(
+            TableName::parse(".t"),
+            Err(ConfigError::EmptyIdentifier(_))
+        ));
+        assert!(matches!(
+            TableName::parse("s."),
+            Err(ConfigError::EmptyIdentifier(_))
+        ));
+        assert!(matches!(
+            TableName::parse("a\0b"),
+            Err(ConfigError::NulInIdentifier(_))
+        ));
+        assert!(matches!(
+            TableName::parse("a.b.c"),
+            Err(ConfigError::TooManyDots(_))
+        ));
         let long = "x".repeat(64);
         assert!(matches!(
             TableName::parse(&long),

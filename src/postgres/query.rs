@@ -11,12 +11,12 @@
 
 use std::marker::PhantomData;
 
+use diesel::QueryResult;
+use diesel::deserialize;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
-use diesel::QueryResult;
-use diesel::deserialize;
 use diesel_async::{AsyncConnectionCore, AsyncPgConnection};
 use futures_util::TryStreamExt as _;
 
@@ -146,7 +146,11 @@ impl<'a, B: Binds> Stmt<'a, B, ()> {
 
 impl<'a, B: Binds, ST> Stmt<'a, B, ST> {
     pub(crate) fn new(sql: &'a Sql, binds: B) -> Self {
-        debug_assert_eq!(sql.parts.len(), B::COUNT + 1, "bind count does not match the SQL");
+        debug_assert_eq!(
+            sql.parts.len(),
+            B::COUNT + 1,
+            "bind count does not match the SQL"
+        );
         Self {
             sql,
             binds,
@@ -217,8 +221,13 @@ mod tests {
             .build();
         let id = "v".to_owned();
         let n = 7;
-        let stmt: Stmt<'_, _, Text> =
-            Stmt::new(&sql, (Bind::<Text, _>::new(id.as_str()), Bind::<Integer, i32>::new(&n)));
+        let stmt: Stmt<'_, _, Text> = Stmt::new(
+            &sql,
+            (
+                Bind::<Text, _>::new(id.as_str()),
+                Bind::<Integer, i32>::new(&n),
+            ),
+        );
         let rendered = diesel::debug_query::<Pg, _>(&stmt).to_string();
         assert_eq!(
             rendered,

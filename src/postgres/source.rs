@@ -86,10 +86,13 @@ impl ConnectionSource for SingleConnection {
 
 #[cfg(feature = "bb8")]
 impl ConnectionSource for diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection> {
-    type Connection<'a> = diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
+    type Connection<'a> =
+        diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
-        self.get().await.map_err(|e| crate::pool::from_bb8_error(e, None))
+        self.get()
+            .await
+            .map_err(|e| crate::pool::from_bb8_error(e, None))
     }
 }
 

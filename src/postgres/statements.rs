@@ -131,7 +131,10 @@ impl Statements {
     /// defaults.
     pub(crate) fn insert_session_with(&self, columns: &[Ident]) -> Sql {
         let s = self.names.session();
-        let mut b = SqlBuilder::new().sql("INSERT INTO ").table(s).sql(" (id, user_id, expires_at");
+        let mut b = SqlBuilder::new()
+            .sql("INSERT INTO ")
+            .table(s)
+            .sql(" (id, user_id, expires_at");
         for c in columns {
             b = b.sql(", ").ident(c);
         }

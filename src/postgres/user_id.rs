@@ -2,13 +2,13 @@
 
 use std::fmt;
 
+use diesel::QueryResult;
 use diesel::deserialize::FromSql;
 use diesel::pg::Pg;
+use diesel::query_builder::AstPass;
 use diesel::query_builder::QueryId;
 use diesel::serialize::ToSql;
-use diesel::query_builder::AstPass;
 use diesel::sql_types::SingleValue;
-use diesel::QueryResult;
 
 mod sealed {
     pub trait Sealed {}

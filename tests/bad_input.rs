@@ -1,0 +1,346 @@
+//! Bad input: names, session ids, attributes and rows that must give a typed
+//! error or an invalid result, never a panic, a stray row or lost data.
+
+use chrono::{Duration, DurationRound, Utc};
+use lucia_diesel::{
+    Adapter, Attributes, ConfigError, DatabaseSession, Error, PostgresAdapter, TableName,
+    TableNames,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::adapter_suite::{Fixture, TestUserId, default_fixture, make_tables, pool};
+use crate::support::TestDb;
+
+fn session(id: &str, user_id: String, attributes: Attributes) -> DatabaseSession<String> {
+    DatabaseSession {
+        id: id.to_owned(),
+        user_id,
+        expires_at: (Utc::now() + Duration::hours(1))
+            .duration_trunc(Duration::microseconds(1))
+            .unwrap(),
+        attributes,
+    }
+}
+
+fn attrs(value: serde_json::Value) -> Attributes {
+    value.as_object().cloned().expect("an object")
+}
+
+#[test]
+fn table_names_rejected_at_construction() {
+    let long = "x".repeat(64);
+    type Check = fn(&ConfigError) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("", |e| matches!(e, ConfigError::EmptyIdentifier(_))),
+        ("schema.", |e| matches!(e, ConfigError::EmptyIdentifier(_))),
+        (".table", |e| matches!(e, ConfigError::EmptyIdentifier(_))),
+        ("a\0b", |e| matches!(e, ConfigError::NulInIdentifier(_))),
+        ("a.b.c", |e| matches!(e, ConfigError::TooManyDots(_))),
+        (&long, |e| {
+            matches!(e, ConfigError::IdentifierTooLong { len: 64, .. })
+        }),
+    ];
+    for (name, check) in cases {
+        let err = TableNames::new(name, "user_session").expect_err(name);
+        assert!(check(&err), "{name:?}: {err:?}");
+        let err = TableNames::new("auth_user", name).expect_err(name);
+        assert!(check(&err), "{name:?}: {err:?}");
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+/// Names that are valid but hostile work end to end, quoted.
+#[tokio::test]
+async fn hostile_but_valid_table_names_work_end_to_end() {
+    for (user, session_table) in [
+        ("user", "select"),
+        ("AuthUser", "UserSession"),
+        (r#"a"b"#, r#"x; DROP TABLE y;--"#),
+        ("tab\tle", "sess ion"),
+    ] {
+        let db = TestDb::new().await;
+        let names = TableNames::from_parts(
+            TableName::qualified(Some(&db.schema), user).unwrap(),
+            TableName::qualified(Some(&db.schema), session_table).unwrap(),
+        );
+        make_tables::<String>(&db, &names).await;
+        let adapter = PostgresAdapter::new(pool(&db).await).with_table_names(names.clone());
+        let f = Fixture { adapter, names, db };
+        let uid = f.create_user("u").await;
+        let s = session("s1", uid.clone(), attrs(json!({"country": "nl"})));
+        f.adapter.set_session(&s).await.unwrap();
+        let (got, user) = f
+            .adapter
+            .get_session_and_user("s1")
+            .await
+            .unwrap()
+            .expect("found");
+        assert_eq!(got, s, "{user:?} / {session_table:?}");
+        assert_eq!(user.id, uid);
+        assert_eq!(f.adapter.delete_user_sessions(&uid).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn unusable_session_ids_are_not_found() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let real = session("real", uid.clone(), Attributes::new());
+    f.adapter.set_session(&real).await.unwrap();
+    let huge = "a".repeat(1 << 20);
+    for id in [
+        "",
+        "a\0b",
+        "\0",
+        huge.as_str(),
+        "real\0",
+        "' OR 1=1 --",
+        "real' --",
+    ] {
+        assert!(
+            f.adapter.get_session_and_user(id).await.unwrap().is_none(),
+            "{:.20}",
+            id
+        );
+        assert!(!f.adapter.delete_session(id).await.unwrap());
+        assert!(
+            !f.adapter
+                .update_session_expiration(id, Utc::now())
+                .await
+                .unwrap()
+        );
+    }
+    for id in ["", "a\0b", huge.as_str()] {
+        let err = f
+            .adapter
+            .set_session(&session(id, uid.clone(), Attributes::new()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidSessionId), "{err:?}");
+    }
+    assert_eq!(f.session_rows().await, 1, "only the real session exists");
+    assert!(
+        f.adapter
+            .get_session_and_user("real")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn unknown_user_is_a_typed_error_and_writes_nothing() {
+    let f = default_fixture().await;
+    let err = f
+        .adapter
+        .set_session(&session(
+            "s",
+            String::fresh(),
+            attrs(json!({"country": "us"})),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownUser), "{err:?}");
+    let err = f
+        .adapter
+        .set_session(&session("s", String::fresh(), Attributes::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownUser), "{err:?}");
+    assert_eq!(f.session_rows().await, 0);
+}
+
+#[tokio::test]
+async fn duplicate_session_id_never_overwrites() {
+    let f = default_fixture().await;
+    let alice = f.create_user("alice").await;
+    let mallory = f.create_user("mallory").await;
+    let original = session("same-id", alice.clone(), attrs(json!({"country": "us"})));
+    f.adapter.set_session(&original).await.unwrap();
+    for attributes in [attrs(json!({"country": "xx"})), Attributes::new()] {
+        let err = f
+            .adapter
+            .set_session(&session("same-id", mallory.clone(), attributes))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DuplicateSessionId), "{err:?}");
+    }
+    let (got, user) = f
+        .adapter
+        .get_session_and_user("same-id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, original, "the existing row is untouched");
+    assert_eq!(user.id, alice);
+}
+
+#[tokio::test]
+async fn attribute_errors_are_typed_and_insert_nothing() {
+    let f = default_fixture().await;
+    f.db.exec(
+        "ALTER TABLE user_session ADD COLUMN device VARCHAR(5) CHECK (device <> 'bad'); \
+         ALTER TABLE user_session ADD COLUMN required_flag BOOLEAN; \
+         CREATE TABLE org (id TEXT PRIMARY KEY); \
+         ALTER TABLE user_session ADD COLUMN org_id TEXT REFERENCES org(id);",
+    )
+    .await;
+    let uid = f.create_user("alice").await;
+    let cases = [
+        ("unknown column", json!({"no_such_column": 1})),
+        ("too long for varchar(5)", json!({"device": "toolong"})),
+        ("check violation", json!({"device": "bad"})),
+        ("NUL in a value", json!({"country": "a\u{0}b"})),
+        ("wrong type", json!({"required_flag": "not a bool"})),
+        (
+            "foreign key of an attribute",
+            json!({"org_id": "no-such-org"}),
+        ),
+        ("managed column as attribute", json!({"user_id": "x"})),
+        ("column name with NUL", json!({"a\u{0}b": 1})),
+        ("column name over 63 bytes", json!({"x".repeat(64): 1})),
+    ];
+    for (what, value) in cases {
+        let err = f
+            .adapter
+            .set_session(&session("s", uid.clone(), attrs(value)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidAttributes(_)),
+            "{what}: {err:?}"
+        );
+        assert!(!err.to_string().contains("\"s\""), "{what}: {err}");
+    }
+    // NOT NULL without a default, left out of the attributes.
+    f.db.exec("ALTER TABLE user_session ADD COLUMN must TEXT NOT NULL DEFAULT 'd'; ALTER TABLE user_session ALTER COLUMN must DROP DEFAULT;")
+        .await;
+    let err = f
+        .adapter
+        .set_session(&session("s", uid.clone(), attrs(json!({"country": "us"}))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidAttributes(_)),
+        "NOT NULL missing: {err:?}"
+    );
+    assert_eq!(f.session_rows().await, 0, "no failed insert left a row");
+    // The connection pool is healthy afterwards.
+    f.adapter
+        .set_session(&session(
+            "ok",
+            uid,
+            attrs(json!({"country": "us", "must": "m"})),
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn left_out_columns_keep_their_defaults_and_quoted_columns_work() {
+    let f = default_fixture().await;
+    f.db.exec(r#"ALTER TABLE user_session ADD COLUMN "we""ird col" TEXT, ADD COLUMN ip TEXT DEFAULT '0.0.0.0', ADD COLUMN meta JSONB, ADD COLUMN created TIMESTAMPTZ DEFAULT now();"#)
+        .await;
+    let uid = f.create_user("alice").await;
+    let s = session(
+        "s",
+        uid,
+        attrs(json!({"we\"ird col": "yes", "meta": {"a": [1, 2]}})),
+    );
+    f.adapter.set_session(&s).await.unwrap();
+    let (got, _) = f.adapter.get_session_and_user("s").await.unwrap().unwrap();
+    assert_eq!(got.attributes.get("we\"ird col"), Some(&json!("yes")));
+    assert_eq!(got.attributes.get("meta"), Some(&json!({"a": [1, 2]})));
+    assert_eq!(
+        got.attributes.get("ip"),
+        Some(&json!("0.0.0.0")),
+        "default kept"
+    );
+    assert!(
+        got.attributes.get("created").is_some_and(|v| v.is_string()),
+        "default kept"
+    );
+    assert_eq!(got.attributes.get("country"), Some(&json!(null)));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SessionAttrs {
+    country: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct UserAttrs {
+    username: String,
+}
+
+#[tokio::test]
+async fn typed_attributes_round_trip() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let adapter = PostgresAdapter::new(pool(&f.db).await)
+        .with_session_attributes::<SessionAttrs>()
+        .with_user_attributes::<UserAttrs>();
+    let s = DatabaseSession {
+        id: "typed".into(),
+        user_id: uid,
+        expires_at: (Utc::now() + Duration::hours(1))
+            .duration_trunc(Duration::microseconds(1))
+            .unwrap(),
+        attributes: SessionAttrs {
+            country: Some("de".into()),
+        },
+    };
+    adapter.set_session(&s).await.unwrap();
+    let (got, user) = adapter
+        .get_session_and_user("typed")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.attributes, s.attributes);
+    assert_eq!(user.attributes.username, "alice");
+}
+
+#[tokio::test]
+async fn attributes_that_do_not_fit_the_type_are_decode_errors() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Wrong {
+        country: i64,
+    }
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    f.adapter
+        .set_session(&session("s", uid, attrs(json!({"country": "us"}))))
+        .await
+        .unwrap();
+    let adapter = PostgresAdapter::new(pool(&f.db).await).with_session_attributes::<Wrong>();
+    let err = adapter.get_session_and_user("s").await.unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn hostile_rows_give_typed_errors_not_panics() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    f.db.exec(&format!(
+        "INSERT INTO user_session (id, user_id, expires_at) VALUES \
+         ('inf', '{uid}', 'infinity'), ('ninf', '{uid}', '-infinity'), ('far', '{uid}', '294000-01-01')"
+    ))
+    .await;
+    for id in ["inf", "ninf", "far"] {
+        match f.adapter.get_session_and_user(id).await {
+            Err(Error::Decode(_)) => {}
+            other => panic!("{id}: expected a decode error, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        f.adapter.get_user_sessions(&uid).await,
+        Err(Error::Decode(_))
+    ));
+    // Cleanup still removes the hostile rows it can compare.
+    assert_eq!(
+        f.adapter.delete_expired_sessions(Utc::now()).await.unwrap(),
+        1,
+        "-infinity is expired"
+    );
+}

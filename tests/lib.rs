@@ -1,0 +1,9 @@
+//! Integration tests against a real PostgreSQL (`DATABASE_URL`, or a
+//! private throwaway cluster; see `tests/support`).
+
+mod support;
+
+mod adapter_suite;
+mod bad_input;
+mod migrations;
+mod round_trips;

@@ -1,0 +1,93 @@
+//! One statement per adapter operation, prepared once per connection and
+//! then served from diesel-async's statement cache.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{Duration, Utc};
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::AsyncConnection;
+use lucia_diesel::{Adapter, Attributes, DatabaseSession, PostgresAdapter, SingleConnection};
+use serde_json::json;
+
+use crate::adapter_suite::{Fixture, default_fixture};
+
+#[derive(Default, Clone)]
+struct Counter(Arc<Mutex<(usize, usize)>>);
+
+impl Instrumentation for Counter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        let mut c = self.0.lock().unwrap();
+        match event {
+            InstrumentationEvent::StartQuery { .. } => c.0 += 1,
+            InstrumentationEvent::CacheQuery { .. } => c.1 += 1,
+            _ => {}
+        }
+    }
+}
+
+impl Counter {
+    fn take(&self) -> (usize, usize) {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn each_operation_is_one_cached_statement() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let counter = Counter::default();
+    let mut conn = f.db.connect().await;
+    conn.set_instrumentation(counter.clone());
+    let adapter = PostgresAdapter::new(SingleConnection::new(conn));
+    let f = Fixture {
+        adapter,
+        names: f.names,
+        db: f.db,
+    };
+    let mut attributes = Attributes::new();
+    attributes.insert("country".into(), json!("us"));
+    let make = |id: &str| DatabaseSession {
+        id: id.to_owned(),
+        user_id: uid.clone(),
+        expires_at: Utc::now() + Duration::hours(1),
+        attributes: attributes.clone(),
+    };
+    for round in 0..3 {
+        let expect_prepares = usize::from(round == 0);
+        let id = format!("s{round}");
+        macro_rules! check {
+            ($what:literal, $call:expr) => {{
+                let r = $call.await.unwrap();
+                assert_eq!(
+                    counter.take(),
+                    (1, expect_prepares),
+                    "{} in round {round}",
+                    $what
+                );
+                r
+            }};
+        }
+        check!("set_session", f.adapter.set_session(&make(&id)));
+        check!("get_session_and_user", f.adapter.get_session_and_user(&id));
+        check!("get_user_sessions", f.adapter.get_user_sessions(&uid));
+        check!(
+            "update_session_expiration",
+            f.adapter
+                .update_session_expiration(&id, Utc::now() + Duration::hours(2))
+        );
+        check!(
+            "extend_session_expiration",
+            f.adapter.extend_session_expiration(
+                &id,
+                Utc::now() + Duration::hours(3),
+                Utc::now() + Duration::days(1)
+            )
+        );
+        check!("delete_session", f.adapter.delete_session(&id));
+        check!("delete_user_sessions", f.adapter.delete_user_sessions(&uid));
+        check!(
+            "delete_expired_sessions",
+            f.adapter.delete_expired_sessions(Utc::now())
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Test database plumbing: one server per test run, one schema per test.
+
+pub mod cluster;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use self::cluster::Cluster;
+
+/// The server every test shares: `DATABASE_URL` when set, otherwise a
+/// private cluster started on first use and stopped when the process exits.
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e}"));
+            let url = cluster.url("postgres");
+            cluster.stop_when_process_exits();
+            url
+        }
+    })
+}
+
+/// `url` with `options=-c search_path=<schema>` added.
+pub fn url_with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// A schema of its own for one test, dropped (with everything in it) when
+/// the value is dropped.
+pub struct TestDb {
+    pub schema: String,
+    pub url: String,
+    extra_schemas: Vec<String>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let schema = unique_name("ld");
+        let mut admin = admin().await;
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create test schema");
+        Self {
+            url: url_with_search_path(server_url(), &schema),
+            schema,
+            extra_schemas: Vec::new(),
+        }
+    }
+
+    /// Another schema owned by this test (for schema-qualified names).
+    pub async fn extra_schema(&mut self, prefix: &str) -> String {
+        let schema = unique_name(prefix);
+        admin()
+            .await
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create extra schema");
+        self.extra_schemas.push(schema.clone());
+        schema
+    }
+
+    /// A connection with `search_path` set to this test's schema.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect to test schema")
+    }
+
+    /// Runs SQL in this test's schema.
+    pub async fn exec(&self, sql: &str) {
+        self.connect()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let mut schemas = vec![self.schema.clone()];
+        schemas.append(&mut self.extra_schemas);
+        let url = server_url().to_owned();
+        // Drop runs inside the test's runtime: clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    for s in schemas {
+                        let _ = conn
+                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+                            .await;
+                    }
+                }
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+/// A superuser connection to the shared server (default search path).
+pub async fn admin() -> AsyncPgConnection {
+    AsyncPgConnection::establish(server_url())
+        .await
+        .expect("connect to the test server")
+}
