@@ -113,8 +113,8 @@ pub trait Adapter: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Moves a session's expiry to `expires_at`, but only while it is still
-    /// before `extend_if_before`, and reports the outcome atomically.
+    /// Moves a session's expiry to `expires_at`, but only while its current
+    /// expiry is at or before `threshold`, and reports the outcome atomically.
     ///
     /// The session manager calls this to slide a session's expiry. It must
     /// never bring back a session deleted concurrently: if the session is
@@ -127,9 +127,9 @@ pub trait Adapter: Send + Sync {
         &self,
         session_id: &str,
         expires_at: DateTime<Utc>,
-        extend_if_before: DateTime<Utc>,
+        threshold: DateTime<Utc>,
     ) -> impl Future<Output = Result<Extension>> + Send {
-        let _ = extend_if_before;
+        let _ = threshold;
         async move {
             Ok(
                 if self

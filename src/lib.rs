@@ -36,7 +36,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod adapter;
+mod clock;
+pub mod cookie;
 mod error;
+pub mod http;
 pub mod migrations;
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
@@ -46,13 +49,21 @@ pub mod postgres;
 /// for joining them in an application's own queries.
 #[allow(missing_docs)]
 pub mod schema;
+pub mod session;
+pub mod token;
 
 #[doc(inline)]
 pub use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
 #[doc(inline)]
+pub use crate::clock::{Clock, SystemClock};
+#[doc(inline)]
+pub use crate::cookie::CookieConfig;
+#[doc(inline)]
 pub use crate::error::{ConfigError, DatabaseError, DatabaseErrorKind, Error, Result};
+#[doc(inline)]
+pub use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_origin};
 #[cfg(feature = "bb8")]
 #[doc(inline)]
 pub use crate::pool::{PgPool, PoolOptions};
@@ -60,3 +71,7 @@ pub use crate::pool::{PgPool, PoolOptions};
 pub use crate::postgres::{
     ConnectionSource, PostgresAdapter, SingleConnection, TableName, TableNames, UserId,
 };
+#[doc(inline)]
+pub use crate::session::{CreatedSession, Session, SessionManager, SessionManagerBuilder};
+#[doc(inline)]
+pub use crate::token::{SessionToken, TokenStorage};

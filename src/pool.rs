@@ -126,6 +126,8 @@ impl PoolOptions {
     }
 
     /// Builds the pool without connecting; the first operation connects.
+    /// Must be called within a tokio runtime (the pool starts a task that
+    /// closes idle connections).
     ///
     /// # Errors
     /// [`Error::Config`] for a zero pool size or timeout.

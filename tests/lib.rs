@@ -7,3 +7,4 @@ mod adapter_suite;
 mod bad_input;
 mod migrations;
 mod round_trips;
+mod session;

@@ -330,7 +330,7 @@ where
         &self,
         session_id: &str,
         expires_at: DateTime<Utc>,
-        extend_if_before: DateTime<Utc>,
+        threshold: DateTime<Utc>,
     ) -> Result<Extension> {
         if !storable(session_id) {
             return Ok(Extension::Gone);
@@ -341,7 +341,7 @@ where
             (
                 Bind::<Text, str>::new(session_id),
                 Bind::<Timestamptz, _>::new(&expires_at),
-                Bind::<Timestamptz, _>::new(&extend_if_before),
+                Bind::<Timestamptz, _>::new(&threshold),
             ),
         );
         let mut rows = load_rows(&mut conn, stmt, 1, |row| {

@@ -17,7 +17,7 @@ pub(crate) struct Statements {
     pub(crate) insert_session: Sql,
     /// `$1` expires_at, `$2` id.
     pub(crate) update_expiration: Sql,
-    /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is before this.
+    /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is at or before this.
     pub(crate) extend_expiration: Sql,
     /// `$1` id.
     pub(crate) delete_session: Sql,
@@ -84,7 +84,7 @@ impl Statements {
                 .table(s)
                 .sql(" AS t SET expires_at = ")
                 .bind()
-                .sql(" FROM cur WHERE t.id = cur.id AND cur.expires_at < ")
+                .sql(" FROM cur WHERE t.id = cur.id AND cur.expires_at <= ")
                 .bind()
                 .sql(
                     " RETURNING t.expires_at) \

@@ -1,0 +1,280 @@
+//! Request helpers, independent of any web framework: the bearer token of
+//! an `Authorization` header, and the CSRF checks on `Origin` and
+//! `Sec-Fetch-Site` for state-changing requests.
+
+/// The token of an `Authorization: Bearer <token>` header value, or `None`.
+///
+/// Rule: the scheme `Bearer`, matched case-insensitively (RFC 9110
+/// section 11.1), then exactly one space, then the token, which must be
+/// non-empty visible ASCII (`!` to `~`, no spaces). Everything else is `None`:
+/// a missing or empty token (`Bearer`, `Bearer `), extra spaces
+/// (`Bearer  x`, `Bearer x `), more than one token (`Bearer x y`), another
+/// scheme (`Basic x`) or no separator (`Bearerx`). Unlike Lucia, `Bearer  x`
+/// never yields an empty token.
+///
+/// The token still has to pass
+/// [`is_well_formed`](crate::token::is_well_formed) before it is looked up.
+#[must_use]
+pub fn read_bearer_token(authorization: &str) -> Option<&str> {
+    const SCHEME: &str = "Bearer ";
+    let head = authorization.get(..SCHEME.len())?;
+    if !head.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let token = &authorization[SCHEME.len()..];
+    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())).then_some(token)
+}
+
+/// Whether an `Origin` header names one of the allowed hosts, as Lucia's
+/// `verifyRequestOrigin`; use it to reject cross-site state-changing
+/// requests (CSRF) when `Sec-Fetch-Site` is absent.
+///
+/// The origin must be exactly `http://host` or `https://host`, optionally
+/// with `:port` (1 to 65535), and nothing else: `null`, other schemes, a
+/// path, user info or anything unparsable gives `false`. Host names are
+/// ASCII letters, digits, `-`, `_` and `.`, or a bracketed IPv6 address.
+///
+/// Each allowed entry is `host`, `host:port`, or either of them behind
+/// `http://` or `https://` (typically the request's own `Host` header).
+/// Hosts are compared case-insensitively. Ports are compared after filling
+/// in the default port of the scheme (80 for `http`, 443 for `https`), so
+/// `example.com` allows `https://example.com` and `http://example.com`, but
+/// not `https://example.com:8443`, which needs `example.com:8443`. When an
+/// entry has a scheme the origin's scheme must match it. Entries that do not
+/// parse allow nothing.
+#[must_use]
+pub fn verify_request_origin(origin: &str, allowed_hosts: &[&str]) -> bool {
+    let Some((scheme, rest)) = split_scheme(origin) else {
+        return false;
+    };
+    let Some((host, port)) = parse_authority(rest) else {
+        return false;
+    };
+    let port = port.unwrap_or_else(|| scheme.default_port());
+    allowed_hosts.iter().any(|entry| {
+        let (entry_scheme, rest) = match split_scheme(entry) {
+            Some((s, rest)) => (Some(s), rest),
+            None => (None, *entry),
+        };
+        let Some((entry_host, entry_port)) = parse_authority(rest) else {
+            return false;
+        };
+        let entry_port =
+            entry_port.unwrap_or_else(|| entry_scheme.unwrap_or(scheme).default_port());
+        entry_scheme.is_none_or(|s| s == scheme)
+            && entry_port == port
+            && entry_host.eq_ignore_ascii_case(host)
+    })
+}
+
+/// What a `Sec-Fetch-Site` request header says about where the request
+/// comes from, for CSRF checks.
+///
+/// - `same-origin`: `Some(true)`;
+/// - `none` (the user typed the URL, used a bookmark, etc.): `Some(true)`;
+/// - `same-site`, `cross-site`: `Some(false)` (a sibling subdomain is a
+///   different origin);
+/// - absent or any other value (older browsers, non-browser clients):
+///   `None`; fall back to [`verify_request_origin`].
+///
+/// Values are compared exactly, as the header carries lowercase tokens.
+#[must_use]
+pub fn is_same_origin_fetch(sec_fetch_site: Option<&str>) -> Option<bool> {
+    match sec_fetch_site? {
+        "same-origin" | "none" => Some(true),
+        "same-site" | "cross-site" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+}
+
+/// Splits `http://` or `https://` (any case) off the front.
+fn split_scheme(s: &str) -> Option<(Scheme, &str)> {
+    let (scheme, rest) = s.split_once("://")?;
+    if scheme.eq_ignore_ascii_case("http") {
+        Some((Scheme::Http, rest))
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some((Scheme::Https, rest))
+    } else {
+        None
+    }
+}
+
+/// Parses `host[:port]`; the port is `None` when not given.
+fn parse_authority(s: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if s.starts_with('[') {
+        // IPv6 literal: `[` hex digits, `:` and `.` `]`.
+        let end = s.find(']')?;
+        let inner = &s[1..end];
+        let ok = !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ok {
+            return None;
+        }
+        (&s[..=end], &s[end + 1..])
+    } else {
+        let end = s.find(':').unwrap_or(s.len());
+        let host = &s[..end];
+        let ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return None;
+        }
+        (host, &s[end..])
+    };
+    if port.is_empty() {
+        return Some((host, None));
+    }
+    let digits = port.strip_prefix(':')?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port: u16 = digits.parse().ok()?;
+    (port != 0).then_some((host, Some(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Bearer x", Some("x")),
+            ("bearer x", Some("x")),
+            ("BEARER x", Some("x")),
+            ("bEaReR abc.DEF-123_~+/=", Some("abc.DEF-123_~+/=")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearer  x", None),
+            ("Bearer x ", None),
+            ("Bearer x y", None),
+            ("Bearer\tx", None),
+            ("Bearer x\ty", None),
+            ("Bearer x\0", None),
+            ("Bearer \u{e9}", None),
+            ("Basic x", None),
+            ("Bearerx", None),
+            (" Bearer x", None),
+            ("", None),
+            ("Bear", None),
+            ("B\u{e9}arer x", None), // multi-byte char across the scheme boundary
+            ("Bearer\u{e9}", None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(read_bearer_token(header), *expected, "{header:?}");
+        }
+        let long = format!("Bearer {}", "a".repeat(1 << 20));
+        assert_eq!(read_bearer_token(&long).map(str::len), Some(1 << 20));
+    }
+
+    #[test]
+    fn request_origins() {
+        let allowed = [
+            "example.com",
+            "localhost:3000",
+            "https://secure.example.com",
+            "[::1]:8080",
+        ];
+        let cases: &[(&str, bool)] = &[
+            ("https://example.com", true),
+            ("http://example.com", true),
+            ("https://EXAMPLE.com", true),
+            ("HTTPS://example.com", true),
+            ("https://example.com:443", true),
+            ("http://example.com:80", true),
+            ("https://example.com:8443", false),
+            ("http://example.com:443", false),
+            ("http://localhost:3000", true),
+            ("http://localhost", false),
+            ("http://localhost:3001", false),
+            ("https://secure.example.com", true),
+            ("http://secure.example.com", false), // scheme given in the entry
+            ("http://[::1]:8080", true),
+            ("http://[::1]", false),
+            ("https://evil.com", false),
+            ("https://example.com.evil.com", false),
+            ("https://evilexample.com", false),
+            ("https://sub.example.com", false),
+            ("null", false),
+            ("", false),
+            ("example.com", false),
+            ("ftp://example.com", false),
+            ("https://example.com/", false),
+            ("https://example.com/path", false),
+            ("https://user@example.com", false),
+            ("https://example.com:", false),
+            ("https://example.com:0", false),
+            ("https://example.com:65536", false),
+            ("https://example.com:+443", false),
+            ("https://example.com:443:443", false),
+            ("https://", false),
+            ("https://exa mple.com", false),
+            ("https://ex\u{e4}mple.com", false),
+            ("https://[::1", false),
+            ("https://[]:8080", false),
+            ("https://[::1]x", false),
+            ("https://example.com\0", false),
+        ];
+        for (origin, expected) in cases {
+            assert_eq!(
+                verify_request_origin(origin, &allowed),
+                *expected,
+                "{origin:?}"
+            );
+        }
+        assert!(!verify_request_origin("https://example.com", &[]));
+        assert!(!verify_request_origin(
+            "https://example.com",
+            &["", "example.com/", "bad host"]
+        ));
+        assert!(verify_request_origin(
+            "https://example.com:8443",
+            &["example.com:8443"]
+        ));
+        assert!(verify_request_origin(
+            "https://example.com",
+            &["example.com:443"]
+        ));
+        assert!(verify_request_origin(
+            "http://example.com",
+            &["HTTP://Example.COM"]
+        ));
+    }
+
+    #[test]
+    fn sec_fetch_site() {
+        let cases: &[(Option<&str>, Option<bool>)] = &[
+            (Some("same-origin"), Some(true)),
+            (Some("none"), Some(true)),
+            (Some("same-site"), Some(false)),
+            (Some("cross-site"), Some(false)),
+            (None, None),
+            (Some(""), None),
+            (Some("Same-Origin"), None),
+            (Some("same-origin "), None),
+            (Some("bogus"), None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(is_same_origin_fetch(*header), *expected, "{header:?}");
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The session manager: Lucia v3's `Lucia` class, over any [`Adapter`].
+//!
+//! # Life cycle
+//! 1. [`SessionManager::create_session`] makes a token (200 bits from the OS
+//!    CSPRNG) and stores a session that expires after the configured
+//!    lifetime (30 days by default). Send the token to the client, usually
+//!    with [`SessionManager::create_session_cookie`].
+//! 2. [`SessionManager::validate_session`] checks a token on each request:
+//!    unknown or malformed tokens give `None` without a write; an expired
+//!    session is deleted and gives `None`; a session with less than half
+//!    its lifetime left is extended and comes back with `fresh = true`, the
+//!    signal to send the cookie again.
+//! 3. [`SessionManager::invalidate_session`] on logout,
+//!    [`SessionManager::invalidate_user_sessions`] on a password change.
+//!
+//! By default the table stores the SHA-256 of the token, never the token:
+//! see [`TokenStorage`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use cookie::Cookie;
+
+use crate::adapter::{Adapter, DatabaseSession, DatabaseUser, Extension};
+use crate::clock::{Clock, SystemClock, to_micros};
+use crate::cookie::CookieConfig;
+use crate::error::{ConfigError, Error, Result};
+use crate::token::{SessionToken, TokenStorage, is_well_formed, session_id_for};
+
+/// The longest session lifetime accepted (10 years).
+const MAX_LIFETIME_DAYS: i64 = 3650;
+
+/// How often `create_session` draws a new token when the id is taken
+/// (with 200-bit tokens, a collision means a broken random source).
+const CREATE_ATTEMPTS: usize = 3;
+
+/// A validated or new session.
+#[derive(Clone, PartialEq)]
+pub struct Session<U, A> {
+    /// The id stored in the session table: the SHA-256 of the token by
+    /// default (safe to show, e.g. to revoke a session from a list), the
+    /// token itself in [`TokenStorage::LuciaCompatible`] mode.
+    pub id: String,
+    /// The session's user.
+    pub user_id: U,
+    /// When the session expires unless it is used (and so extended) before.
+    pub expires_at: DateTime<Utc>,
+    /// `true` when the session was just created or extended: send the
+    /// session cookie again so its `Max-Age` follows.
+    pub fresh: bool,
+    /// The session attributes.
+    pub attributes: A,
+}
+
+impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for Session<U, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("fresh", &self.fresh)
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// The session type of a manager over adapter `A`.
+pub type SessionOf<A> = Session<<A as Adapter>::UserId, <A as Adapter>::SessionAttributes>;
+/// The user type of a manager over adapter `A`.
+pub type UserOf<A> = DatabaseUser<<A as Adapter>::UserId, <A as Adapter>::UserAttributes>;
+
+/// A session just created, with the token to hand to the client.
+#[derive(Debug)]
+pub struct CreatedSession<U, A> {
+    /// The token: put it in a cookie or return it as a bearer token. It is
+    /// not stored anywhere (by default) and cannot be recovered later.
+    pub token: SessionToken,
+    /// The stored session (`fresh` is `true`).
+    pub session: Session<U, A>,
+}
+
+/// Lucia's session manager: creates, validates, extends and invalidates
+/// sessions through an [`Adapter`].
+///
+/// # Examples
+/// ```no_run
+/// use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
+///
+/// # async fn run() -> lucia_diesel::Result<()> {
+/// let pool = PoolOptions::new().build("postgres://localhost/app").await?;
+/// let sessions = SessionManager::builder(PostgresAdapter::new(pool))
+///     .with_session_lifetime(chrono::Duration::days(14))
+///     .build()?;
+///
+/// let created = sessions.create_session("user-1".to_owned(), Default::default()).await?;
+/// let cookie = sessions.create_session_cookie(&created.token);
+///
+/// if let Some((session, user)) = sessions.validate_session(created.token.as_str()).await? {
+///     assert_eq!(user.id, "user-1");
+///     assert!(!session.fresh);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct SessionManager<A> {
+    adapter: A,
+    lifetime: Duration,
+    cookie: CookieConfig,
+    storage: TokenStorage,
+    clock: Arc<dyn Clock>,
+}
+
+impl<A> fmt::Debug for SessionManager<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("lifetime", &self.lifetime)
+            .field("cookie", &self.cookie)
+            .field("storage", &self.storage)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SessionManager`]; every setting has a secure default.
+#[must_use]
+pub struct SessionManagerBuilder<A> {
+    manager: SessionManager<A>,
+}
+
+impl<A> fmt::Debug for SessionManagerBuilder<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SessionManagerBuilder")
+            .field(&self.manager)
+            .finish()
+    }
+}
+
+impl<A: Adapter> SessionManagerBuilder<A> {
+    /// How long a session lives without use (default 30 days). A session
+    /// used in the second half of its lifetime is extended by a full one.
+    pub fn with_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.manager.lifetime = lifetime;
+        self
+    }
+
+    /// The session cookie's name and attributes (default: `auth_session`,
+    /// `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`).
+    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
+        self.manager.cookie = cookie;
+        self
+    }
+
+    /// How tokens are stored (default: [`TokenStorage::Hashed`]).
+    pub fn with_token_storage(mut self, storage: TokenStorage) -> Self {
+        self.manager.storage = storage;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.manager.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the manager.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a lifetime that is not positive or longer than
+    /// ten years, or an invalid cookie configuration (see
+    /// [`CookieConfig::validate`]).
+    pub fn build(self) -> Result<SessionManager<A>, ConfigError> {
+        let m = self.manager;
+        if m.lifetime <= Duration::zero() || m.lifetime > Duration::days(MAX_LIFETIME_DAYS) {
+            return Err(ConfigError::InvalidDuration {
+                name: "the session lifetime",
+                max_days: MAX_LIFETIME_DAYS,
+            });
+        }
+        if m.lifetime < Duration::seconds(2) {
+            return Err(ConfigError::Invalid(
+                "the session lifetime must be at least 2 seconds".into(),
+            ));
+        }
+        m.cookie.validate()?;
+        Ok(m)
+    }
+}
+
+impl<A: Adapter> SessionManager<A> {
+    /// A manager with every default (30-day sessions, secure cookie, hashed
+    /// token storage, system clock).
+    #[must_use]
+    pub fn new(adapter: A) -> Self {
+        Self {
+            adapter,
+            lifetime: Duration::days(30),
+            cookie: CookieConfig::new(),
+            storage: TokenStorage::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A builder starting from [`SessionManager::new`]'s defaults.
+    pub fn builder(adapter: A) -> SessionManagerBuilder<A> {
+        SessionManagerBuilder {
+            manager: Self::new(adapter),
+        }
+    }
+
+    /// The adapter.
+    #[must_use]
+    pub fn adapter(&self) -> &A {
+        &self.adapter
+    }
+
+    /// The session lifetime.
+    #[must_use]
+    pub fn session_lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The cookie configuration.
+    #[must_use]
+    pub fn cookie_config(&self) -> &CookieConfig {
+        &self.cookie
+    }
+
+    /// The token storage mode.
+    #[must_use]
+    pub fn token_storage(&self) -> TokenStorage {
+        self.storage
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        to_micros(self.clock.now())
+    }
+
+    /// The id a token is stored under (its SHA-256 by default).
+    #[must_use]
+    pub fn session_id(&self, token: &str) -> String {
+        session_id_for(token, self.storage)
+    }
+
+    /// Creates a session for `user_id` with `attributes` and returns it with
+    /// its token. Every login must create a new session (never reuse one from
+    /// before the login).
+    ///
+    /// # Errors
+    /// [`Error::UnknownUser`] when the user does not exist,
+    /// [`Error::InvalidAttributes`] for attributes the table rejects,
+    /// [`Error::Config`] if the OS random source fails, and storage errors.
+    pub async fn create_session(
+        &self,
+        user_id: A::UserId,
+        attributes: A::SessionAttributes,
+    ) -> Result<CreatedSession<A::UserId, A::SessionAttributes>> {
+        let now = self.now();
+        let mut stored = DatabaseSession {
+            id: String::new(),
+            user_id,
+            expires_at: now + self.lifetime,
+            attributes,
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            let token = SessionToken::generate().map_err(|e| {
+                ConfigError::Invalid(format!("the OS random number generator failed: {e}"))
+            })?;
+            stored.id = self.session_id(token.as_str());
+            match self.adapter.set_session(&stored).await {
+                Ok(()) => {
+                    let DatabaseSession {
+                        id,
+                        user_id,
+                        expires_at,
+                        attributes,
+                    } = stored;
+                    return Ok(CreatedSession {
+                        token,
+                        session: Session {
+                            id,
+                            user_id,
+                            expires_at,
+                            fresh: true,
+                            attributes,
+                        },
+                    });
+                }
+                Err(Error::DuplicateSessionId) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::DuplicateSessionId)
+    }
+
+    /// Checks a token. `None` for a malformed, unknown or expired token
+    /// (an expired session is deleted). A session in the second half of its
+    /// lifetime is extended and returned with `fresh = true`.
+    ///
+    /// A valid session costs one query; extending or deleting one more.
+    /// The extension is atomic: a session deleted meanwhile (logout on
+    /// another device) stays deleted and gives `None`.
+    ///
+    /// # Errors
+    /// Storage errors. An error is never a valid session: treat it as
+    /// "not signed in" or answer 503.
+    pub async fn validate_session(&self, token: &str) -> Result<Option<(SessionOf<A>, UserOf<A>)>> {
+        if !is_well_formed(token, self.storage) {
+            return Ok(None);
+        }
+        let id = self.session_id(token);
+        let Some((stored, user)) = self.adapter.get_session_and_user(&id).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let mut session = Session {
+            id: stored.id,
+            user_id: stored.user_id,
+            expires_at: stored.expires_at,
+            fresh: false,
+            attributes: stored.attributes,
+        };
+        match check_expiry(now, session.expires_at, self.lifetime) {
+            Expiry::Expired => {
+                self.adapter.delete_session(&session.id).await?;
+                return Ok(None);
+            }
+            Expiry::Valid => {}
+            Expiry::Extend => {
+                let half = self.lifetime / 2;
+                match self
+                    .adapter
+                    .extend_session_expiration(&session.id, now + self.lifetime, now + half)
+                    .await?
+                {
+                    Extension::Extended(at) => {
+                        session.expires_at = at;
+                        session.fresh = true;
+                    }
+                    Extension::Unchanged(at) => session.expires_at = at,
+                    Extension::Gone => return Ok(None),
+                }
+            }
+        }
+        Ok(Some((session, user)))
+    }
+
+    /// Deletes one session (logout). Idempotent.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn invalidate_session(&self, session_id: &str) -> Result<()> {
+        self.adapter.delete_session(session_id).await.map(drop)
+    }
+
+    /// Deletes every session of a user (after a password change, or "sign
+    /// out everywhere") and returns how many there were.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn invalidate_user_sessions(&self, user_id: &A::UserId) -> Result<u64> {
+        self.adapter.delete_user_sessions(user_id).await
+    }
+
+    /// A user's live sessions (expired ones left out), soonest to expire last.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn get_user_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
+        let now = self.now();
+        let mut sessions: Vec<SessionOf<A>> = self
+            .adapter
+            .get_user_sessions(user_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.expires_at > now)
+            .map(|s| Session {
+                id: s.id,
+                user_id: s.user_id,
+                expires_at: s.expires_at,
+                fresh: false,
+                attributes: s.attributes,
+            })
+            .collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.expires_at));
+        Ok(sessions)
+    }
+
+    /// Deletes every expired session and returns how many.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn delete_expired_sessions(&self) -> Result<u64> {
+        self.adapter.delete_expired_sessions(self.now()).await
+    }
+
+    /// The session cookie for `token`, every attribute set explicitly.
+    #[must_use]
+    pub fn create_session_cookie(&self, token: &SessionToken) -> Cookie<'static> {
+        self.cookie
+            .session_cookie(token.as_str(), self.lifetime.num_seconds())
+    }
+
+    /// A cookie that removes the session cookie (empty, `Max-Age=0`).
+    #[must_use]
+    pub fn create_blank_session_cookie(&self) -> Cookie<'static> {
+        self.cookie.blank_cookie()
+    }
+
+    /// The session token from a raw `Cookie` request header, if present and
+    /// unambiguous.
+    #[must_use]
+    pub fn read_session_cookie(&self, cookie_header: &str) -> Option<String> {
+        self.cookie.read_session_cookie(cookie_header)
+    }
+}
+
+/// What a session's expiry means at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// `expires_at <= now`.
+    Expired,
+    /// Less than half the lifetime left.
+    Extend,
+    /// Nothing to do.
+    Valid,
+}
+
+/// Lucia v3's rule: expired when `now >= expires_at`; extended when
+/// `now >= expires_at - lifetime / 2`.
+fn check_expiry(now: DateTime<Utc>, expires_at: DateTime<Utc>, lifetime: Duration) -> Expiry {
+    if now >= expires_at {
+        Expiry::Expired
+    } else if now >= expires_at - lifetime / 2 {
+        Expiry::Extend
+    } else {
+        Expiry::Valid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn expiry_around_the_half_life() {
+        let lifetime = Duration::days(30);
+        let expires_at = Utc.with_ymd_and_hms(2030, 1, 31, 0, 0, 0).unwrap();
+        let half = expires_at - Duration::days(15);
+        let us = Duration::microseconds(1);
+        assert_eq!(check_expiry(half - us, expires_at, lifetime), Expiry::Valid);
+        assert_eq!(check_expiry(half, expires_at, lifetime), Expiry::Extend);
+        assert_eq!(
+            check_expiry(half + us, expires_at, lifetime),
+            Expiry::Extend
+        );
+        assert_eq!(
+            check_expiry(expires_at - us, expires_at, lifetime),
+            Expiry::Extend
+        );
+        assert_eq!(
+            check_expiry(expires_at, expires_at, lifetime),
+            Expiry::Expired
+        );
+        assert_eq!(
+            check_expiry(expires_at + us, expires_at, lifetime),
+            Expiry::Expired
+        );
+        assert_eq!(
+            check_expiry(expires_at - Duration::days(30), expires_at, lifetime),
+            Expiry::Valid
+        );
+    }
+
+    #[test]
+    fn odd_lifetimes_halve_without_overflow() {
+        let lifetime = Duration::seconds(3);
+        let expires_at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 3).unwrap();
+        let start = expires_at - lifetime;
+        assert_eq!(
+            check_expiry(start + Duration::milliseconds(1499), expires_at, lifetime),
+            Expiry::Valid
+        );
+        assert_eq!(
+            check_expiry(start + Duration::milliseconds(1500), expires_at, lifetime),
+            Expiry::Extend
+        );
+    }
+
+    #[test]
+    fn to_micros_truncates() {
+        let t = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(to_micros(t).timestamp_subsec_nanos(), 123_456_000);
+    }
+}
