@@ -1,6 +1,10 @@
 //! Database-backed auth sessions for Diesel on PostgreSQL: Lucia v3's
 //! PostgreSQL adapter and session manager, on `diesel-async`.
 //!
+//! - [`SessionManager`] is Lucia's session life cycle: create, validate
+//!   (sliding expiry, `fresh`), invalidate, list and clean up sessions, plus
+//!   session cookies ([`CookieConfig`]), bearer tokens and origin checks
+//!   ([`http`]). See [`session`] for the life cycle.
 //! - [`Adapter`] is Lucia's storage interface; [`PostgresAdapter`]
 //!   implements it with one prepared, cached statement per operation
 //!   (`get_session_and_user` is a single `JOIN`).
@@ -12,17 +16,33 @@
 //!
 //! # Quick start
 //! ```no_run
-//! use lucia_diesel::{Adapter, PoolOptions, PostgresAdapter, migrations};
+//! use lucia_diesel::{Attributes, PoolOptions, PostgresAdapter, SessionManager, migrations};
 //!
 //! # async fn run() -> lucia_diesel::Result<()> {
 //! let url = "postgres://localhost/app";
 //! migrations::run_pending_migrations_at(url).await?;
-//! let adapter = PostgresAdapter::new(PoolOptions::new().build(url).await?);
-//! if let Some((session, user)) = adapter.get_session_and_user("some-session-id").await? {
-//!     println!("session of {:?} expires at {}", user.id, session.expires_at);
+//! let sessions = SessionManager::new(PostgresAdapter::new(PoolOptions::new().build(url).await?));
+//!
+//! let created = sessions.create_session("user-1".to_owned(), Attributes::new()).await?;
+//! let cookie = sessions.create_session_cookie(&created.token);
+//! if let Some((session, user)) = sessions.validate_session(created.token.as_str()).await? {
+//!     println!("{} is signed in until {}", user.id, session.expires_at);
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Security
+//! - Tokens are 25 bytes from the OS CSPRNG (200 bits), 40 lowercase base32
+//!   characters. By default only their SHA-256 is stored
+//!   ([`TokenStorage::Hashed`]); [`TokenStorage::LuciaCompatible`] stores the
+//!   token itself to share tables with a Lucia app.
+//! - Malformed tokens are rejected before any query; values are always bind
+//!   parameters; table names are validated and quoted.
+//! - Neither [`SessionToken`], [`Session`], [`DatabaseSession`] nor
+//!   [`Error`] shows a token in `Debug` or `Display`. The `Cookie` values
+//!   returned by [`SessionManager::create_session_cookie`] do: never log them.
+//! - Cookies set `HttpOnly`, `Secure`, `SameSite=Lax` and `Path=/`
+//!   explicitly; `__Host-` names are checked.
 //!
 //! # Crate features
 //! - `bb8` (default): [`PoolOptions`] / [`PgPool`], and bb8 pools of
@@ -34,6 +54,10 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod adapter;
 mod clock;
