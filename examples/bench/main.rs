@@ -1,0 +1,516 @@
+//! session-bench v1: lucia-diesel against a raw tokio-postgres floor.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --secs 5 --sessions 100000
+//! ```
+//!
+//! Uses `DATABASE_URL` (the server; the bench creates and drops its own
+//! database `session_bench`) or starts a throwaway cluster. Prints one JSON
+//! line per run on stdout, a progress line on stderr, and a table at the end.
+
+#[path = "../../tests/support/cluster.rs"]
+mod cluster;
+mod raw;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use lucia_diesel::{Adapter, Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
+use serde_json::json;
+
+const POOL: u32 = 10;
+const USERS: u64 = 10_000;
+
+struct Args {
+    secs: f64,
+    sessions: u64,
+    concurrency: Vec<usize>,
+    ops: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        secs: 5.0,
+        sessions: 100_000,
+        concurrency: vec![1, 32],
+        ops: [
+            "validate",
+            "miss",
+            "touch",
+            "list",
+            "create",
+            "delete",
+            "validate_session",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--secs" => args.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--sessions" => {
+                args.sessions = value()?.parse().map_err(|e| format!("--sessions: {e}"))?
+            }
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .split(',')
+                    .map(|c| c.parse().map_err(|e| format!("--concurrency: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--ops" => args.ops = value()?.split(',').map(String::from).collect(),
+            "--help" | "-h" => {
+                return Err("usage: bench [--secs S] [--sessions N] [--concurrency 1,32] [--ops validate,miss,touch,list,create,delete,validate_session]".into());
+            }
+            other => return Err(format!("unknown argument {other}; see --help")),
+        }
+    }
+    Ok(args)
+}
+
+/// Session ids of the loaded data: like hashed-mode ids, 64 hex characters.
+fn session_id(n: u64) -> String {
+    format!("{:064x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+fn user_id(n: u64) -> String {
+    format!("user-{n}")
+}
+
+/// A small, fast PRNG for picking rows (not for tokens).
+struct Pick(u64);
+impl Pick {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+async fn setup(server: &str, sessions: u64) -> Result<String, Box<dyn std::error::Error>> {
+    let mut admin = AsyncPgConnection::establish(server).await?;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS session_bench WITH (FORCE)")
+        .await?;
+    admin.batch_execute("CREATE DATABASE session_bench").await?;
+    let url = match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/session_bench"),
+        None => return Err("DATABASE_URL must be a URL".into()),
+    };
+    lucia_diesel::migrations::run_pending_migrations_at(&url).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.batch_execute(&format!(
+        "ALTER TABLE auth_user ADD COLUMN username TEXT NOT NULL UNIQUE;
+         ALTER TABLE user_session ADD COLUMN country TEXT;
+         INSERT INTO auth_user (id, username) SELECT 'user-' || n, 'name-' || n FROM generate_series(0, {users}) n;
+         CREATE EXTENSION IF NOT EXISTS pg_stat_statements;",
+        users = USERS - 1
+    ))
+    .await
+    .ok();
+    // Sessions: ids computed client side (the same function the ops use),
+    // loaded in batches.
+    let batch = 10_000;
+    let mut n = 0;
+    while n < sessions {
+        let end = (n + batch).min(sessions);
+        let mut sql =
+            String::from("INSERT INTO user_session (id, user_id, expires_at, country) VALUES ");
+        for i in n..end {
+            if i > n {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "('{}','{}',now() + interval '30 days','nl')",
+                session_id(i),
+                user_id(i % USERS)
+            ));
+        }
+        conn.batch_execute(&sql).await?;
+        n = end;
+        eprint!("\rloading sessions {n}/{sessions}");
+    }
+    conn.batch_execute("VACUUM ANALYZE").await?;
+    eprintln!();
+    Ok(url)
+}
+
+struct Run {
+    ops: u64,
+    secs: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// Runs `op` from `concurrency` tasks for `secs` and measures each call.
+async fn run<F, Fut>(concurrency: usize, secs: f64, op: F) -> Run
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, seq) = (Arc::clone(&op), Arc::clone(&seq));
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                while Instant::now() < deadline {
+                    let n = seq.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    op(n).await;
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("bench task"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    Run {
+        ops: all.len() as u64,
+        secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+async fn statements_per_op(conn: &mut AsyncPgConnection, ops: u64) -> Option<f64> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Calls {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        n: Option<i64>,
+    }
+    let calls = diesel::sql_query(
+        "SELECT sum(calls)::bigint AS n FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SET %'",
+    )
+    .get_result::<Calls>(conn)
+    .await
+    .ok()?;
+    Some(calls.n.unwrap_or(0) as f64 / ops.max(1) as f64)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args().map_err(|e| {
+        eprintln!("{e}");
+        e
+    })?;
+    let mut _cluster = None;
+    let server = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let c = cluster::Cluster::start()?;
+            let url = c.url("postgres");
+            _cluster = Some(c);
+            url
+        }
+    };
+    let url = setup(&server, args.sessions).await?;
+    let pool: PgPool = PoolOptions::new().with_max_size(POOL).build(&url).await?;
+    let adapter = Arc::new(PostgresAdapter::new(pool.clone()));
+    let manager = Arc::new(SessionManager::new(PostgresAdapter::new(pool)));
+    let raw = Arc::new(raw::RawPool::connect(&url, POOL as usize).await?);
+    let mut stats = AsyncPgConnection::establish(&url).await?;
+
+    // Tokens for the manager's validate_session.
+    let mut tokens = Vec::new();
+    for i in 0..1000 {
+        tokens.push(
+            manager
+                .create_session(user_id(i % USERS), Attributes::new())
+                .await?
+                .token,
+        );
+    }
+    let tokens = Arc::new(tokens);
+
+    let mut table = Vec::new();
+    for op in &args.ops {
+        for &c in &args.concurrency {
+            let mut raw_ops_per_sec = None;
+            for imp in ["raw", "lucia-diesel"] {
+                if op == "validate_session" && imp == "raw" {
+                    continue;
+                }
+                let _ = stats
+                    .batch_execute("SELECT pg_stat_statements_reset()")
+                    .await;
+                eprint!(
+                    "\r{imp:>12} {op:<16} c={c:<3} running {:.0}s...   ",
+                    args.secs
+                );
+                let n = args.sessions;
+                let r = match (imp, op.as_str()) {
+                    ("raw", "validate") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                assert!(
+                                    raw.validate(&session_id(Pick(i + 1).next(n)))
+                                        .await
+                                        .unwrap()
+                                );
+                            }
+                        })
+                        .await
+                    }
+                    ("raw", "miss") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                assert!(!raw.validate(&format!("miss-{i}")).await.unwrap());
+                            }
+                        })
+                        .await
+                    }
+                    ("raw", "touch") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                raw.touch(&session_id(Pick(i + 1).next(n)), Utc::now())
+                                    .await
+                                    .unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    ("raw", "list") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                raw.list(&user_id(Pick(i + 1).next(USERS))).await.unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    ("raw", "create") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                raw.create(
+                                    &format!("raw-{c}-{i}"),
+                                    &user_id(i % USERS),
+                                    Utc::now(),
+                                    "se",
+                                )
+                                .await
+                                .unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    ("raw", "delete") => {
+                        let raw = Arc::clone(&raw);
+                        run(c, args.secs, move |i| {
+                            let raw = Arc::clone(&raw);
+                            async move {
+                                raw.delete(&format!("raw-{c}-{i}")).await.unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    (_, "validate") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                assert!(
+                                    a.get_session_and_user(&session_id(Pick(i + 1).next(n)))
+                                        .await
+                                        .unwrap()
+                                        .is_some()
+                                );
+                            }
+                        })
+                        .await
+                    }
+                    (_, "miss") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                assert!(
+                                    a.get_session_and_user(&format!("miss-{i}"))
+                                        .await
+                                        .unwrap()
+                                        .is_none()
+                                );
+                            }
+                        })
+                        .await
+                    }
+                    (_, "touch") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                a.update_session_expiration(
+                                    &session_id(Pick(i + 1).next(n)),
+                                    Utc::now(),
+                                )
+                                .await
+                                .unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    (_, "list") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                a.get_user_sessions(&user_id(Pick(i + 1).next(USERS)))
+                                    .await
+                                    .unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    (_, "create") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                let mut attributes = Attributes::new();
+                                attributes.insert("country".into(), json!("se"));
+                                a.set_session(&lucia_diesel::DatabaseSession {
+                                    id: format!("ld-{c}-{i}"),
+                                    user_id: user_id(i % USERS),
+                                    expires_at: Utc::now(),
+                                    attributes,
+                                })
+                                .await
+                                .unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    (_, "delete") => {
+                        let a = Arc::clone(&adapter);
+                        run(c, args.secs, move |i| {
+                            let a = Arc::clone(&a);
+                            async move {
+                                a.delete_session(&format!("ld-{c}-{i}")).await.unwrap();
+                            }
+                        })
+                        .await
+                    }
+                    (_, "validate_session") => {
+                        let m = Arc::clone(&manager);
+                        let t = Arc::clone(&tokens);
+                        run(c, args.secs, move |i| {
+                            let (m, t) = (Arc::clone(&m), Arc::clone(&t));
+                            async move {
+                                assert!(
+                                    m.validate_session(t[(i % 1000) as usize].as_str())
+                                        .await
+                                        .unwrap()
+                                        .is_some()
+                                );
+                            }
+                        })
+                        .await
+                    }
+                    (_, other) => return Err(format!("unknown op {other}").into()),
+                };
+                let per_op = statements_per_op(&mut stats, r.ops).await;
+                let ops_per_sec = r.ops as f64 / r.secs;
+                let mut line = json!({
+                    "impl": imp, "op": op, "concurrency": c, "pool": POOL, "ops": r.ops,
+                    "secs": (r.secs * 1000.0).round() / 1000.0, "ops_per_sec": ops_per_sec.round(),
+                    "p50_us": r.p50_us, "p99_us": r.p99_us,
+                });
+                if let Some(s) = per_op {
+                    line["statements_per_op"] = json!((s * 100.0).round() / 100.0);
+                }
+                println!("{line}");
+                let base = if imp == "raw" {
+                    raw_ops_per_sec = Some(ops_per_sec);
+                    None
+                } else {
+                    raw_ops_per_sec
+                };
+                let base = if op == "validate_session" {
+                    table
+                        .iter()
+                        .find(
+                            |(i, o, cc, ..): &&(
+                                String,
+                                String,
+                                usize,
+                                f64,
+                                u64,
+                                u64,
+                                Option<f64>,
+                                Option<f64>,
+                            )| {
+                                i == "raw" && o == "validate" && *cc == c
+                            },
+                        )
+                        .map(|t| t.3)
+                } else {
+                    base
+                };
+                table.push((
+                    imp.to_owned(),
+                    op.clone(),
+                    c,
+                    ops_per_sec,
+                    r.p50_us,
+                    r.p99_us,
+                    base.map(|b| ops_per_sec / b),
+                    per_op,
+                ));
+            }
+        }
+    }
+    eprintln!();
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        });
+    eprintln!(
+        "{:<13} {:<17} {:>4} {:>10} {:>8} {:>8} {:>8} {:>9}",
+        "impl", "op", "c", "ops/s", "p50 us", "p99 us", "x raw", "stmts/op"
+    );
+    for (imp, op, c, ops, p50, p99, ratio, stmts) in &table {
+        eprintln!(
+            "{imp:<13} {op:<17} {c:>4} {ops:>10.0} {p50:>8} {p99:>8} {:>8} {:>9}",
+            ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
+            stmts.map(|s| format!("{s:.2}")).unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "peak memory (VmHWM): {} kB",
+        hwm.unwrap_or_else(|| "?".into())
+    );
+    Ok(())
+}
