@@ -75,6 +75,7 @@ pub mod postgres;
 pub mod schema;
 pub mod session;
 pub mod token;
+mod trace;
 
 #[doc(inline)]
 pub use crate::adapter::{

@@ -15,18 +15,40 @@
 //!
 //! By default the table stores the SHA-256 of the token, never the token:
 //! see [`TokenStorage`].
+//!
+//! # Observability
+//! Every operation runs in a `tracing` span at `DEBUG` level named after it:
+//! the manager's under target `lucia_diesel::session` (`create_session`,
+//! `validate_session`, `invalidate_session`, `invalidate_user_sessions`,
+//! `get_user_sessions`, `delete_expired_sessions`), the adapter's under
+//! `lucia_diesel::postgres` (one per [`Adapter`] method, plus
+//! `delete_expired_batch`). Spans carry user ids, row counts and outcomes,
+//! never a token or a session id (in Lucia-compatible storage the id is the
+//! token). A failed operation adds a `DEBUG` event with the error's text,
+//! which never holds a token either.
+//!
+//! Each [`SessionManager::validate_session`] ends with one event under
+//! target `lucia_diesel::session` whose `outcome` field is one of `valid`,
+//! `extended`, `expired`, `unknown` (including a session deleted while it
+//! was being extended), `malformed` (rejected before any query) or `error`:
+//! `DEBUG` level, `WARN` for `error`. Count failed validations by that
+//! field, e.g. with the filter `lucia_diesel::session=debug`. With no
+//! subscriber interested, spans and events are disabled and allocate nothing.
 
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use cookie::Cookie;
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
 
 use crate::adapter::{Adapter, DatabaseSession, DatabaseUser, Extension};
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::cookie::CookieConfig;
 use crate::error::{ConfigError, Error, Result};
 use crate::token::{SessionToken, TokenStorage, is_well_formed, session_id_for};
+use crate::trace::traced;
 
 /// The longest session lifetime accepted (10 years).
 const MAX_LIFETIME_DAYS: i64 = 3650;
@@ -186,6 +208,17 @@ impl<A: Adapter> SessionManagerBuilder<A> {
     }
 }
 
+impl<A> SessionManager<A> {
+    /// The time on the manager's clock, cut to microseconds (what PostgreSQL
+    /// stores). Creation, validation, extension and cleanup all read this one
+    /// clock; use it for anything else that must agree with them, such as
+    /// [`delete_expired_batch`](crate::PostgresAdapter::delete_expired_batch).
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        to_micros(self.clock.now())
+    }
+}
+
 impl<A: Adapter> SessionManager<A> {
     /// A manager with every default (30-day sessions, secure cookie, hashed
     /// token storage, system clock).
@@ -231,10 +264,6 @@ impl<A: Adapter> SessionManager<A> {
         self.storage
     }
 
-    fn now(&self) -> DateTime<Utc> {
-        to_micros(self.clock.now())
-    }
-
     /// The id a token is stored under (its SHA-256 by default).
     #[must_use]
     pub fn session_id(&self, token: &str) -> String {
@@ -250,6 +279,15 @@ impl<A: Adapter> SessionManager<A> {
     /// [`Error::InvalidAttributes`] for attributes the table rejects,
     /// [`Error::Config`] if the OS random source fails, and storage errors.
     pub async fn create_session(
+        &self,
+        user_id: A::UserId,
+        attributes: A::SessionAttributes,
+    ) -> Result<CreatedSession<A::UserId, A::SessionAttributes>> {
+        let span = tracing::debug_span!("create_session", user_id = ?user_id);
+        traced(&span, self.create(user_id, attributes)).await
+    }
+
+    async fn create(
         &self,
         user_id: A::UserId,
         attributes: A::SessionAttributes,
@@ -304,13 +342,32 @@ impl<A: Adapter> SessionManager<A> {
     /// Storage errors. An error is never a valid session: treat it as
     /// "not signed in" or answer 503.
     pub async fn validate_session(&self, token: &str) -> Result<Option<(SessionOf<A>, UserOf<A>)>> {
+        let span = tracing::debug_span!("validate_session", user_id = Empty);
+        let result = self.validate(token, &span).instrument(span.clone()).await;
+        match &result {
+            Ok((outcome, _)) => {
+                tracing::debug!(target: OUTCOME_TARGET, parent: &span, outcome = outcome.as_str(), "session validated");
+            }
+            Err(error) => {
+                tracing::warn!(target: OUTCOME_TARGET, parent: &span, outcome = "error", error = %error, "session validation failed");
+            }
+        }
+        result.map(|(_, session)| session)
+    }
+
+    async fn validate(
+        &self,
+        token: &str,
+        span: &Span,
+    ) -> Result<(Outcome, Option<(SessionOf<A>, UserOf<A>)>)> {
         if !is_well_formed(token, self.storage) {
-            return Ok(None);
+            return Ok((Outcome::Malformed, None));
         }
         let id = self.session_id(token);
         let Some((stored, user)) = self.adapter.get_session_and_user(&id).await? else {
-            return Ok(None);
+            return Ok((Outcome::Unknown, None));
         };
+        span.record("user_id", tracing::field::debug(&user.id));
         let now = self.now();
         let mut session = Session {
             id: stored.id,
@@ -319,12 +376,12 @@ impl<A: Adapter> SessionManager<A> {
             fresh: false,
             attributes: stored.attributes,
         };
-        match check_expiry(now, session.expires_at, self.lifetime) {
+        let outcome = match check_expiry(now, session.expires_at, self.lifetime) {
             Expiry::Expired => {
                 self.adapter.delete_session(&session.id).await?;
-                return Ok(None);
+                return Ok((Outcome::Expired, None));
             }
-            Expiry::Valid => {}
+            Expiry::Valid => Outcome::Valid,
             Expiry::Extend => {
                 let half = self.lifetime / 2;
                 match self
@@ -335,13 +392,18 @@ impl<A: Adapter> SessionManager<A> {
                     Extension::Extended(at) => {
                         session.expires_at = at;
                         session.fresh = true;
+                        Outcome::Extended
                     }
-                    Extension::Unchanged(at) => session.expires_at = at,
-                    Extension::Gone => return Ok(None),
+                    Extension::Unchanged(at) => {
+                        session.expires_at = at;
+                        Outcome::Valid
+                    }
+                    // Deleted meanwhile (logout elsewhere): as if never found.
+                    Extension::Gone => return Ok((Outcome::Unknown, None)),
                 }
             }
-        }
-        Ok(Some((session, user)))
+        };
+        Ok((outcome, Some((session, user))))
     }
 
     /// Deletes one session (logout). Idempotent.
@@ -349,7 +411,11 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn invalidate_session(&self, session_id: &str) -> Result<()> {
-        self.adapter.delete_session(session_id).await.map(drop)
+        let span = tracing::debug_span!("invalidate_session");
+        traced(&span, async {
+            self.adapter.delete_session(session_id).await.map(drop)
+        })
+        .await
     }
 
     /// Deletes every session of a user (after a password change, or "sign
@@ -358,7 +424,14 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn invalidate_user_sessions(&self, user_id: &A::UserId) -> Result<u64> {
-        self.adapter.delete_user_sessions(user_id).await
+        let span =
+            tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
+        traced(&span, async {
+            let n = self.adapter.delete_user_sessions(user_id).await?;
+            span.record("sessions", n);
+            Ok(n)
+        })
+        .await
     }
 
     /// A user's live sessions (expired ones left out), soonest to expire last.
@@ -366,6 +439,16 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn get_user_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
+        let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, sessions = Empty);
+        traced(&span, async {
+            let sessions = self.live_sessions(user_id).await?;
+            span.record("sessions", sessions.len());
+            Ok(sessions)
+        })
+        .await
+    }
+
+    async fn live_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
         let now = self.now();
         let mut sessions: Vec<SessionOf<A>> = self
             .adapter
@@ -390,7 +473,13 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn delete_expired_sessions(&self) -> Result<u64> {
-        self.adapter.delete_expired_sessions(self.now()).await
+        let span = tracing::debug_span!("delete_expired_sessions", sessions = Empty);
+        traced(&span, async {
+            let n = self.adapter.delete_expired_sessions(self.now()).await?;
+            span.record("sessions", n);
+            Ok(n)
+        })
+        .await
     }
 
     /// The session cookie for `token`, every attribute set explicitly.
@@ -411,6 +500,36 @@ impl<A: Adapter> SessionManager<A> {
     #[must_use]
     pub fn read_session_cookie(&self, cookie_header: &str) -> Option<String> {
         self.cookie.read_session_cookie(cookie_header)
+    }
+}
+
+/// The `target` of the event that ends every validation.
+const OUTCOME_TARGET: &str = "lucia_diesel::session";
+
+/// How a validation ended: the `outcome` field of its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Valid, expiry unchanged.
+    Valid,
+    /// Valid, and this call extended it (`fresh`).
+    Extended,
+    /// Found but expired (and deleted).
+    Expired,
+    /// No such session (or deleted while being extended).
+    Unknown,
+    /// Not a token this manager could have issued; no query was made.
+    Malformed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Extended => "extended",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+            Self::Malformed => "malformed",
+        }
     }
 }
 

@@ -6,5 +6,6 @@ mod support;
 mod adapter_suite;
 mod bad_input;
 mod migrations;
+mod observability;
 mod round_trips;
 mod session;

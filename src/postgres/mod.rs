@@ -21,6 +21,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::field::Empty;
 
 pub use self::names::{TableName, TableNames};
 pub use self::source::{ConnectionSource, SingleConnection};
@@ -33,6 +34,7 @@ use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
 use crate::error::{DatabaseErrorKind, Error, Result};
+use crate::trace::traced;
 
 /// The longest session id the adapter stores or looks up, in bytes. Longer
 /// ids are never found, and `set_session` rejects them.
@@ -180,49 +182,238 @@ where
     type UserAttributes = UA;
 
     async fn get_session_and_user(&self, session_id: &str) -> Result<Option<SessionAndUser<Self>>> {
-        if !storable(session_id) {
-            return Ok(None);
-        }
-        let mut conn = self.source.connection().await?;
-        let stmt = Stmt::<_, Untyped>::new(
-            &self.statements.get_session_and_user,
-            (Bind::<Text, str>::new(session_id),),
-        );
-        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
-            let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
-            Ok((
-                DatabaseSession {
-                    id: row.get_value::<Text, String, _>(0)?,
-                    user_id: user_id.clone(),
-                    expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
-                    attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
-                },
-                DatabaseUser {
-                    id: user_id,
-                    attributes: row.get_value::<Jsonb, Json<UA>, _>(4)?.0,
-                },
-            ))
+        let span = tracing::debug_span!("get_session_and_user", found = Empty);
+        traced(&span, async {
+            if !storable(session_id) {
+                span.record("found", false);
+                return Ok(None);
+            }
+            let mut conn = self.source.connection().await?;
+            let stmt = Stmt::<_, Untyped>::new(
+                &self.statements.get_session_and_user,
+                (Bind::<Text, str>::new(session_id),),
+            );
+            let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+                let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
+                Ok((
+                    DatabaseSession {
+                        id: row.get_value::<Text, String, _>(0)?,
+                        user_id: user_id.clone(),
+                        expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
+                        attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+                    },
+                    DatabaseUser {
+                        id: user_id,
+                        attributes: row.get_value::<Jsonb, Json<UA>, _>(4)?.0,
+                    },
+                ))
+            })
+            .await?;
+            span.record("found", !rows.is_empty());
+            Ok(rows.pop())
         })
-        .await?;
-        Ok(rows.pop())
+        .await
     }
 
     async fn get_user_sessions(&self, user_id: &U) -> Result<Vec<DatabaseSession<U, SA>>> {
-        let mut conn = self.source.connection().await?;
-        let stmt =
-            Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
-        Ok(load_rows(&mut conn, stmt, usize::MAX, |row| {
-            Ok(DatabaseSession {
-                id: row.get_value::<Text, String, _>(0)?,
-                user_id: row.get_value::<U::SqlType, U, _>(2)?,
-                expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
-                attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+        let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, rows = Empty);
+        traced(&span, async {
+            let mut conn = self.source.connection().await?;
+            let stmt =
+                Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
+            let sessions = load_rows(&mut conn, stmt, usize::MAX, |row| {
+                Ok(DatabaseSession {
+                    id: row.get_value::<Text, String, _>(0)?,
+                    user_id: row.get_value::<U::SqlType, U, _>(2)?,
+                    expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
+                    attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+                })
             })
+            .await?;
+            span.record("rows", sessions.len());
+            Ok(sessions)
         })
-        .await?)
+        .await
     }
 
     async fn set_session(&self, session: &DatabaseSession<U, SA>) -> Result<()> {
+        let span = tracing::debug_span!("set_session", user_id = ?session.user_id);
+        traced(&span, self.insert(session)).await
+    }
+
+    async fn update_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let span = tracing::debug_span!("update_session_expiration", found = Empty);
+        traced(&span, async {
+            if !storable(session_id) {
+                span.record("found", false);
+                return Ok(false);
+            }
+            let mut conn = self.source.connection().await?;
+            let n = Stmt::exec(
+                &self.statements.update_expiration,
+                (
+                    Bind::<Timestamptz, _>::new(&expires_at),
+                    Bind::<Text, str>::new(session_id),
+                ),
+            )
+            .execute(&mut *conn)
+            .await?;
+            span.record("found", n > 0);
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, session_id: &str) -> Result<bool> {
+        let span = tracing::debug_span!("delete_session", found = Empty);
+        traced(&span, async {
+            if !storable(session_id) {
+                span.record("found", false);
+                return Ok(false);
+            }
+            let mut conn = self.source.connection().await?;
+            let n = Stmt::exec(
+                &self.statements.delete_session,
+                (Bind::<Text, str>::new(session_id),),
+            )
+            .execute(&mut *conn)
+            .await?;
+            span.record("found", n > 0);
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, user_id: &U) -> Result<u64> {
+        let span = tracing::debug_span!("delete_user_sessions", user_id = ?user_id, rows = Empty);
+        traced(&span, async {
+            let mut conn = self.source.connection().await?;
+            let n = Stmt::exec(
+                &self.statements.delete_user_sessions,
+                (UserIdBind(user_id),),
+            )
+            .execute(&mut *conn)
+            .await?;
+            span.record("rows", n);
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let span = tracing::debug_span!("delete_expired_sessions", rows = Empty);
+        traced(&span, async {
+            let mut total = 0u64;
+            loop {
+                let n = self
+                    .delete_expired_batch(now, self.cleanup_batch_size)
+                    .await?;
+                total += n;
+                span.record("rows", total);
+                if n < self.cleanup_batch_size as u64 {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn extend_session_expiration(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+        threshold: DateTime<Utc>,
+    ) -> Result<Extension> {
+        let span = tracing::debug_span!("extend_session_expiration", extension = Empty);
+        traced(&span, async {
+            let extension = if storable(session_id) {
+                self.extend(session_id, expires_at, threshold).await?
+            } else {
+                Extension::Gone
+            };
+            span.record(
+                "extension",
+                match extension {
+                    Extension::Gone => "gone",
+                    Extension::Extended(_) => "extended",
+                    Extension::Unchanged(_) => "unchanged",
+                },
+            );
+            Ok(extension)
+        })
+        .await
+    }
+}
+
+impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
+where
+    S: ConnectionSource,
+    U: UserId,
+{
+    /// Deletes at most `limit` sessions with `expires_at <= now` in one
+    /// statement and returns how many it deleted. Rows locked by a
+    /// concurrent request are skipped, never waited for.
+    ///
+    /// # Errors
+    /// Any database error, typed as in [`Error`].
+    pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let span = tracing::debug_span!("delete_expired_batch", limit, rows = Empty);
+        traced(&span, async {
+            let mut conn = self.source.connection().await?;
+            let n = Stmt::exec(
+                &self.statements.delete_expired_batch,
+                (
+                    Bind::<Timestamptz, _>::new(&now),
+                    Bind::<diesel::sql_types::BigInt, _>::new(&limit),
+                ),
+            )
+            .execute(&mut *conn)
+            .await?;
+            span.record("rows", n);
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// The one statement behind [`Adapter::extend_session_expiration`].
+    async fn extend(
+        &self,
+        session_id: &str,
+        expires_at: DateTime<Utc>,
+        threshold: DateTime<Utc>,
+    ) -> Result<Extension> {
+        let mut conn = self.source.connection().await?;
+        let stmt = Stmt::<_, Untyped>::new(
+            &self.statements.extend_expiration,
+            (
+                Bind::<Text, str>::new(session_id),
+                Bind::<Timestamptz, _>::new(&expires_at),
+                Bind::<Timestamptz, _>::new(&threshold),
+            ),
+        );
+        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+            Ok((
+                row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
+                row.get_value::<Bool, bool, _>(1)?,
+            ))
+        })
+        .await?;
+        Ok(match rows.pop() {
+            None => Extension::Gone,
+            Some((at, true)) => Extension::Extended(at),
+            Some((at, false)) => Extension::Unchanged(at),
+        })
+    }
+
+    /// The insert behind [`Adapter::set_session`].
+    async fn insert(&self, session: &DatabaseSession<U, SA>) -> Result<()>
+    where
+        SA: Serialize,
+    {
         if !storable(&session.id) {
             return Err(Error::InvalidSessionId);
         }
@@ -265,123 +456,6 @@ where
                 )
                 .await),
         }
-    }
-
-    async fn update_session_expiration(
-        &self,
-        session_id: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool> {
-        if !storable(session_id) {
-            return Ok(false);
-        }
-        let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(
-            &self.statements.update_expiration,
-            (
-                Bind::<Timestamptz, _>::new(&expires_at),
-                Bind::<Text, str>::new(session_id),
-            ),
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(n > 0)
-    }
-
-    async fn delete_session(&self, session_id: &str) -> Result<bool> {
-        if !storable(session_id) {
-            return Ok(false);
-        }
-        let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(
-            &self.statements.delete_session,
-            (Bind::<Text, str>::new(session_id),),
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(n > 0)
-    }
-
-    async fn delete_user_sessions(&self, user_id: &U) -> Result<u64> {
-        let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(
-            &self.statements.delete_user_sessions,
-            (UserIdBind(user_id),),
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(n as u64)
-    }
-
-    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
-        let mut total = 0u64;
-        loop {
-            let n = self
-                .delete_expired_batch(now, self.cleanup_batch_size)
-                .await?;
-            total += n;
-            if n < self.cleanup_batch_size as u64 {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn extend_session_expiration(
-        &self,
-        session_id: &str,
-        expires_at: DateTime<Utc>,
-        threshold: DateTime<Utc>,
-    ) -> Result<Extension> {
-        if !storable(session_id) {
-            return Ok(Extension::Gone);
-        }
-        let mut conn = self.source.connection().await?;
-        let stmt = Stmt::<_, Untyped>::new(
-            &self.statements.extend_expiration,
-            (
-                Bind::<Text, str>::new(session_id),
-                Bind::<Timestamptz, _>::new(&expires_at),
-                Bind::<Timestamptz, _>::new(&threshold),
-            ),
-        );
-        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
-            Ok((
-                row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
-                row.get_value::<Bool, bool, _>(1)?,
-            ))
-        })
-        .await?;
-        Ok(match rows.pop() {
-            None => Extension::Gone,
-            Some((at, true)) => Extension::Extended(at),
-            Some((at, false)) => Extension::Unchanged(at),
-        })
-    }
-}
-
-impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
-where
-    S: ConnectionSource,
-    U: UserId,
-{
-    /// Deletes at most `limit` sessions with `expires_at <= now` in one
-    /// statement and returns how many it deleted. Rows locked by a
-    /// concurrent request are skipped, never waited for.
-    ///
-    /// # Errors
-    /// Any database error, typed as in [`Error`].
-    pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut conn = self.source.connection().await?;
-        let n = Stmt::exec(
-            &self.statements.delete_expired_batch,
-            (
-                Bind::<Timestamptz, _>::new(&now),
-                Bind::<diesel::sql_types::BigInt, _>::new(&limit),
-            ),
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(n as u64)
     }
 
     /// Turns an insert failure into the error a caller can act on.

@@ -1,5 +1,6 @@
 //! Test database plumbing: one server per test run, one schema per test.
 
+pub mod clock;
 pub mod cluster;
 
 use std::sync::OnceLock;
