@@ -18,7 +18,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Error::PoolTimeout`], [`Error::Timeout`]), report a client mistake
 /// ([`Error::UnknownUser`], [`Error::InvalidAttributes`]), or treat as a bug
 /// or an operational problem ([`Error::Database`], [`Error::Decode`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The configuration was rejected when it was built; fix it at startup.

@@ -24,7 +24,7 @@
 //! let sessions = SessionManager::new(PostgresAdapter::new(PoolOptions::new().build(url).await?));
 //!
 //! let created = sessions.create_session("user-1".to_owned(), Attributes::new()).await?;
-//! let cookie = sessions.create_session_cookie(&created.token);
+//! let cookie = sessions.create_session_cookie(created.token.as_str());
 //! if let Some((session, user)) = sessions.validate_session(created.token.as_str()).await? {
 //!     println!("{} is signed in until {}", user.id, session.expires_at);
 //! }
@@ -49,6 +49,8 @@
 //!   `AsyncPgConnection` as a [`ConnectionSource`].
 //! - `uuid` (default): `uuid::Uuid` user ids.
 //! - `deadpool`: deadpool pools of `AsyncPgConnection` as a [`ConnectionSource`].
+//! - `rocket`: request guards and a CSRF / cache fairing for Rocket 0.5
+//!   (`lucia_diesel::rocket`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -69,6 +71,9 @@ pub mod migrations;
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod pool;
 pub mod postgres;
+#[cfg(feature = "rocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
+pub mod rocket;
 /// The default tables as Diesel `table!`s (`diesel print-schema` output),
 /// for joining them in an application's own queries.
 #[allow(missing_docs)]

@@ -50,13 +50,26 @@ const MIGRATION_LOCK_KEY: i64 = 0x6c75_6369_6164_736c;
 /// [`Error::Migration`] when a migration fails (its transaction is rolled
 /// back); [`Error::Unavailable`] when the connection breaks.
 pub async fn run_pending_migrations(conn: AsyncPgConnection) -> Result<Vec<String>> {
+    run_embedded_migrations(conn, MIGRATIONS).await
+}
+
+/// Applies every pending migration of `migrations` (an application's own
+/// `embed_migrations!()`, run after [`MIGRATIONS`]) the same way as
+/// [`run_pending_migrations`], and returns the versions applied.
+///
+/// # Errors
+/// As [`run_pending_migrations`].
+pub async fn run_embedded_migrations(
+    conn: AsyncPgConnection,
+    migrations: EmbeddedMigrations,
+) -> Result<Vec<String>> {
     let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
     tokio::task::spawn_blocking(move || {
         use diesel::RunQueryDsl as _;
         diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
             .execute(&mut wrapper)?;
         let applied = wrapper
-            .run_pending_migrations(MIGRATIONS)
+            .run_pending_migrations(migrations)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(|e| Error::Migration(e.to_string()));
         let unlocked =

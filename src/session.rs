@@ -116,7 +116,7 @@ pub struct CreatedSession<U, A> {
 ///     .build()?;
 ///
 /// let created = sessions.create_session("user-1".to_owned(), Default::default()).await?;
-/// let cookie = sessions.create_session_cookie(&created.token);
+/// let cookie = sessions.create_session_cookie(created.token.as_str());
 ///
 /// if let Some((session, user)) = sessions.validate_session(created.token.as_str()).await? {
 ///     assert_eq!(user.id, "user-1");
@@ -482,11 +482,12 @@ impl<A: Adapter> SessionManager<A> {
         .await
     }
 
-    /// The session cookie for `token`, every attribute set explicitly.
+    /// The session cookie for `token` (a [`SessionToken::as_str`], or a
+    /// token read from a request), every attribute set explicitly.
     #[must_use]
-    pub fn create_session_cookie(&self, token: &SessionToken) -> Cookie<'static> {
+    pub fn create_session_cookie(&self, token: &str) -> Cookie<'static> {
         self.cookie
-            .session_cookie(token.as_str(), self.lifetime.num_seconds())
+            .session_cookie(token, self.lifetime.num_seconds())
     }
 
     /// A cookie that removes the session cookie (empty, `Max-Age=0`).

@@ -7,5 +7,7 @@ mod adapter_suite;
 mod bad_input;
 mod migrations;
 mod observability;
+#[cfg(feature = "rocket")]
+mod rocket_app;
 mod round_trips;
 mod session;

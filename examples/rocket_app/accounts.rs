@@ -1,0 +1,207 @@
+//! Accounts: usernames and Argon2 password hashes, with Diesel's DSL.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use lucia_diesel::{ConnectionSource, PgPool};
+
+diesel::table! {
+    auth_user (id) {
+        id -> Text,
+        username -> Text,
+    }
+}
+
+diesel::table! {
+    user_password (user_id) {
+        user_id -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(auth_user, user_password);
+diesel::joinable!(user_password -> auth_user (user_id));
+
+/// What can go wrong with an account.
+#[derive(Debug)]
+pub enum AccountError {
+    /// The username is already taken.
+    Taken,
+    /// The database failed (unavailable, timed out, ...).
+    Store(lucia_diesel::Error),
+}
+
+impl From<diesel::result::Error> for AccountError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<lucia_diesel::Error> for AccountError {
+    fn from(e: lucia_diesel::Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Checks a username: 3 to 32 of `a-z`, `0-9`, `_`, `-` (after lower-casing).
+pub fn normalize_username(raw: &str) -> Result<String, &'static str> {
+    let name = raw.trim().to_ascii_lowercase();
+    if !(3..=32).contains(&name.len()) {
+        return Err("Usernames are 3 to 32 characters long.");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("Usernames use only letters, digits, '_' and '-'.");
+    }
+    Ok(name)
+}
+
+/// Checks a new password: 8 to 256 characters.
+pub fn check_password(password: &str) -> Result<(), &'static str> {
+    match password.chars().count() {
+        0..=7 => Err("Passwords are at least 8 characters long."),
+        8..=256 => Ok(()),
+        _ => Err("Passwords are at most 256 characters long."),
+    }
+}
+
+async fn hash(password: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes(), &new_salt())
+            .expect("Argon2 with default parameters hashes any password")
+            .to_string()
+    })
+    .await
+    .expect("hashing task")
+}
+
+async fn verify(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        // Without an account, verify against a throwaway hash anyway so that
+        // the answer takes as long as for a real account.
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let dummy = DUMMY.get_or_init(|| {
+            Argon2::default()
+                .hash_password(b"not a password", &new_salt())
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let stored = stored.as_deref();
+        let parsed = PasswordHash::new(stored.unwrap_or(dummy));
+        let ok = parsed.is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        });
+        ok && stored.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A 16-byte salt from the OS random source.
+fn new_salt() -> SaltString {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    SaltString::encode_b64(&bytes).expect("16 bytes is a valid salt length")
+}
+
+fn new_user_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates an account and returns its user id.
+pub async fn sign_up(
+    pool: &PgPool,
+    username: &str,
+    password: String,
+) -> Result<String, AccountError> {
+    let hash = hash(password).await;
+    let id = new_user_id();
+    let mut conn = pool.connection().await?;
+    let (uid, name) = (id.clone(), username.to_owned());
+    let inserted = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            diesel::insert_into(auth_user::table)
+                .values((auth_user::id.eq(&uid), auth_user::username.eq(&name)))
+                .execute(conn)
+                .await?;
+            diesel::insert_into(user_password::table)
+                .values((
+                    user_password::user_id.eq(&uid),
+                    user_password::hash.eq(&hash),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await;
+    match inserted {
+        Ok(()) => Ok(id),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(AccountError::Taken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user id for a username and password, if they match.
+pub async fn log_in(
+    pool: &PgPool,
+    username: &str,
+    password: String,
+) -> Result<Option<String>, AccountError> {
+    let mut conn = pool.connection().await?;
+    let found: Option<(String, String)> = auth_user::table
+        .inner_join(user_password::table)
+        .filter(auth_user::username.eq(username))
+        .select((auth_user::id, user_password::hash))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    drop(conn);
+    let (id, stored) = match found {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    Ok(if verify(password, stored).await {
+        id
+    } else {
+        None
+    })
+}
+
+/// Checks `current` and replaces the password with `new`; `false` when
+/// `current` is wrong.
+pub async fn change_password(
+    pool: &PgPool,
+    user_id: &str,
+    current: String,
+    new: String,
+) -> Result<bool, AccountError> {
+    let mut conn = pool.connection().await?;
+    let stored: Option<String> = user_password::table
+        .find(user_id)
+        .select(user_password::hash)
+        .first(&mut conn)
+        .await
+        .optional()?;
+    drop(conn);
+    if !verify(current, stored).await {
+        return Ok(false);
+    }
+    let hash = hash(new).await;
+    let mut conn = pool.connection().await?;
+    diesel::update(user_password::table.find(user_id))
+        .set(user_password::hash.eq(hash))
+        .execute(&mut conn)
+        .await?;
+    Ok(true)
+}

@@ -1,0 +1,12 @@
+-- The example app's additions to lucia-diesel's tables.
+ALTER TABLE auth_user ADD COLUMN username TEXT NOT NULL UNIQUE;
+
+CREATE TABLE user_password (
+    user_id TEXT PRIMARY KEY REFERENCES auth_user(id) ON DELETE CASCADE,
+    hash TEXT NOT NULL
+);
+
+-- Session attributes shown on the sessions page.
+ALTER TABLE user_session
+    ADD COLUMN created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ADD COLUMN user_agent TEXT;
