@@ -93,6 +93,8 @@ pub use crate::cookie::CookieConfig;
 #[doc(inline)]
 pub use crate::error::{ConfigError, DatabaseError, DatabaseErrorKind, Error, Result};
 #[doc(inline)]
+pub use crate::error::{SchemaError, SchemaProblem};
+#[doc(inline)]
 pub use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_origin};
 #[cfg(feature = "bb8")]
 #[doc(inline)]

@@ -11,3 +11,4 @@ mod observability;
 mod rocket_app;
 mod round_trips;
 mod session;
+mod verify_schema;

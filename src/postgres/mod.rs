@@ -10,6 +10,7 @@ mod query;
 mod source;
 mod statements;
 mod user_id;
+mod verify;
 
 use std::fmt;
 use std::marker::PhantomData;

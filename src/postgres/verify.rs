@@ -1,0 +1,447 @@
+//! [`PostgresAdapter::verify_schema`]: a startup check that the configured
+//! tables are what the adapter's statements need, reported in full.
+//!
+//! Everything is read from the system catalogs for the connected role, so
+//! the check sees what the adapter will see: names resolved through the
+//! connection's `search_path`, privileges of the role it connects as.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+
+use super::{ConnectionSource, PostgresAdapter, TableName, UserId};
+use crate::error::{Error, Result, SchemaError, SchemaProblem};
+use crate::trace::traced;
+
+/// The schema, and whether the role may use it.
+const SCHEMA: &str = "SELECT has_schema_privilege(oid, 'USAGE') AS usable \
+     FROM pg_catalog.pg_namespace WHERE nspname = $1";
+
+/// The relation a (quoted) name resolves to, as the adapter's statements
+/// would resolve it.
+const RELATION: &str = "SELECT c.oid::int8 AS oid, c.relkind::text AS kind, \
+     has_table_privilege(c.oid, 'DELETE') AS can_delete \
+     FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+
+/// Every live column: its type (domains resolved to their base type), and
+/// what the role may do with it. `unique_alone` is a unique index on this
+/// column alone that `ON CONFLICT (column)` can infer: valid, immediate
+/// (not deferrable), without a predicate or expressions. `deferrable` is a
+/// deferrable one, which `ON CONFLICT (column)` also infers, and rejects.
+const COLUMNS: &str = "SELECT a.attname::text AS name, a.attnotnull AS not_null, \
+     format_type(a.atttypid, a.atttypmod) AS declared, bt.typname::text AS base, \
+     CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod, \
+     has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS can_select, \
+     has_column_privilege(a.attrelid, a.attnum, 'INSERT') AS can_insert, \
+     has_column_privilege(a.attrelid, a.attnum, 'UPDATE') AS can_update, \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid \
+     AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL \
+     AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) AS unique_alone, \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid \
+     AND i.indisunique AND NOT i.indimmediate AND i.indpred IS NULL \
+     AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) AS deferrable \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+     JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+     WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY a.attnum";
+
+/// Session ids are the 64-character hex SHA-256 of the token by default.
+const MIN_ID_CHARS: i32 = 64;
+
+#[derive(QueryableByName)]
+struct SchemaRow {
+    #[diesel(sql_type = Bool)]
+    usable: bool,
+}
+
+#[derive(QueryableByName)]
+struct RelationRow {
+    #[diesel(sql_type = BigInt)]
+    oid: i64,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Bool)]
+    can_delete: bool,
+}
+
+#[derive(QueryableByName)]
+struct ColumnRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    not_null: bool,
+    #[diesel(sql_type = Text)]
+    declared: String,
+    #[diesel(sql_type = Text)]
+    base: String,
+    #[diesel(sql_type = Integer)]
+    typmod: i32,
+    #[diesel(sql_type = Bool)]
+    can_select: bool,
+    #[diesel(sql_type = Bool)]
+    can_insert: bool,
+    #[diesel(sql_type = Bool)]
+    can_update: bool,
+    #[diesel(sql_type = Bool)]
+    unique_alone: bool,
+    #[diesel(sql_type = Bool)]
+    deferrable: bool,
+}
+
+/// The column types the adapter can read and bind.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// `text` or `varchar` of at least [`MIN_ID_CHARS`].
+    SessionId,
+    /// `timestamptz`.
+    Timestamptz,
+    /// The user id type's column type.
+    UserId(&'static str),
+}
+
+impl Want {
+    fn user_id<U: UserId>() -> Self {
+        Self::UserId(U::SQL_TYPE)
+    }
+
+    /// `None` when `column` fits, else what would.
+    fn mismatch(self, column: &ColumnRow) -> Option<&'static str> {
+        let base = column.base.as_str();
+        let fits = match self {
+            Self::SessionId => {
+                base == "text"
+                    // varchar(n) stores typmod n + 4; -1 is unlimited.
+                    || (base == "varchar"
+                        && (column.typmod < 0 || column.typmod - 4 >= MIN_ID_CHARS))
+            }
+            Self::Timestamptz => base == "timestamptz",
+            Self::UserId(sql) => match sql {
+                "TEXT" => base == "text" || base == "varchar",
+                "INTEGER" => base == "int4",
+                "BIGINT" => base == "int8",
+                "UUID" => base == "uuid",
+                _ => false,
+            },
+        };
+        (!fits).then(|| self.expected())
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Self::SessionId => "text (or varchar of at least 64 characters)",
+            Self::Timestamptz => "timestamptz (timestamp with time zone)",
+            Self::UserId("TEXT") => "text or varchar, to match the String user id type",
+            Self::UserId("INTEGER") => "integer, to match the i32 user id type",
+            Self::UserId("BIGINT") => "bigint, to match the i64 user id type",
+            Self::UserId("UUID") => "uuid, to match the uuid::Uuid user id type",
+            Self::UserId(_) => "the user id type's column type",
+        }
+    }
+}
+
+/// One column the adapter needs and what it does with it.
+struct Need {
+    column: &'static str,
+    want: Want,
+    /// Must have a unique index of its own (`ON CONFLICT (id)`, the join).
+    unique: bool,
+    /// Written by `INSERT`.
+    insert: bool,
+    /// Written by `UPDATE`.
+    update: bool,
+}
+
+impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
+where
+    S: ConnectionSource,
+    U: UserId,
+{
+    /// Checks, as the role the adapter connects as, that the user and
+    /// session tables are fit for the adapter. Call it once at startup,
+    /// before serving traffic, so that a wrong schema is a clear error
+    /// rather than failed logins.
+    ///
+    /// Checked: both tables exist (through the connection's `search_path`
+    /// for unqualified names) and are tables; the session table has `id`
+    /// (`text`, or `varchar` of at least 64 characters), `expires_at`
+    /// (`timestamptz`) and `user_id`, and the user table has `id`, both user
+    /// ids of the column type of `U` (`text`/`varchar`, `integer`, `bigint`
+    /// or `uuid`); those columns are `NOT NULL`; each table's `id` has a
+    /// unique index of its own that `ON CONFLICT (id)` can use (a primary
+    /// key does); and the role may `SELECT` both tables and `INSERT`,
+    /// `UPDATE` and `DELETE` sessions. Extra columns (attributes) and
+    /// row-level security policies are not checked.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lucia_diesel::{PoolOptions, PostgresAdapter};
+    ///
+    /// # async fn run() -> lucia_diesel::Result<()> {
+    /// let adapter = PostgresAdapter::new(PoolOptions::new().build("postgres://localhost/app").await?);
+    /// adapter.verify_schema().await?; // e.g. "table \"user_session\" does not exist; run the migrations, ..."
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Schema`] listing every problem found (see [`SchemaProblem`]);
+    /// [`Error::Unavailable`] or [`Error::PoolTimeout`] when the database
+    /// cannot be reached.
+    pub async fn verify_schema(&self) -> Result<()> {
+        let span = tracing::debug_span!("verify_schema");
+        traced(&span, async {
+            let mut conn = self.source.connection().await?;
+            let mut problems = Vec::new();
+            let user_id = Want::user_id::<U>();
+            let session_needs = [
+                Need {
+                    column: "id",
+                    want: Want::SessionId,
+                    unique: true,
+                    insert: true,
+                    update: false,
+                },
+                Need {
+                    column: "expires_at",
+                    want: Want::Timestamptz,
+                    unique: false,
+                    insert: true,
+                    update: true,
+                },
+                Need {
+                    column: "user_id",
+                    want: user_id,
+                    unique: false,
+                    insert: true,
+                    update: false,
+                },
+            ];
+            let user_needs = [Need {
+                column: "id",
+                want: user_id,
+                unique: true,
+                insert: false,
+                update: false,
+            }];
+            check_table(
+                &mut conn,
+                self.names.user(),
+                &user_needs,
+                false,
+                &mut problems,
+            )
+            .await?;
+            check_table(
+                &mut conn,
+                self.names.session(),
+                &session_needs,
+                true,
+                &mut problems,
+            )
+            .await?;
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Schema(SchemaError::new(problems)))
+            }
+        })
+        .await
+    }
+}
+
+/// Adds what is wrong with one table to `problems`.
+async fn check_table(
+    conn: &mut AsyncPgConnection,
+    name: &TableName,
+    needs: &[Need],
+    writable: bool,
+    problems: &mut Vec<SchemaProblem>,
+) -> Result<()> {
+    let table = name.to_sql();
+    if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
+        let rows: Vec<SchemaRow> = diesel::sql_query(SCHEMA)
+            .bind::<Text, _>(schema)
+            .load(conn)
+            .await?;
+        match rows.into_iter().next() {
+            None => {
+                problems.push(SchemaProblem::SchemaNotFound { schema: quoted });
+                return Ok(());
+            }
+            Some(row) if !row.usable => {
+                problems.push(SchemaProblem::SchemaNotUsable { schema: quoted });
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+    }
+    let relation: Vec<RelationRow> = diesel::sql_query(RELATION)
+        .bind::<Text, _>(&table)
+        .load(conn)
+        .await?;
+    let Some(relation) = relation.into_iter().next() else {
+        problems.push(SchemaProblem::TableNotFound { table });
+        return Ok(());
+    };
+    if !matches!(relation.kind.as_str(), "r" | "p") {
+        problems.push(SchemaProblem::NotATable {
+            table,
+            kind: relation_kind(&relation.kind).to_owned(),
+        });
+        return Ok(());
+    }
+    let columns: Vec<ColumnRow> = diesel::sql_query(COLUMNS)
+        .bind::<BigInt, _>(relation.oid)
+        .load(conn)
+        .await?;
+    for need in needs {
+        let Some(column) = columns.iter().find(|c| c.name == need.column) else {
+            problems.push(SchemaProblem::MissingColumn {
+                table: table.clone(),
+                column: need.column,
+            });
+            continue;
+        };
+        if let Some(expected) = need.want.mismatch(column) {
+            problems.push(SchemaProblem::WrongColumnType {
+                table: table.clone(),
+                column: need.column,
+                found: column.declared.clone(),
+                expected,
+            });
+        }
+        if !column.not_null {
+            problems.push(SchemaProblem::NullableColumn {
+                table: table.clone(),
+                column: need.column,
+            });
+        }
+        if need.unique && !column.unique_alone {
+            problems.push(SchemaProblem::NoUniqueIndex {
+                table: table.clone(),
+                column: need.column,
+            });
+        }
+        if need.unique && column.deferrable {
+            problems.push(SchemaProblem::DeferrableUnique {
+                table: table.clone(),
+                column: need.column,
+            });
+        }
+    }
+    // Rows are read whole (`to_jsonb(row)`), so every column must be readable.
+    let mut missing = Vec::new();
+    if columns.iter().any(|c| !c.can_select) {
+        missing.push("SELECT");
+    }
+    if writable {
+        let can = |column: &str, check: fn(&ColumnRow) -> bool| {
+            columns.iter().find(|c| c.name == column).is_none_or(check)
+        };
+        if !needs
+            .iter()
+            .filter(|n| n.insert)
+            .all(|n| can(n.column, |c| c.can_insert))
+        {
+            missing.push("INSERT");
+        }
+        if !needs
+            .iter()
+            .filter(|n| n.update)
+            .all(|n| can(n.column, |c| c.can_update))
+        {
+            missing.push("UPDATE");
+        }
+        if !relation.can_delete {
+            missing.push("DELETE");
+        }
+    }
+    problems.extend(
+        missing
+            .into_iter()
+            .map(|privilege| SchemaProblem::MissingPrivilege {
+                table: table.clone(),
+                privilege,
+            }),
+    );
+    Ok(())
+}
+
+/// `pg_class.relkind` in words.
+fn relation_kind(kind: &str) -> &'static str {
+    match kind {
+        "v" => "view",
+        "m" => "materialized view",
+        "f" => "foreign table",
+        "S" => "sequence",
+        "i" | "I" => "index",
+        "c" => "composite type",
+        "t" => "TOAST table",
+        _ => "relation of another kind",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(base: &str, typmod: i32) -> ColumnRow {
+        ColumnRow {
+            name: "id".into(),
+            not_null: true,
+            declared: base.into(),
+            base: base.into(),
+            typmod,
+            can_select: true,
+            can_insert: true,
+            can_update: true,
+            unique_alone: true,
+            deferrable: false,
+        }
+    }
+
+    #[test]
+    fn session_ids_need_room_for_a_hash() {
+        let want = Want::SessionId;
+        assert!(want.mismatch(&column("text", -1)).is_none());
+        assert!(want.mismatch(&column("varchar", -1)).is_none());
+        assert!(want.mismatch(&column("varchar", 64 + 4)).is_none());
+        assert!(want.mismatch(&column("varchar", 40 + 4)).is_some());
+        assert!(want.mismatch(&column("bpchar", 64 + 4)).is_some());
+        assert!(want.mismatch(&column("int8", -1)).is_some());
+    }
+
+    #[test]
+    fn user_ids_match_their_rust_type() {
+        assert!(
+            Want::user_id::<String>()
+                .mismatch(&column("varchar", 20))
+                .is_none()
+        );
+        assert!(
+            Want::user_id::<String>()
+                .mismatch(&column("uuid", -1))
+                .is_some()
+        );
+        assert!(
+            Want::user_id::<i32>()
+                .mismatch(&column("int4", -1))
+                .is_none()
+        );
+        assert!(
+            Want::user_id::<i32>()
+                .mismatch(&column("int8", -1))
+                .is_some()
+        );
+        assert!(
+            Want::user_id::<i64>()
+                .mismatch(&column("int8", -1))
+                .is_none()
+        );
+        assert!(
+            Want::user_id::<i64>()
+                .mismatch(&column("int4", -1))
+                .is_some()
+        );
+    }
+}
