@@ -58,7 +58,8 @@ button.danger{background:#c6354a} button.quiet{background:#e7eaf0;color:#1d2330}
 .notice{background:#e8f6ee;color:#1d5b36;border:1px solid #bfe5cc;padding:.6rem .8rem;border-radius:6px}
 table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.55rem .4rem;border-bottom:1px solid #eceef3;vertical-align:middle}
 th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#667}
-.tag{background:#2f5bea;color:#fff;border-radius:999px;font-size:.75rem;padding:.1rem .55rem;margin-left:.4rem}
+.tag{background:#2f5bea;color:#fff;border-radius:999px;font-size:.75rem;padding:.1rem .55rem;margin-left:.4rem;white-space:nowrap}
+td button{white-space:nowrap}
 .muted{color:#667;font-size:.9rem}
 ";
 

@@ -9,6 +9,9 @@ mod app;
 #[path = "../../examples/rocket_app/pages.rs"]
 mod pages;
 
+mod browser;
+mod webdriver;
+
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
@@ -42,7 +45,10 @@ struct App {
     url: String,
 }
 
-async fn app() -> App {
+type Sessions = app::Sessions;
+
+/// A test schema with lucia-diesel's and the example's migrations applied.
+async fn app_database() -> TestDb {
     let db = TestDb::new().await;
     migrations::run_pending_migrations(db.connect().await)
         .await
@@ -50,6 +56,11 @@ async fn app() -> App {
     migrations::run_embedded_migrations(db.connect().await, APP_MIGRATIONS)
         .await
         .unwrap();
+    db
+}
+
+async fn app() -> App {
+    let db = app_database().await;
     App {
         url: db.url.clone(),
         _db: db,
