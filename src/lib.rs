@@ -57,7 +57,7 @@
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "rocket"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
