@@ -289,6 +289,8 @@ async fn login_rotates_the_token() {
     // and the old one is dead.
     let res = post(&browser, "/login", "username=dave&password=long-enough-pw").await;
     assert_eq!(res.status(), Status::SeeOther);
+    assert_cookie_attributes(&session_set_cookie(&res).unwrap(), "Max-Age=2592000");
+    assert_eq!(res.headers().get_one("Cache-Control"), Some("no-store"));
     let second = session_set_cookie(&res).unwrap()[0]
         .trim_start_matches("auth_session=")
         .to_owned();
