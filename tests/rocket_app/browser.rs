@@ -117,20 +117,15 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             let shot = |name: &str| b.screenshot(&shots.join(format!("{name}.png")));
 
             b.goto(&format!("{base}/"))?;
-            assert!(
-                b.url()?.ends_with("/login"),
-                "signed out: sent to the login page"
-            );
+            b.wait_url("/login")?;
             b.click("a[href='/signup']")?;
+            b.wait_url("/signup")?;
             b.type_into("#username", "browser_user")?;
             b.type_into("#password", "correct-horse-battery")?;
             b.type_into("#confirm", "correct-horse-battery")?;
             shot("01-signup")?;
             b.click("button[type=submit]")?;
-            assert!(
-                b.text("h1")?.contains("Hello, browser_user"),
-                "home after sign-up"
-            );
+            b.wait_text("h1", "Hello, browser_user")?;
             shot("02-home-after-signup")?;
 
             let cookies = b.cookies()?;
@@ -144,7 +139,7 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             assert_eq!(session["path"], "/");
 
             b.click("header form button")?; // Sign out
-            assert!(b.url()?.ends_with("/login"));
+            b.wait_url("/login")?;
             assert!(
                 !b.cookies()?.iter().any(|c| c["name"] == "auth_session"),
                 "logout removed the cookie"
@@ -153,14 +148,11 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             b.type_into("#username", "browser_user")?;
             b.type_into("#password", "wrong-password")?;
             b.click("button[type=submit]")?;
-            assert!(b.text(".error")?.contains("Wrong username or password"));
+            b.wait_text(".error", "Wrong username or password")?;
             shot("03-login-wrong-password")?;
             b.type_into("#password", "correct-horse-battery")?;
             b.click("button[type=submit]")?;
-            assert!(
-                b.text("h1")?.contains("Hello, browser_user"),
-                "home after login"
-            );
+            b.wait_text("h1", "Hello, browser_user")?;
             shot("04-home-after-login")?;
             Ok(())
         }
@@ -195,7 +187,9 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
         b.type_into("#username", "browser_user")?;
         b.type_into("#password", "correct-horse-battery")?;
         b.click("button[type=submit]")?;
+        b.wait_text("h1", "Hello, browser_user")?;
         b.click("header a[href='/sessions']")?;
+        b.wait_text("h1", "Your sessions")?;
         assert_eq!(
             b.count("tbody tr")?,
             3,
@@ -204,18 +198,18 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
         assert_eq!(b.count(".tag")?, 1, "the current session is marked");
         shot("05-sessions")?;
         b.click("button.danger[type=submit]")?; // Revoke the phone
-        assert!(b.text(".notice")?.contains("signed out"));
+        b.wait_text(".notice", "signed out")?;
         assert_eq!(b.count("tbody tr")?, 2);
         shot("06-sessions-after-revoke")?;
         b.click("form[action='/sessions/revoke-others'] button")?;
-        assert!(b.text(".notice")?.contains("Every other session"));
+        b.wait_text(".notice", "Every other session")?;
         assert_eq!(b.count("tbody tr")?, 1, "only this browser is left");
         shot("07-sessions-after-sign-out-elsewhere")?;
         b.click("header form button")?; // Sign out
-        assert!(b.url()?.ends_with("/login"));
+        b.wait_url("/login")?;
         shot("08-after-logout")?;
         b.goto(&format!("{base}/sessions"))?;
-        assert!(b.url()?.ends_with("/login"), "signed out for good");
+        b.wait_url("/login")?;
         Ok(())
     })
     .await

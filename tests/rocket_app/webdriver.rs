@@ -214,6 +214,41 @@ impl WebDriver {
             .to_owned())
     }
 
+    /// Waits (up to 15 s) until the URL ends with `suffix`: a click that
+    /// submits a form returns before the next page has loaded.
+    pub fn wait_url(&self, suffix: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url()?;
+            if url.ends_with(suffix) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "waited for a URL ending in {suffix:?}, still at {url}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 15 s) until the element's text contains `text`.
+    pub fn wait_text(&self, css: &str, text: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.text(css).unwrap_or_default();
+            if got.contains(text) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "waited for {css:?} to contain {text:?}, it says {got:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn cookies(&self) -> Result<Vec<Value>, String> {
         Ok(self
             .call("GET", "/cookie", None)?
