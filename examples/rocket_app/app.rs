@@ -163,7 +163,12 @@ async fn login(
             Some("Wrong username or password."),
         )
     };
-    if username.is_empty() || form.password.is_empty() || form.password.len() > 1024 {
+    // A name no account can have (NUL, other characters, wrong length) is
+    // wrong without asking the database.
+    if accounts::normalize_username(&username).is_err()
+        || form.password.is_empty()
+        || form.password.len() > 1024
+    {
         return Err(wrong());
     }
     match accounts::log_in(pool, &username, form.password.to_owned()).await {

@@ -260,6 +260,18 @@ async fn form_errors_are_clear_and_never_500() {
             Status::Unauthorized,
             "Wrong username or password",
         ),
+        (
+            "/login",
+            "username=a%00b&password=whatever-pw",
+            Status::Unauthorized,
+            "Wrong username or password",
+        ),
+        (
+            "/signup",
+            "username=a%00bc&password=long-enough-pw&confirm=long-enough-pw",
+            Status::UnprocessableEntity,
+            "letters, digits",
+        ),
     ];
     for (path, body, status, text) in cases {
         let res = post(&browser, path, body).await;
