@@ -62,6 +62,7 @@
 struct ReadmeDoctests;
 
 mod adapter;
+pub mod cleanup;
 mod clock;
 pub mod cookie;
 mod error;
@@ -86,6 +87,8 @@ mod trace;
 pub use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
+#[doc(inline)]
+pub use crate::cleanup::{CleanupHandle, CleanupOptions};
 #[doc(inline)]
 pub use crate::clock::{Clock, SystemClock};
 #[doc(inline)]

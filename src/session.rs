@@ -209,6 +209,12 @@ impl<A: Adapter> SessionManagerBuilder<A> {
 }
 
 impl<A> SessionManager<A> {
+    /// The adapter.
+    #[must_use]
+    pub fn adapter(&self) -> &A {
+        &self.adapter
+    }
+
     /// The time on the manager's clock, cut to microseconds (what PostgreSQL
     /// stores). Creation, validation, extension and cleanup all read this one
     /// clock; use it for anything else that must agree with them, such as
@@ -238,12 +244,6 @@ impl<A: Adapter> SessionManager<A> {
         SessionManagerBuilder {
             manager: Self::new(adapter),
         }
-    }
-
-    /// The adapter.
-    #[must_use]
-    pub fn adapter(&self) -> &A {
-        &self.adapter
     }
 
     /// The session lifetime.

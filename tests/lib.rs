@@ -5,6 +5,7 @@ mod support;
 
 mod adapter_suite;
 mod bad_input;
+mod cleanup;
 mod migrations;
 mod observability;
 #[cfg(feature = "rocket")]

@@ -21,10 +21,10 @@ use crate::support::clock::ManualClock;
 /// A subscriber that enables everything and writes each span, recorded
 /// field and event as one line of text.
 #[derive(Clone, Default)]
-struct Capture(Arc<CaptureState>);
+pub struct Capture(Arc<CaptureState>);
 
 #[derive(Default)]
-struct CaptureState {
+pub struct CaptureState {
     next_id: AtomicU64,
     names: Mutex<HashMap<u64, &'static str>>,
     lines: Mutex<Vec<String>>,
@@ -55,7 +55,7 @@ impl Capture {
             .copied()
             .unwrap_or("?")
     }
-    fn lines(&self) -> Vec<String> {
+    pub fn lines(&self) -> Vec<String> {
         self.0.lines.lock().unwrap().clone()
     }
 }
