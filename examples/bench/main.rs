@@ -29,6 +29,8 @@ struct Args {
     sessions: u64,
     concurrency: Vec<usize>,
     ops: Vec<String>,
+    impls: Vec<String>,
+    keep: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +49,8 @@ fn parse_args() -> Result<Args, String> {
         ]
         .map(String::from)
         .to_vec(),
+        impls: vec!["raw".into(), "lucia-diesel".into()],
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,8 +67,10 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--ops" => args.ops = value()?.split(',').map(String::from).collect(),
+            "--impl" => args.impls = value()?.split(',').map(String::from).collect(),
+            "--keep-db" => args.keep = true,
             "--help" | "-h" => {
-                return Err("usage: bench [--secs S] [--sessions N] [--concurrency 1,32] [--ops validate,miss,touch,list,create,delete,validate_session]".into());
+                return Err("usage: bench [--secs S] [--sessions N] [--concurrency 1,32] [--ops validate,miss,touch,list,create,delete,validate_session] [--impl raw,lucia-diesel] [--keep-db]".into());
             }
             other => return Err(format!("unknown argument {other}; see --help")),
         }
@@ -75,6 +81,14 @@ fn parse_args() -> Result<Args, String> {
 /// Session ids of the loaded data: like hashed-mode ids, 64 hex characters.
 fn session_id(n: u64) -> String {
     format!("{:064x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// The loaded session ids, computed once so that building them is not
+/// part of what is measured.
+static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+fn loaded_id(n: u64) -> &'static str {
+    &IDS.get().expect("ids are computed before the runs")[n as usize]
 }
 
 fn user_id(n: u64) -> String {
@@ -140,7 +154,49 @@ async fn setup(server: &str, sessions: u64) -> Result<String, Box<dyn std::error
     Ok(url)
 }
 
+/// CPU time (user + system) of every local `postgres` process, in
+/// microseconds: the server's share when it runs on this machine.
+fn server_cpu_micros() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|e| {
+            stat_cpu_micros(&std::fs::read_to_string(e.path().join("stat")).unwrap_or_default())
+        })
+        .sum()
+}
+
+/// This process's CPU time (user + system) in microseconds.
+fn cpu_micros() -> u64 {
+    stat_cpu_micros(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+fn stat_cpu_micros(stat: &str) -> u64 {
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    (ticks(11) + ticks(12)) * 10_000
+}
+
 struct Run {
+    cpu_us_per_op: f64,
+    server_cpu_us_per_op: f64,
     ops: u64,
     secs: f64,
     p50_us: u64,
@@ -155,6 +211,8 @@ where
 {
     let op = Arc::new(op);
     let seq = Arc::new(AtomicU64::new(0));
+    let cpu_start = cpu_micros();
+    let server_start = server_cpu_micros();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let tasks: Vec<_> = (0..concurrency)
@@ -177,6 +235,8 @@ where
         all.extend(t.await.expect("bench task"));
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_micros().saturating_sub(cpu_start);
+    let server_cpu = server_cpu_micros().saturating_sub(server_start);
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -184,6 +244,8 @@ where
             .unwrap_or(0) as u64
     };
     Run {
+        cpu_us_per_op: cpu as f64 / all.len().max(1) as f64,
+        server_cpu_us_per_op: server_cpu as f64 / all.len().max(1) as f64,
         ops: all.len() as u64,
         secs,
         p50_us: pct(0.50),
@@ -243,13 +305,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let tokens = Arc::new(tokens);
+    let _ = IDS.set((0..args.sessions).map(session_id).collect());
 
-    let mut table = Vec::new();
+    struct Row {
+        imp: &'static str,
+        op: String,
+        c: usize,
+        ops_per_sec: f64,
+        p50: u64,
+        p99: u64,
+        ratio: Option<f64>,
+        stmts: Option<f64>,
+        cpu: f64,
+        server_cpu: f64,
+    }
+    let mut table: Vec<Row> = Vec::new();
     for op in &args.ops {
         for &c in &args.concurrency {
             let mut raw_ops_per_sec = None;
             for imp in ["raw", "lucia-diesel"] {
-                if op == "validate_session" && imp == "raw" {
+                if (op == "validate_session" && imp == "raw")
+                    || !args.impls.iter().any(|i| i == imp)
+                {
                     continue;
                 }
                 let _ = stats
@@ -267,9 +344,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let raw = Arc::clone(&raw);
                             async move {
                                 assert!(
-                                    raw.validate(&session_id(Pick(i + 1).next(n)))
-                                        .await
-                                        .unwrap()
+                                    raw.validate(&loaded_id(Pick(i + 1).next(n))).await.unwrap()
                                 );
                             }
                         })
@@ -290,7 +365,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         run(c, args.secs, move |i| {
                             let raw = Arc::clone(&raw);
                             async move {
-                                raw.touch(&session_id(Pick(i + 1).next(n)), Utc::now())
+                                raw.touch(&loaded_id(Pick(i + 1).next(n)), Utc::now())
                                     .await
                                     .unwrap();
                             }
@@ -340,7 +415,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let a = Arc::clone(&a);
                             async move {
                                 assert!(
-                                    a.get_session_and_user(&session_id(Pick(i + 1).next(n)))
+                                    a.get_session_and_user(&loaded_id(Pick(i + 1).next(n)))
                                         .await
                                         .unwrap()
                                         .is_some()
@@ -370,7 +445,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let a = Arc::clone(&a);
                             async move {
                                 a.update_session_expiration(
-                                    &session_id(Pick(i + 1).next(n)),
+                                    &loaded_id(Pick(i + 1).next(n)),
                                     Utc::now(),
                                 )
                                 .await
@@ -444,48 +519,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "impl": imp, "op": op, "concurrency": c, "pool": POOL, "ops": r.ops,
                     "secs": (r.secs * 1000.0).round() / 1000.0, "ops_per_sec": ops_per_sec.round(),
                     "p50_us": r.p50_us, "p99_us": r.p99_us,
+                    "client_cpu_us_per_op": (r.cpu_us_per_op * 10.0).round() / 10.0,
+                    "server_cpu_us_per_op": (r.server_cpu_us_per_op * 10.0).round() / 10.0,
                 });
                 if let Some(s) = per_op {
                     line["statements_per_op"] = json!((s * 100.0).round() / 100.0);
                 }
                 println!("{line}");
-                let base = if imp == "raw" {
+                if imp == "raw" {
                     raw_ops_per_sec = Some(ops_per_sec);
+                }
+                let base = if op == "validate_session" {
+                    table
+                        .iter()
+                        .find(|r| r.imp == "raw" && r.op == "validate" && r.c == c)
+                        .map(|r| r.ops_per_sec)
+                } else if imp == "raw" {
                     None
                 } else {
                     raw_ops_per_sec
                 };
-                let base = if op == "validate_session" {
-                    table
-                        .iter()
-                        .find(
-                            |(i, o, cc, ..): &&(
-                                String,
-                                String,
-                                usize,
-                                f64,
-                                u64,
-                                u64,
-                                Option<f64>,
-                                Option<f64>,
-                            )| {
-                                i == "raw" && o == "validate" && *cc == c
-                            },
-                        )
-                        .map(|t| t.3)
-                } else {
-                    base
-                };
-                table.push((
-                    imp.to_owned(),
-                    op.clone(),
+                table.push(Row {
+                    imp,
+                    op: op.clone(),
                     c,
                     ops_per_sec,
-                    r.p50_us,
-                    r.p99_us,
-                    base.map(|b| ops_per_sec / b),
-                    per_op,
-                ));
+                    p50: r.p50_us,
+                    p99: r.p99_us,
+                    ratio: base.map(|b| ops_per_sec / b),
+                    stmts: per_op,
+                    cpu: r.cpu_us_per_op,
+                    server_cpu: r.server_cpu_us_per_op,
+                });
             }
         }
     }
@@ -498,14 +563,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
         });
     eprintln!(
-        "{:<13} {:<17} {:>4} {:>10} {:>8} {:>8} {:>8} {:>9}",
-        "impl", "op", "c", "ops/s", "p50 us", "p99 us", "x raw", "stmts/op"
+        "{:<13} {:<17} {:>4} {:>10} {:>8} {:>8} {:>7} {:>9} {:>10} {:>10}",
+        "impl",
+        "op",
+        "c",
+        "ops/s",
+        "p50 us",
+        "p99 us",
+        "x raw",
+        "stmts/op",
+        "client us",
+        "server us"
     );
-    for (imp, op, c, ops, p50, p99, ratio, stmts) in &table {
+    for r in &table {
         eprintln!(
-            "{imp:<13} {op:<17} {c:>4} {ops:>10.0} {p50:>8} {p99:>8} {:>8} {:>9}",
-            ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
-            stmts.map(|s| format!("{s:.2}")).unwrap_or_default()
+            "{:<13} {:<17} {:>4} {:>10.0} {:>8} {:>8} {:>7} {:>9} {:>10.1} {:>10.1}",
+            r.imp,
+            r.op,
+            r.c,
+            r.ops_per_sec,
+            r.p50,
+            r.p99,
+            r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
+            r.stmts.map(|x| format!("{x:.2}")).unwrap_or_default(),
+            r.cpu,
+            r.server_cpu
         );
     }
     eprintln!(
