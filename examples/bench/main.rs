@@ -344,7 +344,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let raw = Arc::clone(&raw);
                             async move {
                                 assert!(
-                                    raw.validate(&loaded_id(Pick(i + 1).next(n))).await.unwrap()
+                                    raw.validate(loaded_id(Pick(i + 1).next(n))).await.unwrap()
                                 );
                             }
                         })
@@ -365,7 +365,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         run(c, args.secs, move |i| {
                             let raw = Arc::clone(&raw);
                             async move {
-                                raw.touch(&loaded_id(Pick(i + 1).next(n)), Utc::now())
+                                raw.touch(loaded_id(Pick(i + 1).next(n)), Utc::now())
                                     .await
                                     .unwrap();
                             }
@@ -415,7 +415,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let a = Arc::clone(&a);
                             async move {
                                 assert!(
-                                    a.get_session_and_user(&loaded_id(Pick(i + 1).next(n)))
+                                    a.get_session_and_user(loaded_id(Pick(i + 1).next(n)))
                                         .await
                                         .unwrap()
                                         .is_some()
@@ -445,7 +445,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let a = Arc::clone(&a);
                             async move {
                                 a.update_session_expiration(
-                                    &loaded_id(Pick(i + 1).next(n)),
+                                    loaded_id(Pick(i + 1).next(n)),
                                     Utc::now(),
                                 )
                                 .await
