@@ -70,7 +70,7 @@ fn parse_args() -> Result<Args, String> {
             "--impl" => args.impls = value()?.split(',').map(String::from).collect(),
             "--keep-db" => args.keep = true,
             "--help" | "-h" => {
-                return Err("usage: bench [--secs S] [--sessions N] [--concurrency 1,32] [--ops validate,miss,touch,list,create,delete,validate_session] [--impl raw,lucia-diesel] [--keep-db]".into());
+                return Err("usage: bench [--secs S] [--sessions N] [--concurrency 1,32] [--ops validate,miss,touch,list,create,delete,validate_session] [--impl raw,lucia-diesel,lucia-diesel-dynamic] [--keep-db]".into());
             }
             other => return Err(format!("unknown argument {other}; see --help")),
         }
@@ -89,6 +89,17 @@ static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 fn loaded_id(n: u64) -> &'static str {
     &IDS.get().expect("ids are computed before the runs")[n as usize]
+}
+
+/// Distinguishes this run's created sessions from earlier runs' (--keep-db).
+fn run_id() -> u64 {
+    static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or_default()
+    })
 }
 
 fn user_id(n: u64) -> String {
@@ -271,6 +282,145 @@ async fn statements_per_op(conn: &mut AsyncPgConnection, ops: u64) -> Option<f64
     Some(calls.n.unwrap_or(0) as f64 / ops.max(1) as f64)
 }
 
+/// Session attributes of the bench schema, typed (the raw client decodes
+/// typed columns too).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SessionAttrs {
+    country: Option<String>,
+}
+
+/// User attributes of the bench schema, typed.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct UserAttrs {
+    #[allow(dead_code)]
+    username: String,
+}
+
+type Typed = PostgresAdapter<PgPool, String, SessionAttrs, UserAttrs>;
+type Dynamic = PostgresAdapter<PgPool>;
+
+/// One lucia-diesel run of `op`, for either attribute representation.
+#[allow(clippy::too_many_arguments)]
+async fn lucia_run<SA, UA>(
+    op: &str,
+    c: usize,
+    secs: f64,
+    n: u64,
+    adapter: &Arc<PostgresAdapter<PgPool, String, SA, UA>>,
+    manager: &Arc<SessionManager<PostgresAdapter<PgPool, String, SA, UA>>>,
+    tokens: &Arc<Vec<lucia_diesel::SessionToken>>,
+    make_attributes: fn() -> SA,
+    tag: &'static str,
+) -> Result<Run, String>
+where
+    SA: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    UA: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    Ok(match op {
+        "validate" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    assert!(
+                        a.get_session_and_user(loaded_id(Pick(i + 1).next(n)))
+                            .await
+                            .unwrap()
+                            .is_some()
+                    );
+                }
+            })
+            .await
+        }
+        "miss" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    assert!(
+                        a.get_session_and_user(&format!("miss-{i}"))
+                            .await
+                            .unwrap()
+                            .is_none()
+                    );
+                }
+            })
+            .await
+        }
+        "touch" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    a.update_session_expiration(loaded_id(Pick(i + 1).next(n)), Utc::now())
+                        .await
+                        .unwrap();
+                }
+            })
+            .await
+        }
+        "list" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    a.get_user_sessions(&user_id(Pick(i + 1).next(USERS)))
+                        .await
+                        .unwrap();
+                }
+            })
+            .await
+        }
+        "create" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    let attributes = make_attributes();
+                    a.set_session(&lucia_diesel::DatabaseSession {
+                        id: format!("{tag}-{}-{c}-{i}", run_id()),
+                        user_id: user_id(i % USERS),
+                        expires_at: Utc::now(),
+                        attributes,
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+            .await
+        }
+        "delete" => {
+            let a = Arc::clone(adapter);
+            run(c, secs, move |i| {
+                let a = Arc::clone(&a);
+                async move {
+                    a.delete_session(&format!("{tag}-{}-{c}-{i}", run_id()))
+                        .await
+                        .unwrap();
+                }
+            })
+            .await
+        }
+        "validate_session" => {
+            let m = Arc::clone(manager);
+            let t = Arc::clone(tokens);
+            run(c, secs, move |i| {
+                let (m, t) = (Arc::clone(&m), Arc::clone(&t));
+                async move {
+                    assert!(
+                        m.validate_session(t[(i % 1000) as usize].as_str())
+                            .await
+                            .unwrap()
+                            .is_some()
+                    );
+                }
+            })
+            .await
+        }
+        other => return Err(format!("unknown op {other}")),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| {
@@ -289,8 +439,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let url = setup(&server, args.sessions).await?;
     let pool: PgPool = PoolOptions::new().with_max_size(POOL).build(&url).await?;
-    let adapter = Arc::new(PostgresAdapter::new(pool.clone()));
-    let manager = Arc::new(SessionManager::new(PostgresAdapter::new(pool)));
+    let typed_adapter = || {
+        PostgresAdapter::new(pool.clone())
+            .with_session_attributes::<SessionAttrs>()
+            .with_user_attributes::<UserAttrs>()
+    };
+    let typed: (Arc<Typed>, Arc<SessionManager<Typed>>) = (
+        Arc::new(typed_adapter()),
+        Arc::new(SessionManager::new(typed_adapter())),
+    );
+    let dynamic: (Arc<Dynamic>, Arc<SessionManager<Dynamic>>) = (
+        Arc::new(PostgresAdapter::new(pool.clone())),
+        Arc::new(SessionManager::new(PostgresAdapter::new(pool.clone()))),
+    );
+    let manager = &dynamic.1;
     let raw = Arc::new(raw::RawPool::connect(&url, POOL as usize).await?);
     let mut stats = AsyncPgConnection::establish(&url).await?;
 
@@ -323,7 +485,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for op in &args.ops {
         for &c in &args.concurrency {
             let mut raw_ops_per_sec = None;
-            for imp in ["raw", "lucia-diesel"] {
+            for imp in ["raw", "lucia-diesel", "lucia-diesel-dynamic"] {
                 if (op == "validate_session" && imp == "raw")
                     || !args.impls.iter().any(|i| i == imp)
                 {
@@ -388,7 +550,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             let raw = Arc::clone(&raw);
                             async move {
                                 raw.create(
-                                    &format!("raw-{c}-{i}"),
+                                    &format!("raw-{}-{c}-{i}", run_id()),
                                     &user_id(i % USERS),
                                     Utc::now(),
                                     "se",
@@ -404,114 +566,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         run(c, args.secs, move |i| {
                             let raw = Arc::clone(&raw);
                             async move {
-                                raw.delete(&format!("raw-{c}-{i}")).await.unwrap();
-                            }
-                        })
-                        .await
-                    }
-                    (_, "validate") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
-                                assert!(
-                                    a.get_session_and_user(loaded_id(Pick(i + 1).next(n)))
-                                        .await
-                                        .unwrap()
-                                        .is_some()
-                                );
-                            }
-                        })
-                        .await
-                    }
-                    (_, "miss") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
-                                assert!(
-                                    a.get_session_and_user(&format!("miss-{i}"))
-                                        .await
-                                        .unwrap()
-                                        .is_none()
-                                );
-                            }
-                        })
-                        .await
-                    }
-                    (_, "touch") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
-                                a.update_session_expiration(
-                                    loaded_id(Pick(i + 1).next(n)),
-                                    Utc::now(),
-                                )
-                                .await
-                                .unwrap();
-                            }
-                        })
-                        .await
-                    }
-                    (_, "list") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
-                                a.get_user_sessions(&user_id(Pick(i + 1).next(USERS)))
+                                raw.delete(&format!("raw-{}-{c}-{i}", run_id()))
                                     .await
                                     .unwrap();
                             }
                         })
                         .await
                     }
-                    (_, "create") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
+                    ("lucia-diesel", op) => {
+                        lucia_run(
+                            op,
+                            c,
+                            args.secs,
+                            n,
+                            &typed.0,
+                            &typed.1,
+                            &tokens,
+                            || SessionAttrs {
+                                country: Some("se".into()),
+                            },
+                            "ld",
+                        )
+                        .await?
+                    }
+                    (_, op) => {
+                        lucia_run(
+                            op,
+                            c,
+                            args.secs,
+                            n,
+                            &dynamic.0,
+                            &dynamic.1,
+                            &tokens,
+                            || {
                                 let mut attributes = Attributes::new();
                                 attributes.insert("country".into(), json!("se"));
-                                a.set_session(&lucia_diesel::DatabaseSession {
-                                    id: format!("ld-{c}-{i}"),
-                                    user_id: user_id(i % USERS),
-                                    expires_at: Utc::now(),
-                                    attributes,
-                                })
-                                .await
-                                .unwrap();
-                            }
-                        })
-                        .await
+                                attributes
+                            },
+                            "ldd",
+                        )
+                        .await?
                     }
-                    (_, "delete") => {
-                        let a = Arc::clone(&adapter);
-                        run(c, args.secs, move |i| {
-                            let a = Arc::clone(&a);
-                            async move {
-                                a.delete_session(&format!("ld-{c}-{i}")).await.unwrap();
-                            }
-                        })
-                        .await
-                    }
-                    (_, "validate_session") => {
-                        let m = Arc::clone(&manager);
-                        let t = Arc::clone(&tokens);
-                        run(c, args.secs, move |i| {
-                            let (m, t) = (Arc::clone(&m), Arc::clone(&t));
-                            async move {
-                                assert!(
-                                    m.validate_session(t[(i % 1000) as usize].as_str())
-                                        .await
-                                        .unwrap()
-                                        .is_some()
-                                );
-                            }
-                        })
-                        .await
-                    }
-                    (_, other) => return Err(format!("unknown op {other}").into()),
                 };
                 let per_op = statements_per_op(&mut stats, r.ops).await;
                 let ops_per_sec = r.ops as f64 / r.secs;
@@ -563,7 +658,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
         });
     eprintln!(
-        "{:<13} {:<17} {:>4} {:>10} {:>8} {:>8} {:>7} {:>9} {:>10} {:>10}",
+        "{:<20} {:<17} {:>4} {:>10} {:>8} {:>8} {:>7} {:>9} {:>10} {:>10}",
         "impl",
         "op",
         "c",
@@ -577,7 +672,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for r in &table {
         eprintln!(
-            "{:<13} {:<17} {:>4} {:>10.0} {:>8} {:>8} {:>7} {:>9} {:>10.1} {:>10.1}",
+            "{:<20} {:<17} {:>4} {:>10.0} {:>8} {:>8} {:>7} {:>9} {:>10.1} {:>10.1}",
             r.imp,
             r.op,
             r.c,
