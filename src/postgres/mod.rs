@@ -29,7 +29,7 @@ pub use self::source::{ConnectionSource, SingleConnection};
 pub use self::user_id::UserId;
 
 use self::attributes::{Json, session_columns};
-use self::query::{Bind, Stmt, UserIdBind, load_rows};
+use self::query::{Bind, Stmt, UserIdBind, checked, error_on, load_rows};
 use self::statements::Statements;
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
@@ -194,7 +194,7 @@ where
                 &self.statements.get_session_and_user,
                 (Bind::<Text, str>::new(session_id),),
             );
-            let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+            let rows = load_rows(&mut conn, stmt, 1, |row| {
                 let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
                 Ok((
                     DatabaseSession {
@@ -209,7 +209,8 @@ where
                     },
                 ))
             })
-            .await?;
+            .await;
+            let mut rows = checked(&mut conn, rows)?;
             span.record("found", !rows.is_empty());
             Ok(rows.pop())
         })
@@ -230,7 +231,8 @@ where
                     attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
                 })
             })
-            .await?;
+            .await;
+            let sessions = checked(&mut conn, sessions)?;
             span.record("rows", sessions.len());
             Ok(sessions)
         })
@@ -262,7 +264,8 @@ where
                 ),
             )
             .execute(&mut *conn)
-            .await?;
+            .await;
+            let n = checked(&mut conn, n)?;
             span.record("found", n > 0);
             Ok(n > 0)
         })
@@ -282,7 +285,8 @@ where
                 (Bind::<Text, str>::new(session_id),),
             )
             .execute(&mut *conn)
-            .await?;
+            .await;
+            let n = checked(&mut conn, n)?;
             span.record("found", n > 0);
             Ok(n > 0)
         })
@@ -298,7 +302,8 @@ where
                 (UserIdBind(user_id),),
             )
             .execute(&mut *conn)
-            .await?;
+            .await;
+            let n = checked(&mut conn, n)?;
             span.record("rows", n);
             Ok(n as u64)
         })
@@ -373,7 +378,8 @@ where
                 ),
             )
             .execute(&mut *conn)
-            .await?;
+            .await;
+            let n = checked(&mut conn, n)?;
             span.record("rows", n);
             Ok(n as u64)
         })
@@ -396,13 +402,14 @@ where
                 Bind::<Timestamptz, _>::new(&threshold),
             ),
         );
-        let mut rows = load_rows(&mut conn, stmt, 1, |row| {
+        let rows = load_rows(&mut conn, stmt, 1, |row| {
             Ok((
                 row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
                 row.get_value::<Bool, bool, _>(1)?,
             ))
         })
-        .await?;
+        .await;
+        let mut rows = checked(&mut conn, rows)?;
         Ok(match rows.pop() {
             None => Extension::Gone,
             Some((at, true)) => Extension::Extended(at),
@@ -467,7 +474,7 @@ where
         err: diesel::result::Error,
         has_attributes: bool,
     ) -> Error {
-        let err = Error::from(err);
+        let err = error_on(conn, err);
         let Error::Database(db) = &err else {
             return err;
         };
@@ -479,11 +486,11 @@ where
                     Stmt::<_, Untyped>::new(&self.statements.user_exists, (UserIdBind(user_id),));
                 let exists =
                     load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
-                match exists.map(|rows| rows.into_iter().next().unwrap_or(false)) {
+                match checked(conn, exists).map(|rows| rows.into_iter().next().unwrap_or(false)) {
                     Ok(false) => Error::UnknownUser,
                     Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),
                     Ok(true) => err,
-                    Err(e) => Error::from(e),
+                    Err(e) => e,
                 }
             }
             DatabaseErrorKind::NotNullViolation

@@ -17,10 +17,13 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
-use diesel_async::{AsyncConnectionCore, AsyncPgConnection};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnectionCore, AsyncPgConnection, TransactionManager,
+};
 use futures_util::TryStreamExt as _;
 
 use super::names::{Ident, TableName};
+use crate::error::{Error, Result};
 
 /// SQL split at its bind parameters: `n` binds sit between `n + 1` parts.
 #[derive(Debug, Clone)]
@@ -175,6 +178,24 @@ impl<B, ST> QueryId for Stmt<'_, B, ST> {
 
 impl<B: Binds, ST> Query for Stmt<'_, B, ST> {
     type SqlType = ST;
+}
+
+/// Turns a query's result into the crate's. When the error says the
+/// connection is gone, the connection is also marked broken, so that its
+/// pool drops it instead of lending it out again: the server's goodbye
+/// (`terminating connection ...`) can arrive before the socket reports the
+/// close, and until then the pool's own check would pass it as healthy.
+pub(crate) fn checked<T>(conn: &mut AsyncPgConnection, result: QueryResult<T>) -> Result<T> {
+    result.map_err(|e| error_on(conn, e))
+}
+
+/// [`checked`] for an error alone.
+pub(crate) fn error_on(conn: &mut AsyncPgConnection, error: diesel::result::Error) -> Error {
+    let error = Error::from(error);
+    if matches!(error, Error::Unavailable { .. }) {
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+    }
+    error
 }
 
 /// A row as diesel-async returns it.

@@ -9,6 +9,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 
+use super::query::checked;
 use super::{ConnectionSource, PostgresAdapter, TableName, UserId};
 use crate::error::{Error, Result, SchemaError, SchemaProblem};
 use crate::trace::traced;
@@ -259,10 +260,11 @@ async fn check_table(
 ) -> Result<()> {
     let table = name.to_sql();
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
-        let rows: Vec<SchemaRow> = diesel::sql_query(SCHEMA)
+        let rows = diesel::sql_query(SCHEMA)
             .bind::<Text, _>(schema)
-            .load(conn)
-            .await?;
+            .load::<SchemaRow>(conn)
+            .await;
+        let rows = checked(conn, rows)?;
         match rows.into_iter().next() {
             None => {
                 problems.push(SchemaProblem::SchemaNotFound { schema: quoted });
@@ -275,10 +277,11 @@ async fn check_table(
             Some(_) => {}
         }
     }
-    let relation: Vec<RelationRow> = diesel::sql_query(RELATION)
+    let relation = diesel::sql_query(RELATION)
         .bind::<Text, _>(&table)
-        .load(conn)
-        .await?;
+        .load::<RelationRow>(conn)
+        .await;
+    let relation = checked(conn, relation)?;
     let Some(relation) = relation.into_iter().next() else {
         problems.push(SchemaProblem::TableNotFound { table });
         return Ok(());
@@ -290,10 +293,11 @@ async fn check_table(
         });
         return Ok(());
     }
-    let columns: Vec<ColumnRow> = diesel::sql_query(COLUMNS)
+    let columns = diesel::sql_query(COLUMNS)
         .bind::<BigInt, _>(relation.oid)
-        .load(conn)
-        .await?;
+        .load::<ColumnRow>(conn)
+        .await;
+    let columns = checked(conn, columns)?;
     for need in needs {
         let Some(column) = columns.iter().find(|c| c.name == need.column) else {
             problems.push(SchemaProblem::MissingColumn {
