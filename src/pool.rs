@@ -13,19 +13,28 @@
 //!   `SELECT 1` when that matters more than latency.
 //! - **Bounded waits that say why.** Checkout waits 5 s by default (bb8:
 //!   30 s), and a [`Error::PoolTimeout`] carries the last error seen while
-//!   connecting instead of hiding it. Connect errors are logged through
-//!   `tracing` (they never contain a token).
+//!   connecting during that wait instead of hiding it. Connect errors are
+//!   logged through `tracing` (they never contain a token).
+//! - **First come, first served.** bb8 puts a returned connection back in
+//!   its idle queue and wakes one waiter, so a task that asks again at once
+//!   can take it first; with more callers than connections some waiters
+//!   starve until their checkout times out, although the pool is healthy
+//!   and busy. `PgPool` queues callers fairly (a FIFO semaphore with one
+//!   permit per connection) in front of bb8, so a saturated pool makes
+//!   callers wait their turn, not fail.
 //! - **Fails fast at startup.** [`PoolOptions::build`] opens one connection,
 //!   so a wrong URL or a database that is down is an error at startup.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
 use futures_util::FutureExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ConfigError, Error, Result};
 use crate::postgres::ConnectionSource;
@@ -183,7 +192,12 @@ impl PoolOptions {
             .test_on_check_out(true)
             .error_sink(Box::new(LastErrorSink(Arc::clone(&last_error))))
             .build_unchecked(manager);
-        Ok(PgPool { pool, last_error })
+        Ok(PgPool {
+            pool,
+            last_error,
+            queue: Arc::new(Semaphore::new(self.max_size as usize)),
+            checkout_timeout: self.checkout_timeout,
+        })
     }
 }
 
@@ -194,8 +208,14 @@ impl PoolOptions {
 #[derive(Debug, Clone)]
 pub struct PgPool {
     pool: Bb8Pool,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: LastError,
+    /// One permit per connection, handed out first come, first served.
+    queue: Arc<Semaphore>,
+    checkout_timeout: Duration,
 }
+
+/// The last connection error and when it happened.
+type LastError = Arc<Mutex<Option<(Instant, String)>>>;
 
 impl PgPool {
     /// The underlying bb8 pool.
@@ -210,19 +230,62 @@ impl PgPool {
         self.pool.state()
     }
 
-    fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+    /// The last connection error seen since `since`.
+    fn last_error_since(&self, since: Instant) -> Option<String> {
+        let slot = self.last_error.lock().ok()?;
+        slot.as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, e)| e.clone())
+    }
+}
+
+/// A connection lent by a [`PgPool`]; it goes back to the pool, and the
+/// next caller in line gets its turn, when dropped.
+pub struct PooledPgConnection<'a> {
+    // Dropped in this order: the connection first, then the turn.
+    conn: diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>,
+    _turn: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for PooledPgConnection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledPgConnection").finish_non_exhaustive()
+    }
+}
+
+impl Deref for PooledPgConnection<'_> {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for PooledPgConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
     }
 }
 
 impl ConnectionSource for PgPool {
-    type Connection<'a> =
-        diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
+    type Connection<'a> = PooledPgConnection<'a>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
-        match self.pool.get().await {
-            Ok(conn) => Ok(conn),
-            Err(e) => Err(from_bb8_error(e, self.last_error())),
+        let start = Instant::now();
+        let checkout = async {
+            let turn = Arc::clone(&self.queue)
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::unavailable("the pool is closed"))?;
+            match self.pool.get().await {
+                Ok(conn) => Ok(PooledPgConnection { conn, _turn: turn }),
+                Err(e) => Err(from_bb8_error(e, self.last_error_since(start))),
+            }
+        };
+        match tokio::time::timeout(self.checkout_timeout, checkout).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::PoolTimeout {
+                last_error: self.last_error_since(start),
+            }),
         }
     }
 }
@@ -237,14 +300,20 @@ pub(crate) fn from_bb8_error(err: bb8::RunError<PoolError>, last_error: Option<S
 
 /// Keeps the last connection error for [`Error::PoolTimeout`] and logs it.
 #[derive(Debug, Clone)]
-struct LastErrorSink(Arc<Mutex<Option<String>>>);
+struct LastErrorSink(LastError);
 
 impl bb8::ErrorSink<PoolError> for LastErrorSink {
     fn sink(&self, error: PoolError) {
+        if let PoolError::QueryError(diesel::result::Error::BrokenTransactionManager) = error {
+            // The checkout test found a connection known to be dead: the
+            // pool drops it and opens another. Not a connection failure.
+            tracing::debug!(target: "lucia_diesel::pool", "dropped a broken pooled connection");
+            return;
+        }
         let message = error.to_string();
         tracing::warn!(target: "lucia_diesel::pool", error = %message, "database connection failed");
         if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(message);
+            *slot = Some((Instant::now(), message));
         }
     }
 
