@@ -338,8 +338,15 @@ impl<A: Adapter> SessionManager<A> {
     /// The extension is atomic: a session deleted meanwhile (logout on
     /// another device) stays deleted and gives `None`.
     ///
+    /// When the database refuses writes, reads still decide: an expired
+    /// session is `None` even if deleting it fails (the failure is logged and
+    /// the row left to [`delete_expired_sessions`](Self::delete_expired_sessions)),
+    /// and on a read-only database ([`Error::ReadOnly`]) a valid session due
+    /// for extension is returned unextended (`fresh = false`).
+    ///
     /// # Errors
-    /// Storage errors. An error is never a valid session: treat it as
+    /// Storage errors of the lookup or of the extension (other than
+    /// [`Error::ReadOnly`]). An error is never a valid session: treat it as
     /// "not signed in" or answer 503.
     pub async fn validate_session(&self, token: &str) -> Result<Option<(SessionOf<A>, UserOf<A>)>> {
         let span = tracing::debug_span!("validate_session", user_id = Empty);
@@ -378,7 +385,15 @@ impl<A: Adapter> SessionManager<A> {
         };
         let outcome = match check_expiry(now, session.expires_at, self.lifetime) {
             Expiry::Expired => {
-                self.adapter.delete_session(&session.id).await?;
+                // Invalid whether or not the row goes now: a failed delete
+                // (read-only database, outage) leaves it to the cleanup.
+                if let Err(error) = self.adapter.delete_session(&session.id).await {
+                    tracing::warn!(
+                        target: OUTCOME_TARGET,
+                        error = %error,
+                        "could not delete an expired session; it stays invalid"
+                    );
+                }
                 return Ok((Outcome::Expired, None));
             }
             Expiry::Valid => Outcome::Valid,
@@ -387,19 +402,30 @@ impl<A: Adapter> SessionManager<A> {
                 match self
                     .adapter
                     .extend_session_expiration(&session.id, now + self.lifetime, now + half)
-                    .await?
+                    .await
                 {
-                    Extension::Extended(at) => {
+                    // The row just read says valid; on a read-only database
+                    // (a standby, maintenance) it stays valid, unextended.
+                    Err(error @ Error::ReadOnly { .. }) => {
+                        tracing::warn!(
+                            target: OUTCOME_TARGET,
+                            error = %error,
+                            "the database is read-only: session not extended"
+                        );
+                        Outcome::Valid
+                    }
+                    Err(error) => return Err(error),
+                    Ok(Extension::Extended(at)) => {
                         session.expires_at = at;
                         session.fresh = true;
                         Outcome::Extended
                     }
-                    Extension::Unchanged(at) => {
+                    Ok(Extension::Unchanged(at)) => {
                         session.expires_at = at;
                         Outcome::Valid
                     }
                     // Deleted meanwhile (logout elsewhere): as if never found.
-                    Extension::Gone => return Ok((Outcome::Unknown, None)),
+                    Ok(Extension::Gone) => return Ok((Outcome::Unknown, None)),
                 }
             }
         };
