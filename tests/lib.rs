@@ -6,6 +6,7 @@ mod support;
 mod adapter_suite;
 mod bad_input;
 mod cleanup;
+mod faults;
 mod migrations;
 mod observability;
 #[cfg(feature = "rocket")]
