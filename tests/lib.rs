@@ -7,6 +7,7 @@ mod adapter_suite;
 mod bad_input;
 mod cleanup;
 mod faults;
+mod load;
 mod migrations;
 mod observability;
 #[cfg(feature = "rocket")]
