@@ -24,6 +24,27 @@
 //!   callers wait their turn, not fail.
 //! - **Fails fast at startup.** [`PoolOptions::build`] opens one connection,
 //!   so a wrong URL or a database that is down is an error at startup.
+//!
+//! # Under faults
+//! What a [`SessionManager`](crate::SessionManager) over a `PgPool` does,
+//! as tested in `tests/faults.rs` against a real server. In every case a call
+//! returns within the checkout timeout plus the statement timeout, an error
+//! is typed and never taken for a valid session, and the pool recovers by
+//! itself once the cause is gone.
+//!
+//! | fault | what callers see |
+//! |---|---|
+//! | database down when the pool is built | [`Error::PoolTimeout`] naming the connect error, after the checkout timeout |
+//! | database down at call time | [`Error::PoolTimeout`] or [`Error::Unavailable`]; the same pool recovers when it is back |
+//! | restart (`pg_ctl restart -m fast`) | at most one [`Error::Unavailable`] per connection in use; often none |
+//! | crash (`stop -m immediate`) and recovery | transient errors while down; every committed session is still there |
+//! | backend terminated (`pg_terminate_backend`), idle or busy | at most one [`Error::Unavailable`] per connection; a connection reported lost is never lent again |
+//! | every connection busy | callers wait in turn; [`Error::PoolTimeout`] only after the checkout timeout |
+//! | `statement_timeout`, `lock_timeout`, `pg_cancel_backend` | [`Error::Timeout`]; the connection stays in use |
+//! | read-only database | writes fail with [`Error::ReadOnly`]; valid sessions validate (unextended), expired ones are invalid |
+//! | disk full (or any other failed write) | a typed error ([`Error::Database`]); nothing partly written |
+//! | schema drift | [`Error::Database`] at run time; [`PostgresAdapter::verify_schema`](crate::PostgresAdapter::verify_schema) names it at startup |
+//! | a future dropped mid-query | nothing: the connection serves later calls correctly |
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
