@@ -96,20 +96,13 @@ async fn each_operation_is_one_cached_statement() {
 /// query; extending or deleting an expired one costs one more.
 #[tokio::test]
 async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
-    use lucia_diesel::{Clock, SessionManager};
-    #[derive(Debug, Clone)]
-    struct At(Arc<Mutex<chrono::DateTime<Utc>>>);
-    impl Clock for At {
-        fn now(&self) -> chrono::DateTime<Utc> {
-            *self.0.lock().unwrap()
-        }
-    }
+    use lucia_diesel::SessionManager;
     let f = default_fixture().await;
     let uid = f.create_user("alice").await;
     let counter = Counter::default();
     let mut conn = f.db.connect().await;
     conn.set_instrumentation(counter.clone());
-    let clock = At(Arc::new(Mutex::new(Utc::now())));
+    let clock = crate::support::clock::ManualClock::at(Utc::now());
     let m = SessionManager::builder(PostgresAdapter::new(SingleConnection::new(conn)))
         .with_clock(clock.clone())
         .build()
@@ -122,10 +115,10 @@ async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
     assert_eq!(counter.take(), (1, 0), "valid session: one cached query");
     assert!(m.validate_session("not-a-token").await.unwrap().is_none());
     assert_eq!(counter.take(), (0, 0), "malformed token: no query");
-    *clock.0.lock().unwrap() += Duration::days(20);
+    clock.advance(Duration::days(20));
     assert!(m.validate_session(token).await.unwrap().unwrap().0.fresh);
     assert_eq!(counter.take().0, 2, "extension: one more");
-    *clock.0.lock().unwrap() += Duration::days(31);
+    clock.advance(Duration::days(31));
     assert!(m.validate_session(token).await.unwrap().is_none());
     assert_eq!(counter.take().0, 2, "expired: one more to delete");
 }

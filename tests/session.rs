@@ -1,40 +1,18 @@
 //! The session manager against PostgreSQL: life cycle, expiry, extension,
 //! races, Lucia-compatible storage.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use lucia_diesel::{
-    Attributes, Clock, PgPool, PostgresAdapter, SessionManager, SessionToken, TokenStorage,
+    Attributes, PgPool, PostgresAdapter, SessionManager, SessionToken, TokenStorage,
 };
 use serde_json::json;
 
 use crate::adapter_suite::{Fixture, default_fixture, pool};
-
-#[derive(Debug, Clone)]
-struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl ManualClock {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(
-            Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap(),
-        )))
-    }
-    fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock().unwrap() = t;
-    }
-    fn get(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.get()
-    }
-}
+use crate::support::clock::ManualClock;
 
 type Manager = SessionManager<PostgresAdapter<PgPool>>;
 

@@ -12,36 +12,22 @@ mod pages;
 mod browser;
 mod webdriver;
 
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Duration, Utc};
-use lucia_diesel::{Clock, PoolOptions, PostgresAdapter, SessionManager, migrations};
+use chrono::{Duration, Utc};
+use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, migrations};
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 
 use crate::support::TestDb;
+use crate::support::clock::ManualClock;
 
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("examples/rocket_app/migrations");
 const HOST: &str = "localhost:8000";
 const ORIGIN: &str = "http://localhost:8000";
 
-#[derive(Debug, Clone)]
-struct TestClock(Arc<Mutex<DateTime<Utc>>>);
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
 struct App {
     _db: TestDb,
-    clock: TestClock,
+    clock: ManualClock,
     url: String,
 }
 
@@ -64,7 +50,7 @@ async fn app() -> App {
     App {
         url: db.url.clone(),
         _db: db,
-        clock: TestClock(Arc::new(Mutex::new(Utc::now()))),
+        clock: ManualClock::at(Utc::now()),
     }
 }
 

@@ -16,6 +16,15 @@ impl ManualClock {
         )))
     }
 
+    /// A clock at `t`.
+    pub fn at(t: DateTime<Utc>) -> Self {
+        Self(Arc::new(Mutex::new(t)))
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+
     pub fn get(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
     }
