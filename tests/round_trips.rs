@@ -3,13 +3,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, DurationRound, Utc};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::AsyncConnection;
 use lucia_diesel::{Adapter, Attributes, DatabaseSession, PostgresAdapter, SingleConnection};
 use serde_json::json;
 
-use crate::adapter_suite::{Fixture, default_fixture};
+use crate::adapter_suite::{Fixture, default_fixture, make_tables};
+use crate::support::TestDb;
 
 #[derive(Default, Clone)]
 struct Counter(Arc<Mutex<(usize, usize)>>);
@@ -121,4 +122,105 @@ async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
     clock.advance(Duration::days(31));
     assert!(m.validate_session(token).await.unwrap().is_none());
     assert_eq!(counter.take().0, 2, "expired: one more to delete");
+}
+
+/// Two adapters on one connection, one on the default tables (statements
+/// cached under a type) and one on tables of the same names in another
+/// schema (cached under their SQL text): each prepares its own statements
+/// and only ever sees its own rows.
+#[tokio::test]
+async fn default_and_custom_names_never_share_a_cached_statement() {
+    use lucia_diesel::{TableNames, migrations};
+
+    let mut db = TestDb::new().await;
+    migrations::run_pending_migrations(db.connect().await)
+        .await
+        .expect("migrate");
+    let schema = db.extra_schema("ldk").await;
+    let custom_names = TableNames::new(
+        &format!("{schema}.auth_user"),
+        &format!("{schema}.user_session"),
+    )
+    .unwrap();
+    make_tables::<String>(&db, &custom_names).await;
+    db.exec(&format!(
+        "INSERT INTO auth_user (id) VALUES ('default-user'); \
+         INSERT INTO {schema}.auth_user (id, username) VALUES ('custom-user', 'c');"
+    ))
+    .await;
+
+    let counter = Counter::default();
+    let mut conn = db.connect().await;
+    conn.set_instrumentation(counter.clone());
+    let source = Arc::new(SingleConnection::new(conn));
+    let default = PostgresAdapter::new(Arc::clone(&source));
+    let custom = PostgresAdapter::new(Arc::clone(&source)).with_table_names(custom_names);
+    let session = |user: &str, hours: i64| DatabaseSession {
+        id: "shared-id".to_owned(),
+        user_id: user.to_owned(),
+        expires_at: (Utc::now() + Duration::hours(hours))
+            .duration_trunc(Duration::seconds(1))
+            .unwrap(),
+        attributes: Attributes::new(),
+    };
+
+    for round in 0..3 {
+        // Both adapters prepare each statement once, in the first round.
+        let prepares = 2 * usize::from(round == 0);
+        let d = session("default-user", 1 + round);
+        let c = session("custom-user", 10 + round);
+        default.set_session(&d).await.unwrap();
+        custom.set_session(&c).await.unwrap();
+        assert_eq!(counter.take(), (2, prepares), "set_session, round {round}");
+
+        let found_d = default.get_session_and_user("shared-id").await.unwrap();
+        let found_c = custom.get_session_and_user("shared-id").await.unwrap();
+        assert_eq!(
+            counter.take(),
+            (2, prepares),
+            "get_session_and_user, round {round}"
+        );
+        let (found_d, user_d) = found_d.unwrap();
+        let (found_c, user_c) = found_c.unwrap();
+        assert_eq!(user_d.id, "default-user");
+        assert_eq!(user_c.id, "custom-user");
+        assert_eq!(found_d.expires_at, d.expires_at);
+        assert_eq!(found_c.expires_at, c.expires_at);
+
+        let mine = default
+            .get_user_sessions(&"default-user".to_owned())
+            .await
+            .unwrap();
+        let theirs = custom
+            .get_user_sessions(&"default-user".to_owned())
+            .await
+            .unwrap();
+        assert_eq!(
+            counter.take(),
+            (2, prepares),
+            "get_user_sessions, round {round}"
+        );
+        assert_eq!(mine.len(), 1);
+        assert!(theirs.is_empty());
+
+        assert!(default.delete_session("shared-id").await.unwrap());
+        assert_eq!(counter.take(), (1, usize::from(round == 0)));
+        assert!(
+            custom
+                .get_session_and_user("shared-id")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(!default.delete_session("shared-id").await.unwrap());
+        assert!(custom.delete_session("shared-id").await.unwrap());
+        assert!(
+            custom
+                .get_session_and_user("shared-id")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        counter.take();
+    }
 }

@@ -19,7 +19,6 @@ use chrono::{DateTime, Utc};
 use diesel::row::Row as _;
 use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
 use diesel_async::AsyncPgConnection;
-use diesel_async::RunQueryDsl as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
@@ -190,7 +189,7 @@ where
                 return Ok(None);
             }
             let mut conn = self.source.connection().await?;
-            let stmt = Stmt::<_, Untyped>::new(
+            let stmt = Stmt::<_, Untyped, _>::new(
                 &self.statements.get_session_and_user,
                 (Bind::<Text, str>::new(session_id),),
             );
@@ -221,8 +220,10 @@ where
         let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, rows = Empty);
         traced(&span, async {
             let mut conn = self.source.connection().await?;
-            let stmt =
-                Stmt::<_, Untyped>::new(&self.statements.get_user_sessions, (UserIdBind(user_id),));
+            let stmt = Stmt::<_, Untyped, _>::new(
+                &self.statements.get_user_sessions,
+                (UserIdBind(user_id),),
+            );
             let sessions = load_rows(&mut conn, stmt, usize::MAX, |row| {
                 Ok(DatabaseSession {
                     id: row.get_value::<Text, String, _>(0)?,
@@ -263,7 +264,7 @@ where
                     Bind::<Text, str>::new(session_id),
                 ),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
             let n = checked(&mut conn, n)?;
             span.record("found", n > 0);
@@ -284,7 +285,7 @@ where
                 &self.statements.delete_session,
                 (Bind::<Text, str>::new(session_id),),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
             let n = checked(&mut conn, n)?;
             span.record("found", n > 0);
@@ -301,7 +302,7 @@ where
                 &self.statements.delete_user_sessions,
                 (UserIdBind(user_id),),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
             let n = checked(&mut conn, n)?;
             span.record("rows", n);
@@ -377,7 +378,7 @@ where
                     Bind::<diesel::sql_types::BigInt, _>::new(&limit),
                 ),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
             let n = checked(&mut conn, n)?;
             span.record("rows", n);
@@ -394,7 +395,7 @@ where
         threshold: DateTime<Utc>,
     ) -> Result<Extension> {
         let mut conn = self.source.connection().await?;
-        let stmt = Stmt::<_, Untyped>::new(
+        let stmt = Stmt::<_, Untyped, _>::new(
             &self.statements.extend_expiration,
             (
                 Bind::<Text, str>::new(session_id),
@@ -436,7 +437,7 @@ where
                     Bind::<Timestamptz, _>::new(&session.expires_at),
                 ),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await
         } else {
             let sql = self.statements.insert_session_with(&attributes.columns);
@@ -449,7 +450,7 @@ where
                     Bind::<Jsonb, _>::new(&attributes.values),
                 ),
             )
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await
         };
         match inserted {
@@ -482,8 +483,10 @@ where
             DatabaseErrorKind::ForeignKeyViolation => {
                 // The foreign key may be on an attribute column: ask whether
                 // the user exists instead of parsing a localised message.
-                let stmt =
-                    Stmt::<_, Untyped>::new(&self.statements.user_exists, (UserIdBind(user_id),));
+                let stmt = Stmt::<_, Untyped, _>::new(
+                    &self.statements.user_exists,
+                    (UserIdBind(user_id),),
+                );
                 let exists =
                     load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
                 match checked(conn, exists).map(|rows| rows.into_iter().next().unwrap_or(false)) {

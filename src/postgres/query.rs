@@ -8,6 +8,13 @@
 //!
 //! SQL text is assembled only by [`SqlBuilder`]: identifiers go through
 //! [`Ident::write_quoted`], values are always bind parameters.
+//!
+//! When the SQL is a compile-time constant (the adapter uses the default
+//! table names) the statement is keyed in that cache by a type instead: one
+//! marker type per statement kind ([`Kind`]) plus the SQL types of its binds.
+//! Diesel then skips building the SQL a second time and hashing it. Custom
+//! table names keep the SQL-text key, so two adapters on one connection
+//! never share an entry unless their SQL is the same.
 
 use std::marker::PhantomData;
 
@@ -25,10 +32,71 @@ use futures_util::TryStreamExt as _;
 use super::names::{Ident, TableName};
 use crate::error::{Error, Result};
 
+/// A statement kind: a marker type naming one statement of the adapter.
+pub(crate) trait Kind: 'static {}
+
+/// Marker for SQL that is not a compile-time constant: keyed by its text.
+pub(crate) struct Dynamic;
+impl Kind for Dynamic {}
+
+macro_rules! kinds {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("Marker for the `", stringify!($name), "` statement on the default tables.")]
+            pub(crate) struct $name;
+            impl Kind for $name {}
+        )*
+    };
+}
+
+kinds!(
+    GetSessionAndUser,
+    GetUserSessions,
+    InsertSession,
+    UpdateExpiration,
+    ExtendExpiration,
+    DeleteSession,
+    DeleteUserSessions,
+    DeleteExpiredBatch,
+    UserExists,
+);
+
 /// SQL split at its bind parameters: `n` binds sit between `n + 1` parts.
-#[derive(Debug, Clone)]
-pub(crate) struct Sql {
+/// `K` names the statement; `fixed` says whether its text is the same in
+/// every adapter of the process (default table names), which allows
+/// keying the statement cache on `K` instead of the text.
+pub(crate) struct Sql<K = Dynamic> {
     parts: Box<[Box<str>]>,
+    fixed: bool,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Sql<K> {
+    fn clone(&self) -> Self {
+        Self {
+            parts: self.parts.clone(),
+            fixed: self.fixed,
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for Sql<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sql")
+            .field("parts", &self.parts)
+            .field("fixed", &self.fixed)
+            .finish()
+    }
+}
+
+impl<K: Kind> Sql<K> {
+    /// Marks this SQL as the same text in every adapter (built from the
+    /// default table names), so it may be cached under `K`.
+    pub(crate) fn fixed(mut self, fixed: bool) -> Self {
+        self.fixed = fixed;
+        self
+    }
 }
 
 /// Builds a [`Sql`]: text, quoted identifiers and bind markers.
@@ -65,10 +133,12 @@ impl SqlBuilder {
         self
     }
 
-    pub(crate) fn build(mut self) -> Sql {
+    pub(crate) fn build<K>(mut self) -> Sql<K> {
         self.parts.push(self.current.into());
         Sql {
             parts: self.parts.into(),
+            fixed: false,
+            _kind: PhantomData,
         }
     }
 }
@@ -85,18 +155,23 @@ impl<'a, ST, V: ?Sized> Bind<'a, ST, V> {
 /// A list of binds (a tuple of [`Bind`]s) walked between the SQL parts.
 pub(crate) trait Binds {
     const COUNT: usize;
+    /// The SQL types of the binds, part of a statement's static cache key.
+    type SqlTypes: 'static;
     fn walk<'b>(&'b self, parts: &'b [Box<str>], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }
 
 pub(crate) trait PushBind {
+    type SqlType: 'static;
     fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }
 
 impl<ST, V> PushBind for Bind<'_, ST, V>
 where
     Pg: HasSqlType<ST>,
+    ST: 'static,
     V: ToSql<ST, Pg> + ?Sized,
 {
+    type SqlType = ST;
     fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_bind_param::<ST, V>(self.0)
     }
@@ -106,6 +181,7 @@ where
 pub(crate) struct UserIdBind<'a, U>(pub(crate) &'a U);
 
 impl<U: super::UserId> PushBind for UserIdBind<'_, U> {
+    type SqlType = U::SqlType;
     fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.0.push_bind(out)
     }
@@ -115,6 +191,7 @@ macro_rules! impl_binds {
     ($count:expr; $($T:ident $i:tt),*) => {
         impl<$($T: PushBind),*> Binds for ($($T,)*) {
             const COUNT: usize = $count;
+            type SqlTypes = ($($T::SqlType,)*);
             fn walk<'b>(&'b self, parts: &'b [Box<str>], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
                 $(
                     out.push_sql(&parts[$i]);
@@ -133,50 +210,107 @@ impl_binds!(3; A 0, B 1, C 2);
 impl_binds!(4; A 0, B 1, C 2, D 3);
 
 /// A statement ready to run: fixed SQL plus its binds; `ST` is the SQL type
-/// of the rows it returns (`()` for statements run with `execute`).
-pub(crate) struct Stmt<'a, B, ST = ()> {
-    sql: &'a Sql,
+/// of the rows it returns (`()` for statements run with `execute`). `K` is
+/// its cache key: a statement [`Kind`] (keyed by type when the SQL is
+/// fixed) or [`Dynamic`] (keyed by SQL text).
+pub(crate) struct Stmt<'a, B, ST = (), K = Dynamic> {
+    parts: &'a [Box<str>],
+    fixed: bool,
     binds: B,
-    _rows: PhantomData<fn() -> ST>,
+    _rows: PhantomData<fn() -> (ST, K)>,
 }
 
-impl<'a, B: Binds> Stmt<'a, B, ()> {
+impl<'a, B: Binds, K: Kind> Stmt<'a, B, (), K> {
     /// A statement run for its row count.
-    pub(crate) fn exec(sql: &'a Sql, binds: B) -> Self {
+    pub(crate) fn exec(sql: &'a Sql<K>, binds: B) -> Self {
         Self::new(sql, binds)
     }
 }
 
-impl<'a, B: Binds, ST> Stmt<'a, B, ST> {
-    pub(crate) fn new(sql: &'a Sql, binds: B) -> Self {
+impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
+    pub(crate) fn new(sql: &'a Sql<K>, binds: B) -> Self {
         debug_assert_eq!(
             sql.parts.len(),
             B::COUNT + 1,
             "bind count does not match the SQL"
         );
         Self {
-            sql,
+            parts: &sql.parts,
+            fixed: sql.fixed,
             binds,
             _rows: PhantomData,
         }
     }
-}
 
-impl<B: Binds, ST> QueryFragment<Pg> for Stmt<'_, B, ST> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        // Deliberately no `out.unsafe_to_cache_prepared()`: the text is fixed
-        // per adapter, so the statement cache stays bounded.
-        self.binds.walk(&self.sql.parts, &mut out)
+    /// The same statement keyed by its SQL text.
+    fn by_text(self) -> Stmt<'a, B, ST, Dynamic> {
+        Stmt {
+            parts: self.parts,
+            fixed: false,
+            binds: self.binds,
+            _rows: PhantomData,
+        }
+    }
+
+    /// Runs the statement for its row count.
+    pub(crate) async fn execute(self, conn: &mut AsyncPgConnection) -> QueryResult<usize>
+    where
+        B: Send + 'a,
+        ST: 'a,
+        Self: QueryId,
+    {
+        // Keyed by type when the SQL is fixed, else by its text; both arms
+        // are the same boxed future.
+        if self.fixed {
+            AsyncConnectionCore::execute_returning_count(conn, self).await
+        } else {
+            AsyncConnectionCore::execute_returning_count(conn, self.by_text()).await
+        }
     }
 }
 
-impl<B, ST> QueryId for Stmt<'_, B, ST> {
+impl<B: Binds, ST, K> QueryFragment<Pg> for Stmt<'_, B, ST, K> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // Deliberately no `out.unsafe_to_cache_prepared()`: the text is fixed
+        // per adapter, so the statement cache stays bounded.
+        self.binds.walk(self.parts, &mut out)
+    }
+}
+
+/// Keyed by the SQL text: the text differs per adapter.
+impl<B, ST> QueryId for Stmt<'_, B, ST, Dynamic> {
     type QueryId = ();
-    // The SQL differs per adapter, so the cache must key on the SQL text.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<B: Binds, ST> Query for Stmt<'_, B, ST> {
+macro_rules! static_ids {
+    ($($name:ident),* $(,)?) => {
+        $(
+            /// Keyed by the statement kind and the SQL types of its binds
+            /// (the user id type changes the prepared statement's
+            /// parameter types, not its text). Only built when the SQL is
+            /// the same for every adapter ([`Sql::fixed`]).
+            impl<B: Binds, ST> QueryId for Stmt<'_, B, ST, $name> {
+                type QueryId = ($name, B::SqlTypes);
+                const HAS_STATIC_QUERY_ID: bool = true;
+            }
+        )*
+    };
+}
+
+static_ids!(
+    GetSessionAndUser,
+    GetUserSessions,
+    InsertSession,
+    UpdateExpiration,
+    ExtendExpiration,
+    DeleteSession,
+    DeleteUserSessions,
+    DeleteExpiredBatch,
+    UserExists,
+);
+
+impl<B: Binds, ST, K> Query for Stmt<'_, B, ST, K> {
     type SqlType = ST;
 }
 
@@ -204,17 +338,23 @@ pub(crate) type PgRow = <AsyncPgConnection as AsyncConnectionCore>::Row<'static,
 /// Runs a query and decodes each row with `decode`, reading columns by
 /// index with their own `FromSql` (so generic column types need no more
 /// than `FromSql`).
-pub(crate) async fn load_rows<'q, B, ST, T>(
+pub(crate) async fn load_rows<'q, B, ST, K, T>(
     conn: &mut AsyncPgConnection,
-    stmt: Stmt<'q, B, ST>,
+    stmt: Stmt<'q, B, ST, K>,
     limit: usize,
     decode: impl Fn(&PgRow) -> deserialize::Result<T>,
 ) -> QueryResult<Vec<T>>
 where
     B: Binds + Send + 'q,
     ST: 'q,
+    K: Kind,
+    Stmt<'q, B, ST, K>: QueryId,
 {
-    let mut rows = AsyncConnectionCore::load(conn, stmt).await?;
+    let mut rows = if stmt.fixed {
+        AsyncConnectionCore::load(conn, stmt).await?
+    } else {
+        AsyncConnectionCore::load(conn, stmt.by_text()).await?
+    };
     let mut out = Vec::new();
     while let Some(row) = rows.try_next().await? {
         if out.len() < limit {
@@ -239,7 +379,7 @@ mod tests {
             .bind()
             .sql(" AND n = ")
             .bind()
-            .build();
+            .build::<Dynamic>();
         let id = "v".to_owned();
         let n = 7;
         let stmt: Stmt<'_, _, Text> = Stmt::new(
@@ -255,5 +395,44 @@ mod tests {
             r#"SELECT x FROM "a""b"."c d" WHERE id = $1 AND n = $2 -- binds: ["v", 7]"#
         );
         assert!(stmt.is_safe_to_cache_prepared(&Pg).unwrap());
+    }
+
+    type Id<'a, B, K> = <Stmt<'a, B, (), K> as QueryId>::QueryId;
+
+    fn id_of<B: Binds, K: Kind>(_: &Stmt<'_, B, (), K>) -> Option<std::any::TypeId>
+    where
+        for<'a> Stmt<'a, B, (), K>: QueryId,
+    {
+        <Stmt<'_, B, (), K> as QueryId>::query_id()
+    }
+
+    #[test]
+    fn static_keys_name_the_statement_and_its_bind_types() {
+        use std::any::TypeId;
+        let by_text = <Stmt<'_, (Bind<'_, Text, str>,), (), Dynamic> as QueryId>::query_id();
+        assert_eq!(by_text, None, "dynamic SQL must be keyed by its text");
+        let a = TypeId::of::<Id<'_, (Bind<'_, Text, str>,), DeleteSession>>();
+        let b = TypeId::of::<Id<'_, (Bind<'_, Text, str>,), DeleteUserSessions>>();
+        let c = TypeId::of::<Id<'_, (UserIdBind<'_, i64>,), DeleteUserSessions>>();
+        let d = TypeId::of::<Id<'_, (UserIdBind<'_, String>,), DeleteUserSessions>>();
+        assert_ne!(a, b, "two statement kinds with the same binds");
+        assert_ne!(c, d, "one statement kind with different user id types");
+        assert_eq!(b, d, "TEXT user ids bind as Text");
+    }
+
+    #[test]
+    fn only_fixed_sql_is_run_with_a_static_key() {
+        let sql = SqlBuilder::new()
+            .sql("DELETE FROM t WHERE id = ")
+            .bind()
+            .build::<DeleteSession>();
+        let id = "v";
+        let custom = Stmt::exec(&sql, (Bind::<Text, str>::new(id),));
+        assert!(!custom.fixed);
+        assert_eq!(id_of(&custom.by_text()), None);
+        let sql = sql.fixed(true);
+        let default = Stmt::exec(&sql, (Bind::<Text, str>::new(id),));
+        assert!(default.fixed);
+        assert!(id_of(&default).is_some());
     }
 }

@@ -1,7 +1,10 @@
 //! The SQL of every adapter operation, rendered once per adapter.
 
 use super::names::{Ident, TableNames};
-use super::query::{Sql, SqlBuilder};
+use super::query::{
+    DeleteExpiredBatch, DeleteSession, DeleteUserSessions, ExtendExpiration, GetSessionAndUser,
+    GetUserSessions, InsertSession, Sql, SqlBuilder, UpdateExpiration, UserExists,
+};
 
 /// Strips the managed columns from a session row turned into JSON.
 const SESSION_ATTRIBUTES: &str = "to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id']";
@@ -10,29 +13,31 @@ const SESSION_ATTRIBUTES: &str = "to_jsonb(s) - ARRAY['id', 'expires_at', 'user_
 pub(crate) struct Statements {
     names: TableNames,
     /// `$1` session id -> id, expires_at, user_id, session attrs, user attrs.
-    pub(crate) get_session_and_user: Sql,
+    pub(crate) get_session_and_user: Sql<GetSessionAndUser>,
     /// `$1` user id -> id, expires_at, user_id, session attrs.
-    pub(crate) get_user_sessions: Sql,
+    pub(crate) get_user_sessions: Sql<GetUserSessions>,
     /// `$1` id, `$2` user id, `$3` expires_at; no attribute columns.
-    pub(crate) insert_session: Sql,
+    pub(crate) insert_session: Sql<InsertSession>,
     /// `$1` expires_at, `$2` id.
-    pub(crate) update_expiration: Sql,
+    pub(crate) update_expiration: Sql<UpdateExpiration>,
     /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is at or before this.
-    pub(crate) extend_expiration: Sql,
+    pub(crate) extend_expiration: Sql<ExtendExpiration>,
     /// `$1` id.
-    pub(crate) delete_session: Sql,
+    pub(crate) delete_session: Sql<DeleteSession>,
     /// `$1` user id.
-    pub(crate) delete_user_sessions: Sql,
+    pub(crate) delete_user_sessions: Sql<DeleteUserSessions>,
     /// `$1` now, `$2` batch size.
-    pub(crate) delete_expired_batch: Sql,
+    pub(crate) delete_expired_batch: Sql<DeleteExpiredBatch>,
     /// `$1` user id -> bool.
-    pub(crate) user_exists: Sql,
+    pub(crate) user_exists: Sql<UserExists>,
 }
 
 impl Statements {
     pub(crate) fn new(names: &TableNames) -> Self {
         let s = names.session();
         let u = names.user();
+        // With the default names the SQL is the same in every adapter.
+        let fixed = *names == TableNames::default();
         Self {
             names: names.clone(),
             get_session_and_user: SqlBuilder::new()
@@ -44,7 +49,8 @@ impl Statements {
                 .table(u)
                 .sql(" AS u ON u.id = s.user_id WHERE s.id = ")
                 .bind()
-                .build(),
+                .build()
+                .fixed(fixed),
             get_user_sessions: SqlBuilder::new()
                 .sql("SELECT s.id, s.expires_at, s.user_id, ")
                 .sql(SESSION_ATTRIBUTES)
@@ -52,7 +58,8 @@ impl Statements {
                 .table(s)
                 .sql(" AS s WHERE s.user_id = ")
                 .bind()
-                .build(),
+                .build()
+                .fixed(fixed),
             insert_session: SqlBuilder::new()
                 .sql("INSERT INTO ")
                 .table(s)
@@ -63,7 +70,8 @@ impl Statements {
                 .sql(", ")
                 .bind()
                 .sql(") ON CONFLICT (id) DO NOTHING")
-                .build(),
+                .build()
+                .fixed(fixed),
             update_expiration: SqlBuilder::new()
                 .sql("UPDATE ")
                 .table(s)
@@ -71,7 +79,8 @@ impl Statements {
                 .bind()
                 .sql(" WHERE id = ")
                 .bind()
-                .build(),
+                .build()
+                .fixed(fixed),
             // Lock the row first (waiting for a concurrent delete to finish),
             // then move the expiry only if it still needs moving: a deleted
             // session stays deleted, and racing requests write once.
@@ -91,19 +100,22 @@ impl Statements {
                      SELECT COALESCE((SELECT expires_at FROM upd), cur.expires_at), \
                      EXISTS (SELECT 1 FROM upd) FROM cur",
                 )
-                .build(),
+                .build()
+                .fixed(fixed),
             delete_session: SqlBuilder::new()
                 .sql("DELETE FROM ")
                 .table(s)
                 .sql(" WHERE id = ")
                 .bind()
-                .build(),
+                .build()
+                .fixed(fixed),
             delete_user_sessions: SqlBuilder::new()
                 .sql("DELETE FROM ")
                 .table(s)
                 .sql(" WHERE user_id = ")
                 .bind()
-                .build(),
+                .build()
+                .fixed(fixed),
             delete_expired_batch: SqlBuilder::new()
                 .sql("DELETE FROM ")
                 .table(s)
@@ -114,14 +126,16 @@ impl Statements {
                 .sql(" LIMIT ")
                 .bind()
                 .sql(" FOR UPDATE SKIP LOCKED)")
-                .build(),
+                .build()
+                .fixed(fixed),
             user_exists: SqlBuilder::new()
                 .sql("SELECT EXISTS (SELECT 1 FROM ")
                 .table(u)
                 .sql(" WHERE id = ")
                 .bind()
                 .sql(")")
-                .build(),
+                .build()
+                .fixed(fixed),
         }
     }
 
