@@ -55,7 +55,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
 use futures_util::FutureExt as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{ConfigError, Error, Result};
 use crate::postgres::ConnectionSource;
@@ -265,7 +265,7 @@ impl PgPool {
 pub struct PooledPgConnection<'a> {
     // Dropped in this order: the connection first, then the turn.
     conn: diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>,
-    _turn: OwnedSemaphorePermit,
+    _turn: SemaphorePermit<'a>,
 }
 
 impl std::fmt::Debug for PooledPgConnection<'_> {
@@ -292,9 +292,21 @@ impl ConnectionSource for PgPool {
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
         let start = Instant::now();
-        let checkout = async {
-            let turn = Arc::clone(&self.queue)
-                .acquire_owned()
+        // A turn free right now means nobody is waiting (released turns go
+        // to waiters first), and only bb8's own wait is left, which its
+        // connection timeout (the checkout timeout) bounds: no outer timer.
+        // Both arms are written out rather than shared through a helper so
+        // that the futures are not moved once more on each checkout.
+        if let Ok(turn) = self.queue.try_acquire() {
+            return match self.pool.get().await {
+                Ok(conn) => Ok(PooledPgConnection { conn, _turn: turn }),
+                Err(e) => Err(from_bb8_error(e, self.last_error_since(start))),
+            };
+        }
+        let wait = async {
+            let turn = self
+                .queue
+                .acquire()
                 .await
                 .map_err(|_| Error::unavailable("the pool is closed"))?;
             match self.pool.get().await {
@@ -302,7 +314,7 @@ impl ConnectionSource for PgPool {
                 Err(e) => Err(from_bb8_error(e, self.last_error_since(start))),
             }
         };
-        match tokio::time::timeout(self.checkout_timeout, checkout).await {
+        match tokio::time::timeout(self.checkout_timeout, wait).await {
             Ok(result) => result,
             Err(_) => Err(Error::PoolTimeout {
                 last_error: self.last_error_since(start),
