@@ -28,7 +28,7 @@ pub use self::source::{ConnectionSource, SingleConnection};
 pub use self::user_id::UserId;
 
 use self::attributes::{Json, session_columns};
-use self::query::{Bind, Stmt, UserIdBind, checked, error_on, load_rows};
+use self::query::{Bind, Stmt, UserIdBind, checked, error_on, load_first, load_rows};
 use self::statements::Statements;
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
@@ -193,7 +193,7 @@ where
                 &self.statements.get_session_and_user,
                 (Bind::<Text, str>::new(session_id),),
             );
-            let rows = load_rows(&mut conn, stmt, 1, |row| {
+            let found = load_first(&mut conn, stmt, |row| {
                 let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
                 Ok((
                     DatabaseSession {
@@ -209,9 +209,9 @@ where
                 ))
             })
             .await;
-            let mut rows = checked(&mut conn, rows)?;
-            span.record("found", !rows.is_empty());
-            Ok(rows.pop())
+            let found = checked(&mut conn, found)?;
+            span.record("found", found.is_some());
+            Ok(found)
         })
         .await
     }
@@ -224,7 +224,7 @@ where
                 &self.statements.get_user_sessions,
                 (UserIdBind(user_id),),
             );
-            let sessions = load_rows(&mut conn, stmt, usize::MAX, |row| {
+            let sessions = load_rows(&mut conn, stmt, |row| {
                 Ok(DatabaseSession {
                     id: row.get_value::<Text, String, _>(0)?,
                     user_id: row.get_value::<U::SqlType, U, _>(2)?,
@@ -403,15 +403,14 @@ where
                 Bind::<Timestamptz, _>::new(&threshold),
             ),
         );
-        let rows = load_rows(&mut conn, stmt, 1, |row| {
+        let row = load_first(&mut conn, stmt, |row| {
             Ok((
                 row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
                 row.get_value::<Bool, bool, _>(1)?,
             ))
         })
         .await;
-        let mut rows = checked(&mut conn, rows)?;
-        Ok(match rows.pop() {
+        Ok(match checked(&mut conn, row)? {
             None => Extension::Gone,
             Some((at, true)) => Extension::Extended(at),
             Some((at, false)) => Extension::Unchanged(at),
@@ -487,9 +486,8 @@ where
                     &self.statements.user_exists,
                     (UserIdBind(user_id),),
                 );
-                let exists =
-                    load_rows(conn, stmt, 1, |row| row.get_value::<Bool, bool, _>(0)).await;
-                match checked(conn, exists).map(|rows| rows.into_iter().next().unwrap_or(false)) {
+                let exists = load_first(conn, stmt, |row| row.get_value::<Bool, bool, _>(0)).await;
+                match checked(conn, exists).map(|found| found.unwrap_or(false)) {
                     Ok(false) => Error::UnknownUser,
                     Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),
                     Ok(true) => err,

@@ -341,9 +341,53 @@ pub(crate) type PgRow = <AsyncPgConnection as AsyncConnectionCore>::Row<'static,
 pub(crate) async fn load_rows<'q, B, ST, K, T>(
     conn: &mut AsyncPgConnection,
     stmt: Stmt<'q, B, ST, K>,
-    limit: usize,
     decode: impl Fn(&PgRow) -> deserialize::Result<T>,
 ) -> QueryResult<Vec<T>>
+where
+    B: Binds + Send + 'q,
+    ST: 'q,
+    K: Kind,
+    Stmt<'q, B, ST, K>: QueryId,
+{
+    let mut out = Vec::new();
+    for_each_row(conn, stmt, |row| {
+        out.push(decode(row)?);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// [`load_rows`] for statements that return at most one row: the first
+/// row decoded, without a `Vec` (later rows are read and ignored).
+pub(crate) async fn load_first<'q, B, ST, K, T>(
+    conn: &mut AsyncPgConnection,
+    stmt: Stmt<'q, B, ST, K>,
+    decode: impl Fn(&PgRow) -> deserialize::Result<T>,
+) -> QueryResult<Option<T>>
+where
+    B: Binds + Send + 'q,
+    ST: 'q,
+    K: Kind,
+    Stmt<'q, B, ST, K>: QueryId,
+{
+    let mut first = None;
+    for_each_row(conn, stmt, |row| {
+        if first.is_none() {
+            first = Some(decode(row)?);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(first)
+}
+
+/// Runs a query and hands each row to `f`, reading the stream to its end.
+async fn for_each_row<'q, B, ST, K>(
+    conn: &mut AsyncPgConnection,
+    stmt: Stmt<'q, B, ST, K>,
+    mut f: impl FnMut(&PgRow) -> deserialize::Result<()>,
+) -> QueryResult<()>
 where
     B: Binds + Send + 'q,
     ST: 'q,
@@ -355,13 +399,10 @@ where
     } else {
         AsyncConnectionCore::load(conn, stmt.by_text()).await?
     };
-    let mut out = Vec::new();
     while let Some(row) = rows.try_next().await? {
-        if out.len() < limit {
-            out.push(decode(&row).map_err(diesel::result::Error::DeserializationError)?);
-        }
+        f(&row).map_err(diesel::result::Error::DeserializationError)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
