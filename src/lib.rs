@@ -49,6 +49,7 @@
 //!   `AsyncPgConnection` as a [`ConnectionSource`].
 //! - `uuid` (default): `uuid::Uuid` user ids.
 //! - `deadpool`: deadpool pools of `AsyncPgConnection` as a [`ConnectionSource`].
+//! - `rustls`: TLS connections for managed PostgreSQL ([`tls`], `PoolOptions::with_tls`).
 //! - `rocket`: request guards and a CSRF / cache fairing for Rocket 0.5
 //!   (`lucia_diesel::rocket`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -57,7 +58,7 @@
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(all(doctest, feature = "rocket"))]
+#[cfg(all(doctest, feature = "rocket", feature = "rustls"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -80,6 +81,9 @@ pub mod rocket;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod session;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 pub mod token;
 mod trace;
 

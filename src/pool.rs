@@ -73,6 +73,8 @@ pub struct PoolOptions {
     max_lifetime: Option<Duration>,
     statement_timeout: Option<Duration>,
     verified_checkout: bool,
+    #[cfg(feature = "rustls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for PoolOptions {
@@ -85,6 +87,8 @@ impl Default for PoolOptions {
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Some(Duration::from_secs(10)),
             verified_checkout: false,
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
     }
 }
@@ -143,6 +147,14 @@ impl PoolOptions {
         self
     }
 
+    /// Connect over verified TLS (feature `rustls`); see [`crate::tls`].
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn with_tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Builds the pool and opens its first connection.
     ///
     /// # Errors
@@ -171,17 +183,35 @@ impl PoolOptions {
             );
         }
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        if let Some(timeout) = self.statement_timeout {
-            let set = format!("SET statement_timeout = {}", timeout.as_millis().max(1));
+        let set = self
+            .statement_timeout
+            .map(|t| format!("SET statement_timeout = {}", t.as_millis().max(1)));
+        #[cfg(feature = "rustls")]
+        let tls = self.tls.clone();
+        #[cfg(not(feature = "rustls"))]
+        let tls: Option<std::convert::Infallible> = None;
+        if set.is_some() || tls.is_some() {
             config.custom_setup = Box::new(move |url| {
                 let set = set.clone();
+                let tls = tls.clone();
                 let url = url.to_owned();
                 async move {
                     use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
-                    let mut conn = AsyncPgConnection::establish(&url).await?;
-                    conn.batch_execute(&set)
-                        .await
-                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    #[cfg(feature = "rustls")]
+                    let mut conn = match &tls {
+                        Some(tls) => crate::tls::connect(&url, tls).await?,
+                        None => AsyncPgConnection::establish(&url).await?,
+                    };
+                    #[cfg(not(feature = "rustls"))]
+                    let mut conn = {
+                        let _ = tls;
+                        AsyncPgConnection::establish(&url).await?
+                    };
+                    if let Some(set) = set {
+                        conn.batch_execute(&set)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    }
                     Ok(conn)
                 }
                 .boxed()

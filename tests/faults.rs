@@ -667,14 +667,16 @@ async fn a_saturated_pool_serves_callers_in_turn() {
     let server = Server::start().await;
     let pool = options()
         .with_max_size(2)
-        .with_checkout_timeout(Duration::from_millis(300))
+        // Long enough that a loaded CI machine does not time out a fair
+        // turn, short enough that a starving waiter (bb8 alone) does.
+        .with_checkout_timeout(Duration::from_secs(1))
         .build(&server.app_url(""))
         .await
         .unwrap();
     let m = Arc::new(SessionManager::new(PostgresAdapter::new(pool)));
     let created = m.create_session(user(1), Attributes::new()).await.unwrap();
     let token: Arc<str> = created.token.as_str().into();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let callers: Vec<_> = (0..16)
         .map(|_| {
             let (m, token) = (Arc::clone(&m), Arc::clone(&token));

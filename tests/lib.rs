@@ -14,4 +14,6 @@ mod observability;
 mod rocket_app;
 mod round_trips;
 mod session;
+#[cfg(feature = "rustls")]
+mod tls;
 mod verify_schema;

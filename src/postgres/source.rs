@@ -10,6 +10,7 @@ use std::ops::DerefMut;
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{Mutex, MutexGuard};
 
+#[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
 use crate::error::{Error, Result};
 
 /// Something that lends out an [`AsyncPgConnection`] for one operation.
@@ -76,7 +77,11 @@ impl ConnectionSource for SingleConnection {
     type Connection<'a> = MutexGuard<'a, AsyncPgConnection>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
+        #[allow(unused_mut)]
         let mut guard = self.conn.lock().await;
+        // diesel-async exposes the socket's state only with a pool feature;
+        // without one a closed connection shows up as the query's error.
+        #[cfg(any(feature = "bb8", feature = "deadpool"))]
         if diesel_async::pooled_connection::PoolableConnection::is_broken(&mut *guard) {
             return Err(Error::unavailable("the connection is closed"));
         }

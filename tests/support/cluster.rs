@@ -59,6 +59,13 @@ fn free_port() -> std::io::Result<u16> {
 impl Cluster {
     /// `initdb` + `pg_ctl start` on a fresh directory and a free port.
     pub fn start() -> Result<Self, String> {
+        Self::start_with("", &[])
+    }
+
+    /// Like [`Cluster::start`], with more `postgresql.conf` settings and
+    /// files written into the data directory first (owned by the server's
+    /// user, mode 0600: e.g. a TLS certificate and key).
+    pub fn start_with(extra_conf: &str, files: &[(&str, &[u8])]) -> Result<Self, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "no PostgreSQL server binaries found (initdb, pg_ctl): install them \
              (Debian/Ubuntu: `apt-get install -y postgresql`) or set DATABASE_URL"
@@ -115,6 +122,16 @@ impl Cluster {
         ));
         if cluster.bin.join("../lib/pg_stat_statements.so").exists() {
             conf.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
+        }
+        conf.push_str(extra_conf);
+        for (name, content) in files {
+            let path = data.join(name);
+            std::fs::write(&path, content)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            cluster.run(Command::new("chmod").arg("600").arg(&path), false)?;
+            if cluster.run_as_postgres {
+                cluster.run(Command::new("chown").arg("postgres:").arg(&path), false)?;
+            }
         }
         let conf_path = data.join("postgresql.auto.conf");
         let mut existing = std::fs::read_to_string(&conf_path).unwrap_or_default();
