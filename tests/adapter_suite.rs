@@ -86,22 +86,15 @@ where
     }
 
     pub async fn session_rows(&self) -> i64 {
-        use diesel::sql_types::BigInt;
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
         let mut conn = self.db.connect().await;
-        diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM {}",
-            self.names.session().to_sql()
-        ))
-        .get_result::<Count>(&mut conn)
+        crate::support::scalar(
+            &mut conn,
+            &format!(
+                "SELECT count(*) AS n FROM {}",
+                self.names.session().to_sql()
+            ),
+        )
         .await
-        .expect("count sessions")
-        .n
     }
 }
 

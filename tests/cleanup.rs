@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use lucia_diesel::cleanup::{CleanupHandle, CleanupOptions, CleanupStats};
 use lucia_diesel::{Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
 
 use crate::observability::Capture;
 use crate::support::TestDb;
 use crate::support::clock::ManualClock;
+use crate::support::scalar;
 
 type Manager = Arc<SessionManager<PostgresAdapter<PgPool>>>;
 
@@ -36,19 +36,6 @@ async fn insert(db: &TestDb, prefix: &str, n: u32, at: &str) {
          SELECT '{prefix}-' || g, 'alice', '{at}'::timestamptz FROM generate_series(1, {n}) g"
     ))
     .await;
-}
-
-async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql)
-        .get_result::<N>(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
 }
 
 async fn rows_like(db: &TestDb, pattern: &str) -> i64 {

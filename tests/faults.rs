@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use diesel::sql_types::{BigInt, Integer};
+use diesel::sql_types::Integer;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use lucia_diesel::{
     Attributes, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager, SessionToken,
@@ -22,6 +22,7 @@ use lucia_diesel::{
 
 use crate::support::clock::ManualClock;
 use crate::support::cluster::Cluster;
+use crate::support::scalar;
 
 /// `application_name` of the connections under test (the admin's differ).
 const APP: &str = "lucia_fault_app";
@@ -119,20 +120,6 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-}
-
-async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl as _;
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(sql)
-        .get_result::<N>(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
 }
 
 async fn backend_pid(pool: &PgPool) -> i32 {

@@ -125,3 +125,18 @@ pub async fn admin() -> AsyncPgConnection {
         .await
         .expect("connect to the test server")
 }
+
+/// Runs a query that returns one `bigint` column named `n`.
+pub async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<N>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
