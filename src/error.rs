@@ -303,6 +303,22 @@ pub enum DatabaseErrorKind {
 }
 
 impl DatabaseError {
+    pub(crate) fn new(
+        kind: DatabaseErrorKind,
+        message: String,
+        table: Option<String>,
+        column: Option<String>,
+        constraint: Option<String>,
+    ) -> Self {
+        Self {
+            kind,
+            message,
+            table,
+            column,
+            constraint,
+        }
+    }
+
     /// The broad kind of error.
     #[must_use]
     pub fn kind(&self) -> DatabaseErrorKind {

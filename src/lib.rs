@@ -72,6 +72,9 @@ pub mod migrations;
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod pool;
+#[cfg(feature = "bb8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
+pub mod pooler;
 pub mod postgres;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
@@ -106,6 +109,9 @@ pub use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_or
 #[cfg(feature = "bb8")]
 #[doc(inline)]
 pub use crate::pool::{PgPool, PoolOptions};
+#[cfg(feature = "bb8")]
+#[doc(inline)]
+pub use crate::pooler::PoolerPool;
 #[doc(inline)]
 pub use crate::postgres::{
     ConnectionSource, PostgresAdapter, SingleConnection, TableName, TableNames, UserId,

@@ -66,15 +66,15 @@ type Bb8Pool = diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection>;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct PoolOptions {
-    max_size: u32,
-    min_idle: Option<u32>,
-    checkout_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    max_lifetime: Option<Duration>,
-    statement_timeout: Option<Duration>,
-    verified_checkout: bool,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) verified_checkout: bool,
     #[cfg(feature = "rustls")]
-    tls: Option<crate::tls::TlsConfig>,
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for PoolOptions {
@@ -174,14 +174,7 @@ impl PoolOptions {
     /// # Errors
     /// [`Error::Config`] for a zero pool size or timeout.
     pub fn build_lazy(self, database_url: &str) -> Result<PgPool> {
-        if self.max_size == 0 {
-            return Err(ConfigError::Invalid("the pool size must be at least 1".into()).into());
-        }
-        if self.checkout_timeout.is_zero() {
-            return Err(
-                ConfigError::Invalid("the checkout timeout must be positive".into()).into(),
-            );
-        }
+        self.check()?;
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         let set = self
             .statement_timeout
@@ -233,22 +226,108 @@ impl PoolOptions {
             }))
         };
         let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
-        let last_error = Arc::new(Mutex::new(None));
-        let pool = bb8::Pool::builder()
+        let turns = Turns::new(&self);
+        let pool = self
+            .bb8_builder()
+            .error_sink(Box::new(LastErrorSink(Arc::clone(&turns.last_error))))
+            .build_unchecked(manager);
+        Ok(PgPool { pool, turns })
+    }
+
+    /// Rejects settings no pool can work with.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.max_size == 0 {
+            return Err(ConfigError::Invalid("the pool size must be at least 1".into()).into());
+        }
+        if self.checkout_timeout.is_zero() {
+            return Err(
+                ConfigError::Invalid("the checkout timeout must be positive".into()).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// A bb8 builder with these sizes and timeouts.
+    pub(crate) fn bb8_builder<M: bb8::ManageConnection>(&self) -> bb8::Builder<M> {
+        bb8::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)
             .connection_timeout(self.checkout_timeout)
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             .test_on_check_out(true)
-            .error_sink(Box::new(LastErrorSink(Arc::clone(&last_error))))
-            .build_unchecked(manager);
-        Ok(PgPool {
-            pool,
-            last_error,
-            queue: Arc::new(Semaphore::new(self.max_size as usize)),
-            checkout_timeout: self.checkout_timeout,
-        })
+    }
+}
+
+/// Callers' turns at a pool's connections, first come, first served, and
+/// the last connection error seen (for [`Error::PoolTimeout`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Turns {
+    /// One permit per connection.
+    queue: Arc<Semaphore>,
+    checkout_timeout: Duration,
+    pub(crate) last_error: LastError,
+}
+
+impl Turns {
+    pub(crate) fn new(options: &PoolOptions) -> Self {
+        Self {
+            queue: Arc::new(Semaphore::new(options.max_size as usize)),
+            checkout_timeout: options.checkout_timeout,
+            last_error: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The last connection error seen since `since`.
+    fn last_error_since(&self, since: Instant) -> Option<String> {
+        let slot = self.last_error.lock().ok()?;
+        slot.as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// Waits for this caller's turn, then checks a connection out of `pool`;
+    /// `error` turns bb8's error (and the last connect error) into the crate's.
+    pub(crate) async fn checkout<'a, M: bb8::ManageConnection>(
+        &'a self,
+        pool: &'a bb8::Pool<M>,
+        error: fn(bb8::RunError<M::Error>, Option<String>) -> Error,
+    ) -> Result<(bb8::PooledConnection<'a, M>, SemaphorePermit<'a>)> {
+        let start = Instant::now();
+        // A turn free right now means nobody is waiting (released turns go
+        // to waiters first), and only bb8's own wait is left, which its
+        // connection timeout (the checkout timeout) bounds: no outer timer.
+        if let Ok(turn) = self.queue.try_acquire() {
+            return match pool.get().await {
+                Ok(conn) => Ok((conn, turn)),
+                Err(e) => Err(error(e, self.last_error_since(start))),
+            };
+        }
+        let wait = async {
+            let turn = self
+                .queue
+                .acquire()
+                .await
+                .map_err(|_| Error::unavailable("the pool is closed"))?;
+            match pool.get().await {
+                Ok(conn) => Ok((conn, turn)),
+                Err(e) => Err(error(e, self.last_error_since(start))),
+            }
+        };
+        match tokio::time::timeout(self.checkout_timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::PoolTimeout {
+                last_error: self.last_error_since(start),
+            }),
+        }
+    }
+}
+
+/// Keeps a connection error for [`Error::PoolTimeout`] and logs it.
+pub(crate) fn record_connect_error(last_error: &LastError, message: String) {
+    tracing::warn!(target: "lucia_diesel::pool", error = %message, "database connection failed");
+    if let Ok(mut slot) = last_error.lock() {
+        *slot = Some((Instant::now(), message));
     }
 }
 
@@ -259,14 +338,11 @@ impl PoolOptions {
 #[derive(Debug, Clone)]
 pub struct PgPool {
     pool: Bb8Pool,
-    last_error: LastError,
-    /// One permit per connection, handed out first come, first served.
-    queue: Arc<Semaphore>,
-    checkout_timeout: Duration,
+    turns: Turns,
 }
 
 /// The last connection error and when it happened.
-type LastError = Arc<Mutex<Option<(Instant, String)>>>;
+pub(crate) type LastError = Arc<Mutex<Option<(Instant, String)>>>;
 
 impl PgPool {
     /// The underlying bb8 pool.
@@ -279,14 +355,6 @@ impl PgPool {
     #[must_use]
     pub fn state(&self) -> bb8::State {
         self.pool.state()
-    }
-
-    /// The last connection error seen since `since`.
-    fn last_error_since(&self, since: Instant) -> Option<String> {
-        let slot = self.last_error.lock().ok()?;
-        slot.as_ref()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, e)| e.clone())
     }
 }
 
@@ -321,35 +389,8 @@ impl ConnectionSource for PgPool {
     type Connection<'a> = PooledPgConnection<'a>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
-        let start = Instant::now();
-        // A turn free right now means nobody is waiting (released turns go
-        // to waiters first), and only bb8's own wait is left, which its
-        // connection timeout (the checkout timeout) bounds: no outer timer.
-        // Both arms are written out rather than shared through a helper so
-        // that the futures are not moved once more on each checkout.
-        if let Ok(turn) = self.queue.try_acquire() {
-            return match self.pool.get().await {
-                Ok(conn) => Ok(PooledPgConnection { conn, _turn: turn }),
-                Err(e) => Err(from_bb8_error(e, self.last_error_since(start))),
-            };
-        }
-        let wait = async {
-            let turn = self
-                .queue
-                .acquire()
-                .await
-                .map_err(|_| Error::unavailable("the pool is closed"))?;
-            match self.pool.get().await {
-                Ok(conn) => Ok(PooledPgConnection { conn, _turn: turn }),
-                Err(e) => Err(from_bb8_error(e, self.last_error_since(start))),
-            }
-        };
-        match tokio::time::timeout(self.checkout_timeout, wait).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::PoolTimeout {
-                last_error: self.last_error_since(start),
-            }),
-        }
+        let (conn, turn) = self.turns.checkout(&self.pool, from_bb8_error).await?;
+        Ok(PooledPgConnection { conn, _turn: turn })
     }
 }
 
@@ -373,11 +414,7 @@ impl bb8::ErrorSink<PoolError> for LastErrorSink {
             tracing::debug!(target: "lucia_diesel::pool", "dropped a broken pooled connection");
             return;
         }
-        let message = error.to_string();
-        tracing::warn!(target: "lucia_diesel::pool", error = %message, "database connection failed");
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some((Instant::now(), message));
-        }
+        record_connect_error(&self.0, error.to_string());
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {

@@ -118,6 +118,24 @@ pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgCon
     })
 }
 
+/// A tokio-postgres client over verified TLS, its connection driven by a
+/// task of its own, for [`PoolerPool`](crate::pooler::PoolerPool).
+pub(crate) async fn connect_client(
+    config: &tokio_postgres::Config,
+    tls: &TlsConfig,
+) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = config.clone();
+    if config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Require);
+    }
+    let connector = MakeRustlsConnect::new((*tls.config).clone());
+    let (client, connection) = config.connect(connector).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// [`establish`] with diesel's error type, for the pool's connection setup.
 pub(crate) async fn connect(
     database_url: &str,

@@ -6,7 +6,8 @@
 
 mod attributes;
 mod names;
-mod query;
+pub(crate) mod query;
+pub(crate) mod raw;
 mod source;
 mod statements;
 mod user_id;
@@ -16,19 +17,17 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use diesel::row::Row as _;
 use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
-use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
 
 pub use self::names::{TableName, TableNames};
-pub use self::source::{ConnectionSource, SingleConnection};
+pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
 
 use self::attributes::{Json, session_columns};
-use self::query::{Bind, Stmt, UserIdBind, checked, error_on, load_first, load_rows};
+use self::query::{Bind, Conn, Stmt, UserIdBind, load_first, load_rows};
 use self::statements::Statements;
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
@@ -193,23 +192,23 @@ where
                 &self.statements.get_session_and_user,
                 (Bind::<Text, str>::new(session_id),),
             );
-            let found = load_first(&mut conn, stmt, |row| {
-                let user_id: U = row.get_value::<U::SqlType, U, _>(2)?;
+            let found = load_first(conn.conn(), stmt, |row| {
+                let user_id: U = row.get::<U::SqlType, U>(2)?;
                 Ok((
                     DatabaseSession {
-                        id: row.get_value::<Text, String, _>(0)?,
+                        id: row.get::<Text, String>(0)?,
                         user_id: user_id.clone(),
-                        expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
-                        attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+                        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+                        attributes: row.get::<Jsonb, Json<SA>>(3)?.0,
                     },
                     DatabaseUser {
                         id: user_id,
-                        attributes: row.get_value::<Jsonb, Json<UA>, _>(4)?.0,
+                        attributes: row.get::<Jsonb, Json<UA>>(4)?.0,
                     },
                 ))
             })
             .await;
-            let found = checked(&mut conn, found)?;
+            let found = found?;
             span.record("found", found.is_some());
             Ok(found)
         })
@@ -224,16 +223,16 @@ where
                 &self.statements.get_user_sessions,
                 (UserIdBind(user_id),),
             );
-            let sessions = load_rows(&mut conn, stmt, |row| {
+            let sessions = load_rows(conn.conn(), stmt, |row| {
                 Ok(DatabaseSession {
-                    id: row.get_value::<Text, String, _>(0)?,
-                    user_id: row.get_value::<U::SqlType, U, _>(2)?,
-                    expires_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(1)?,
-                    attributes: row.get_value::<Jsonb, Json<SA>, _>(3)?.0,
+                    id: row.get::<Text, String>(0)?,
+                    user_id: row.get::<U::SqlType, U>(2)?,
+                    expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+                    attributes: row.get::<Jsonb, Json<SA>>(3)?.0,
                 })
             })
             .await;
-            let sessions = checked(&mut conn, sessions)?;
+            let sessions = sessions?;
             span.record("rows", sessions.len());
             Ok(sessions)
         })
@@ -264,9 +263,9 @@ where
                     Bind::<Text, str>::new(session_id),
                 ),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await;
-            let n = checked(&mut conn, n)?;
+            let n = n?;
             span.record("found", n > 0);
             Ok(n > 0)
         })
@@ -285,9 +284,9 @@ where
                 &self.statements.delete_session,
                 (Bind::<Text, str>::new(session_id),),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await;
-            let n = checked(&mut conn, n)?;
+            let n = n?;
             span.record("found", n > 0);
             Ok(n > 0)
         })
@@ -302,11 +301,11 @@ where
                 &self.statements.delete_user_sessions,
                 (UserIdBind(user_id),),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await;
-            let n = checked(&mut conn, n)?;
+            let n = n?;
             span.record("rows", n);
-            Ok(n as u64)
+            Ok(n)
         })
         .await
     }
@@ -378,11 +377,11 @@ where
                     Bind::<diesel::sql_types::BigInt, _>::new(&limit),
                 ),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await;
-            let n = checked(&mut conn, n)?;
+            let n = n?;
             span.record("rows", n);
-            Ok(n as u64)
+            Ok(n)
         })
         .await
     }
@@ -403,14 +402,14 @@ where
                 Bind::<Timestamptz, _>::new(&threshold),
             ),
         );
-        let row = load_first(&mut conn, stmt, |row| {
+        let row = load_first(conn.conn(), stmt, |row| {
             Ok((
-                row.get_value::<Timestamptz, DateTime<Utc>, _>(0)?,
-                row.get_value::<Bool, bool, _>(1)?,
+                row.get::<Timestamptz, DateTime<Utc>>(0)?,
+                row.get::<Bool, bool>(1)?,
             ))
         })
         .await;
-        Ok(match checked(&mut conn, row)? {
+        Ok(match row? {
             None => Extension::Gone,
             Some((at, true)) => Extension::Extended(at),
             Some((at, false)) => Extension::Unchanged(at),
@@ -436,7 +435,7 @@ where
                     Bind::<Timestamptz, _>::new(&session.expires_at),
                 ),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await
         } else {
             let sql = self.statements.insert_session_with(&attributes.columns);
@@ -449,7 +448,7 @@ where
                     Bind::<Jsonb, _>::new(&attributes.values),
                 ),
             )
-            .execute(&mut conn)
+            .execute(conn.conn())
             .await
         };
         match inserted {
@@ -457,7 +456,7 @@ where
             Ok(_) => Err(Error::DuplicateSessionId),
             Err(e) => Err(self
                 .insert_error(
-                    &mut conn,
+                    conn.conn(),
                     &session.user_id,
                     e,
                     !attributes.columns.is_empty(),
@@ -469,12 +468,11 @@ where
     /// Turns an insert failure into the error a caller can act on.
     async fn insert_error(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: Conn<'_>,
         user_id: &U,
-        err: diesel::result::Error,
+        err: Error,
         has_attributes: bool,
     ) -> Error {
-        let err = error_on(conn, err);
         let Error::Database(db) = &err else {
             return err;
         };
@@ -486,8 +484,8 @@ where
                     &self.statements.user_exists,
                     (UserIdBind(user_id),),
                 );
-                let exists = load_first(conn, stmt, |row| row.get_value::<Bool, bool, _>(0)).await;
-                match checked(conn, exists).map(|found| found.unwrap_or(false)) {
+                let exists = load_first(conn, stmt, |row| row.get::<Bool, bool>(0)).await;
+                match exists.map(|found| found.unwrap_or(false)) {
                     Ok(false) => Error::UnknownUser,
                     Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),
                     Ok(true) => err,

@@ -20,6 +20,7 @@ use std::marker::PhantomData;
 
 use diesel::QueryResult;
 use diesel::deserialize;
+use diesel::deserialize::FromSql;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
@@ -30,6 +31,7 @@ use diesel_async::{
 use futures_util::TryStreamExt as _;
 
 use super::names::{Ident, TableName};
+use super::raw::PoolerConnection;
 use crate::error::{Error, Result};
 
 /// A statement kind: a marker type naming one statement of the adapter.
@@ -67,6 +69,8 @@ kinds!(
 /// keying the statement cache on `K` instead of the text.
 pub(crate) struct Sql<K = Dynamic> {
     parts: Box<[Box<str>]>,
+    /// The whole statement with `$1`.. markers, for the pooler path.
+    text: Box<str>,
     fixed: bool,
     _kind: PhantomData<fn() -> K>,
 }
@@ -75,6 +79,7 @@ impl<K> Clone for Sql<K> {
     fn clone(&self) -> Self {
         Self {
             parts: self.parts.clone(),
+            text: self.text.clone(),
             fixed: self.fixed,
             _kind: PhantomData,
         }
@@ -133,10 +138,34 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends a constant statement written in this crate, with its bind
+    /// markers `$1`, `$2`, .. in order, each used once.
+    pub(crate) fn template(mut self, text: &str) -> Self {
+        let mut rest = text;
+        let mut n = 1;
+        loop {
+            let marker = format!("${n}");
+            let Some(at) = rest.find(&marker) else { break };
+            self = self.sql(&rest[..at]).bind();
+            rest = &rest[at + marker.len()..];
+            n += 1;
+        }
+        self.sql(rest)
+    }
+
     pub(crate) fn build<K>(mut self) -> Sql<K> {
         self.parts.push(self.current.into());
+        let mut text = String::new();
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                text.push('$');
+                text.push_str(&i.to_string());
+            }
+            text.push_str(part);
+        }
         Sql {
             parts: self.parts.into(),
+            text: text.into(),
             fixed: false,
             _kind: PhantomData,
         }
@@ -215,6 +244,7 @@ impl_binds!(4; A 0, B 1, C 2, D 3);
 /// fixed) or [`Dynamic`] (keyed by SQL text).
 pub(crate) struct Stmt<'a, B, ST = (), K = Dynamic> {
     parts: &'a [Box<str>],
+    text: &'a str,
     fixed: bool,
     binds: B,
     _rows: PhantomData<fn() -> (ST, K)>,
@@ -236,6 +266,7 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
         );
         Self {
             parts: &sql.parts,
+            text: &sql.text,
             fixed: sql.fixed,
             binds,
             _rows: PhantomData,
@@ -246,6 +277,7 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
     fn by_text(self) -> Stmt<'a, B, ST, Dynamic> {
         Stmt {
             parts: self.parts,
+            text: self.text,
             fixed: false,
             binds: self.binds,
             _rows: PhantomData,
@@ -253,18 +285,24 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
     }
 
     /// Runs the statement for its row count.
-    pub(crate) async fn execute(self, conn: &mut AsyncPgConnection) -> QueryResult<usize>
+    pub(crate) async fn execute(self, conn: Conn<'_>) -> Result<u64>
     where
         B: Send + 'a,
         ST: 'a,
         Self: QueryId,
     {
-        // Keyed by type when the SQL is fixed, else by its text; both arms
-        // are the same boxed future.
-        if self.fixed {
-            AsyncConnectionCore::execute_returning_count(conn, self).await
-        } else {
-            AsyncConnectionCore::execute_returning_count(conn, self.by_text()).await
+        match conn {
+            Conn::Diesel(conn) => {
+                // Keyed by type when the SQL is fixed, else by its text; both
+                // arms are the same boxed future.
+                let n = if self.fixed {
+                    AsyncConnectionCore::execute_returning_count(conn, self).await
+                } else {
+                    AsyncConnectionCore::execute_returning_count(conn, self.by_text()).await
+                };
+                checked(conn, n).map(|n| n as u64)
+            }
+            Conn::Pooler(conn) => conn.run(self.text, &self, |_| Ok(())).await,
         }
     }
 }
@@ -314,22 +352,80 @@ impl<B: Binds, ST, K> Query for Stmt<'_, B, ST, K> {
     type SqlType = ST;
 }
 
+/// Where a statement runs: a diesel-async connection (named statements,
+/// kept in its prepared-statement cache), or a pooler connection (unnamed
+/// statements, parsed, bound and run in one round trip).
+#[doc(hidden)]
+#[allow(unreachable_pub, missing_debug_implementations)] // Named by a sealed trait only.
+pub enum Conn<'c> {
+    /// A diesel-async connection.
+    Diesel(&'c mut AsyncPgConnection),
+    /// A connection of a pooler pool.
+    Pooler(&'c mut PoolerConnection),
+}
+
+impl Conn<'_> {
+    /// The same connection, borrowed again for one more statement.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Diesel(conn) => Conn::Diesel(conn),
+            Conn::Pooler(conn) => Conn::Pooler(conn),
+        }
+    }
+}
+
+/// A row from either kind of connection, read by column index with
+/// diesel's `FromSql`, so both decode alike.
+pub(crate) enum Row<'r> {
+    Diesel(&'r PgRow),
+    Pooler(&'r tokio_postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `idx` as `T`, read as SQL type `ST`.
+    pub(crate) fn get<ST, T: FromSql<ST, Pg>>(&self, idx: usize) -> deserialize::Result<T> {
+        match self {
+            Row::Diesel(row) => diesel::row::Row::get_value::<ST, T, usize>(*row, idx),
+            Row::Pooler(row) => super::raw::get::<ST, T>(row, idx),
+        }
+    }
+}
+
 /// Turns a query's result into the crate's. When the error says the
 /// connection is gone, the connection is also marked broken, so that its
 /// pool drops it instead of lending it out again: the server's goodbye
 /// (`terminating connection ...`) can arrive before the socket reports the
 /// close, and until then the pool's own check would pass it as healthy.
+/// The same goes for a connection whose prepared statements were dropped
+/// under it (`DEALLOCATE ALL`, a pooler in transaction mode): its statement
+/// cache would name missing statements on every later call.
 pub(crate) fn checked<T>(conn: &mut AsyncPgConnection, result: QueryResult<T>) -> Result<T> {
     result.map_err(|e| error_on(conn, e))
 }
 
 /// [`checked`] for an error alone.
 pub(crate) fn error_on(conn: &mut AsyncPgConnection, error: diesel::result::Error) -> Error {
-    let error = Error::from(error);
+    let lost_statement = matches!(
+        &error,
+        diesel::result::Error::DatabaseError(_, info) if is_missing_statement(info.message())
+    );
+    let error = if lost_statement {
+        Error::unavailable(format!(
+            "{}; the connection's prepared statements were dropped (a pooler in transaction mode? use PoolerPool)",
+            error
+        ))
+    } else {
+        Error::from(error)
+    };
     if matches!(error, Error::Unavailable { .. }) {
         AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
     }
     error
+}
+
+/// PostgreSQL's message for a named statement that does not exist (SQLSTATE 26000).
+fn is_missing_statement(message: &str) -> bool {
+    message.starts_with("prepared statement \"") && message.ends_with("\" does not exist")
 }
 
 /// A row as diesel-async returns it.
@@ -339,14 +435,15 @@ pub(crate) type PgRow = <AsyncPgConnection as AsyncConnectionCore>::Row<'static,
 /// index with their own `FromSql` (so generic column types need no more
 /// than `FromSql`).
 pub(crate) async fn load_rows<'q, B, ST, K, T>(
-    conn: &mut AsyncPgConnection,
+    conn: Conn<'_>,
     stmt: Stmt<'q, B, ST, K>,
-    decode: impl Fn(&PgRow) -> deserialize::Result<T>,
-) -> QueryResult<Vec<T>>
+    decode: impl Fn(Row<'_>) -> deserialize::Result<T> + Send + Sync,
+) -> Result<Vec<T>>
 where
     B: Binds + Send + 'q,
     ST: 'q,
     K: Kind,
+    T: Send,
     Stmt<'q, B, ST, K>: QueryId,
 {
     let mut out = Vec::new();
@@ -361,14 +458,15 @@ where
 /// [`load_rows`] for statements that return at most one row: the first
 /// row decoded, without a `Vec` (later rows are read and ignored).
 pub(crate) async fn load_first<'q, B, ST, K, T>(
-    conn: &mut AsyncPgConnection,
+    conn: Conn<'_>,
     stmt: Stmt<'q, B, ST, K>,
-    decode: impl Fn(&PgRow) -> deserialize::Result<T>,
-) -> QueryResult<Option<T>>
+    decode: impl Fn(Row<'_>) -> deserialize::Result<T> + Send + Sync,
+) -> Result<Option<T>>
 where
     B: Binds + Send + 'q,
     ST: 'q,
     K: Kind,
+    T: Send,
     Stmt<'q, B, ST, K>: QueryId,
 {
     let mut first = None;
@@ -382,29 +480,37 @@ where
     Ok(first)
 }
 
-/// Runs a query and hands each row to `f`, reading the stream to its end.
+/// Runs a query and hands each row to `f`, reading the rows to their end.
 async fn for_each_row<'q, B, ST, K>(
-    conn: &mut AsyncPgConnection,
+    conn: Conn<'_>,
     stmt: Stmt<'q, B, ST, K>,
-    mut f: impl FnMut(&PgRow) -> deserialize::Result<()>,
-) -> QueryResult<()>
+    mut f: impl FnMut(Row<'_>) -> deserialize::Result<()> + Send,
+) -> Result<()>
 where
     B: Binds + Send + 'q,
     ST: 'q,
     K: Kind,
     Stmt<'q, B, ST, K>: QueryId,
 {
-    let mut rows = if stmt.fixed {
-        AsyncConnectionCore::load(conn, stmt).await?
-    } else {
-        AsyncConnectionCore::load(conn, stmt.by_text()).await?
-    };
-    while let Some(row) = rows.try_next().await? {
-        f(&row).map_err(diesel::result::Error::DeserializationError)?;
+    match conn {
+        Conn::Diesel(conn) => {
+            let result = async {
+                let mut rows = if stmt.fixed {
+                    AsyncConnectionCore::load(conn, stmt).await?
+                } else {
+                    AsyncConnectionCore::load(conn, stmt.by_text()).await?
+                };
+                while let Some(row) = rows.try_next().await? {
+                    f(Row::Diesel(&row)).map_err(diesel::result::Error::DeserializationError)?;
+                }
+                Ok(())
+            }
+            .await;
+            checked(conn, result)
+        }
+        Conn::Pooler(conn) => conn.run(stmt.text, &stmt, f).await.map(drop),
     }
-    Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

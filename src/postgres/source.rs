@@ -8,15 +8,19 @@ use std::future::Future;
 use std::ops::DerefMut;
 
 use diesel_async::AsyncPgConnection;
+
+use super::query::Conn;
 use tokio::sync::{Mutex, MutexGuard};
 
 #[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
 use crate::error::{Error, Result};
 
-/// Something that lends out an [`AsyncPgConnection`] for one operation.
+/// Something that lends out a connection for one operation: an
+/// [`AsyncPgConnection`] (bb8 and deadpool pools, [`PgPool`](crate::PgPool),
+/// [`SingleConnection`]) or a pooler connection ([`PoolerPool`](crate::pooler::PoolerPool)).
 pub trait ConnectionSource: Send + Sync + 'static {
     /// The borrowed connection; returned to the source when dropped.
-    type Connection<'a>: DerefMut<Target = AsyncPgConnection> + Send
+    type Connection<'a>: SourceConnection
     where
         Self: 'a;
 
@@ -26,6 +30,37 @@ pub trait ConnectionSource: Send + Sync + 'static {
     /// [`Error::PoolTimeout`] when none became free in time,
     /// [`Error::Unavailable`] when a new one could not be opened.
     fn connection(&self) -> impl Future<Output = Result<Self::Connection<'_>>> + Send;
+}
+
+/// A connection lent by a [`ConnectionSource`]: anything that dereferences
+/// to an [`AsyncPgConnection`] (a pool's guard, a mutex guard, a `Box`), or
+/// a [`PoolerPool`](crate::pooler::PoolerPool)'s connection. Sealed: the
+/// adapter knows how to run its statements on these two kinds only.
+pub trait SourceConnection: Send + sealed::Sealed {
+    #[doc(hidden)]
+    fn conn(&mut self) -> Conn<'_>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<T: DerefMut<Target = AsyncPgConnection> + Send> sealed::Sealed for T {}
+
+impl<T: DerefMut<Target = AsyncPgConnection> + Send> SourceConnection for T {
+    fn conn(&mut self) -> Conn<'_> {
+        Conn::Diesel(self)
+    }
+}
+
+#[cfg(feature = "bb8")]
+impl sealed::Sealed for crate::pooler::PooledClient<'_> {}
+
+#[cfg(feature = "bb8")]
+impl SourceConnection for crate::pooler::PooledClient<'_> {
+    fn conn(&mut self) -> Conn<'_> {
+        Conn::Pooler(self.connection())
+    }
 }
 
 /// One connection used for every operation, one operation at a time (like

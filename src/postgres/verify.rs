@@ -5,12 +5,11 @@
 //! the check sees what the adapter will see: names resolved through the
 //! connection's `search_path`, privileges of the role it connects as.
 
-use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Integer, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+use diesel::deserialize;
+use diesel::sql_types::{BigInt, Bool, Integer, Text, Untyped};
 
-use super::query::checked;
-use super::{ConnectionSource, PostgresAdapter, TableName, UserId};
+use super::query::{Bind, Conn, Row, Sql, SqlBuilder, Stmt, load_first, load_rows};
+use super::{ConnectionSource, PostgresAdapter, SourceConnection as _, TableName, UserId};
 use crate::error::{Error, Result, SchemaError, SchemaProblem};
 use crate::trace::traced;
 
@@ -50,44 +49,68 @@ const COLUMNS: &str = "SELECT a.attname::text AS name, a.attnotnull AS not_null,
 /// Session ids are the 64-character hex SHA-256 of the token by default.
 const MIN_ID_CHARS: i32 = 64;
 
-#[derive(QueryableByName)]
-struct SchemaRow {
-    #[diesel(sql_type = Bool)]
-    usable: bool,
-}
-
-#[derive(QueryableByName)]
 struct RelationRow {
-    #[diesel(sql_type = BigInt)]
     oid: i64,
-    #[diesel(sql_type = Text)]
     kind: String,
-    #[diesel(sql_type = Bool)]
     can_delete: bool,
 }
 
-#[derive(QueryableByName)]
+impl RelationRow {
+    fn decode(row: Row<'_>) -> deserialize::Result<Self> {
+        Ok(Self {
+            oid: row.get::<BigInt, _>(0)?,
+            kind: row.get::<Text, _>(1)?,
+            can_delete: row.get::<Bool, _>(2)?,
+        })
+    }
+}
+
+/// One row of [`COLUMNS`], in its column order.
 struct ColumnRow {
-    #[diesel(sql_type = Text)]
     name: String,
-    #[diesel(sql_type = Bool)]
     not_null: bool,
-    #[diesel(sql_type = Text)]
     declared: String,
-    #[diesel(sql_type = Text)]
     base: String,
-    #[diesel(sql_type = Integer)]
     typmod: i32,
-    #[diesel(sql_type = Bool)]
     can_select: bool,
-    #[diesel(sql_type = Bool)]
     can_insert: bool,
-    #[diesel(sql_type = Bool)]
     can_update: bool,
-    #[diesel(sql_type = Bool)]
     unique_alone: bool,
-    #[diesel(sql_type = Bool)]
     deferrable: bool,
+}
+
+impl ColumnRow {
+    fn decode(row: Row<'_>) -> deserialize::Result<Self> {
+        Ok(Self {
+            name: row.get::<Text, _>(0)?,
+            not_null: row.get::<Bool, _>(1)?,
+            declared: row.get::<Text, _>(2)?,
+            base: row.get::<Text, _>(3)?,
+            typmod: row.get::<Integer, _>(4)?,
+            can_select: row.get::<Bool, _>(5)?,
+            can_insert: row.get::<Bool, _>(6)?,
+            can_update: row.get::<Bool, _>(7)?,
+            unique_alone: row.get::<Bool, _>(8)?,
+            deferrable: row.get::<Bool, _>(9)?,
+        })
+    }
+}
+
+/// The catalog queries, as statements either kind of connection runs.
+struct Queries {
+    schema: Sql,
+    relation: Sql,
+    columns: Sql,
+}
+
+impl Queries {
+    fn new() -> Self {
+        Self {
+            schema: SqlBuilder::new().template(SCHEMA).build(),
+            relation: SqlBuilder::new().template(RELATION).build(),
+            columns: SqlBuilder::new().template(COLUMNS).build(),
+        }
+    }
 }
 
 /// The column types the adapter can read and bind.
@@ -192,6 +215,7 @@ where
         let span = tracing::debug_span!("verify_schema");
         traced(&span, async {
             let mut conn = self.source.connection().await?;
+            let queries = Queries::new();
             let mut problems = Vec::new();
             let user_id = Want::user_id::<U>();
             let session_needs = [
@@ -225,7 +249,8 @@ where
                 update: false,
             }];
             check_table(
-                &mut conn,
+                conn.conn(),
+                &queries,
                 self.names.user(),
                 &user_needs,
                 false,
@@ -233,7 +258,8 @@ where
             )
             .await?;
             check_table(
-                &mut conn,
+                conn.conn(),
+                &queries,
                 self.names.session(),
                 &session_needs,
                 true,
@@ -252,7 +278,8 @@ where
 
 /// Adds what is wrong with one table to `problems`.
 async fn check_table(
-    conn: &mut AsyncPgConnection,
+    mut conn: Conn<'_>,
+    queries: &Queries,
     name: &TableName,
     needs: &[Need],
     writable: bool,
@@ -260,29 +287,23 @@ async fn check_table(
 ) -> Result<()> {
     let table = name.to_sql();
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
-        let rows = diesel::sql_query(SCHEMA)
-            .bind::<Text, _>(schema)
-            .load::<SchemaRow>(conn)
-            .await;
-        let rows = checked(conn, rows)?;
-        match rows.into_iter().next() {
+        let stmt = Stmt::<_, Untyped, _>::new(&queries.schema, (Bind::<Text, str>::new(schema),));
+        let usable = load_first(conn.reborrow(), stmt, |row| row.get::<Bool, bool>(0)).await?;
+        match usable {
             None => {
                 problems.push(SchemaProblem::SchemaNotFound { schema: quoted });
                 return Ok(());
             }
-            Some(row) if !row.usable => {
+            Some(false) => {
                 problems.push(SchemaProblem::SchemaNotUsable { schema: quoted });
                 return Ok(());
             }
             Some(_) => {}
         }
     }
-    let relation = diesel::sql_query(RELATION)
-        .bind::<Text, _>(&table)
-        .load::<RelationRow>(conn)
-        .await;
-    let relation = checked(conn, relation)?;
-    let Some(relation) = relation.into_iter().next() else {
+    let stmt = Stmt::<_, Untyped, _>::new(&queries.relation, (Bind::<Text, str>::new(&table),));
+    let relation = load_first(conn.reborrow(), stmt, RelationRow::decode).await?;
+    let Some(relation) = relation else {
         problems.push(SchemaProblem::TableNotFound { table });
         return Ok(());
     };
@@ -293,11 +314,9 @@ async fn check_table(
         });
         return Ok(());
     }
-    let columns = diesel::sql_query(COLUMNS)
-        .bind::<BigInt, _>(relation.oid)
-        .load::<ColumnRow>(conn)
-        .await;
-    let columns = checked(conn, columns)?;
+    let stmt =
+        Stmt::<_, Untyped, _>::new(&queries.columns, (Bind::<BigInt, i64>::new(&relation.oid),));
+    let columns = load_rows(conn, stmt, ColumnRow::decode).await?;
     for need in needs {
         let Some(column) = columns.iter().find(|c| c.name == need.column) else {
             problems.push(SchemaProblem::MissingColumn {
