@@ -187,6 +187,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<PoolerConnection, tokio_postgres::Error> {
         Ok(PoolerConnection::new(
             self.client().await?,
+            &self.config,
             self.statement_timeout,
         ))
     }

@@ -563,3 +563,36 @@ adapter_suite!(
     )
     .await
 );
+
+adapter_suite!(
+    pooler_pool_behind_pgbouncer,
+    custom_fixture::<String, _, _, _>(
+        TestDb::new().await,
+        |s| TableNames::new(&format!("{s}.auth_user"), &format!("{s}.user_session")).unwrap(),
+        // A pooler passes no `options`, so the names carry their schema.
+        |_url| async move {
+            PoolOptions::new()
+                .with_max_size(4)
+                .build_pooler(crate::support::pgbouncer::shared_url())
+                .await
+                .unwrap()
+        },
+    )
+    .await
+);
+
+adapter_suite!(
+    pooler_pool_uuid_user_ids,
+    custom_fixture::<uuid::Uuid, _, _, _>(
+        TestDb::new().await,
+        |s| TableNames::new(&format!("{s}.users"), &format!("{s}.sessions")).unwrap(),
+        |_url| async move {
+            PoolOptions::new()
+                .with_max_size(2)
+                .build_pooler(crate::support::pgbouncer::shared_url())
+                .await
+                .unwrap()
+        },
+    )
+    .await
+);

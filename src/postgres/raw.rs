@@ -27,6 +27,7 @@ use crate::error::{DatabaseError, DatabaseErrorKind, Error, Result};
 /// Opaque: the adapter runs its statements on it.
 pub struct PoolerConnection {
     client: tokio_postgres::Client,
+    cancel_to: Option<CancelTarget>,
     /// Set when the connection can no longer be trusted; the pool drops it.
     broken: bool,
     statement_timeout: Option<Duration>,
@@ -42,9 +43,14 @@ impl std::fmt::Debug for PoolerConnection {
 
 #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
 impl PoolerConnection {
-    pub(crate) fn new(client: tokio_postgres::Client, statement_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        client: tokio_postgres::Client,
+        config: &tokio_postgres::Config,
+        statement_timeout: Option<Duration>,
+    ) -> Self {
         Self {
             client,
+            cancel_to: CancelTarget::of(config),
             broken: false,
             statement_timeout,
         }
@@ -96,12 +102,31 @@ impl PoolerConnection {
             let result = match self.statement_timeout {
                 Some(limit) => match tokio::time::timeout(limit, query).await {
                     Ok(result) => result,
-                    Err(_) => Err(Failure::TimedOut(limit)),
+                    Err(_) => {
+                        self.cancel().await;
+                        Err(Failure::TimedOut(limit))
+                    }
                 },
                 None => query.await,
             };
             result.map_err(|failure| self.fail(failure))
         }
+    }
+
+    /// Asks the server to stop the statement running on this connection,
+    /// waiting at most a second for the request to be handled. Sent while
+    /// the connection is still open: a pooler matches a cancel request to
+    /// its client, and a backend waiting on a lock would not notice its
+    /// client going away. The cancel connection stays open until the other
+    /// side closes it, as libpq does: PgBouncer 1.18 drops a cancel request
+    /// whose sender hangs up first (tokio-postgres' own `cancel_query` does).
+    /// Best effort, and sent without TLS.
+    async fn cancel(&self) {
+        let Some(target) = &self.cancel_to else {
+            return;
+        };
+        let token = self.client.cancel_token();
+        let _ = tokio::time::timeout(Duration::from_secs(1), target.send(&token)).await;
     }
 
     /// Turns a failure into the crate's error and retires the connection
@@ -117,13 +142,9 @@ impl PoolerConnection {
             }
             Failure::Decode(e) => Error::Decode(e.to_string()),
             Failure::TimedOut(limit) => {
-                // The server may still be running it: ask it to stop, and
-                // never lend this connection again.
+                // Cancelled (see `cancel`), but its answer is still on the
+                // way: never lend this connection again.
                 self.broken = true;
-                let cancel = self.client.cancel_token();
-                tokio::spawn(async move {
-                    let _ = cancel.cancel_query(NoTls).await;
-                });
                 Error::Timeout {
                     message: format!(
                         "the statement did not finish within the pool's statement timeout ({} ms)",
@@ -132,6 +153,89 @@ impl PoolerConnection {
                 }
             }
         }
+    }
+}
+
+/// Where cancel requests go: the first host of the connection's config.
+#[derive(Debug, Clone)]
+enum CancelTarget {
+    Tcp(String, u16),
+    Unix(std::path::PathBuf, u16),
+}
+
+impl CancelTarget {
+    fn of(config: &tokio_postgres::Config) -> Option<Self> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        match config.get_hosts().first()? {
+            tokio_postgres::config::Host::Tcp(host) => Some(Self::Tcp(host.clone(), port)),
+            tokio_postgres::config::Host::Unix(dir) => Some(Self::Unix(dir.clone(), port)),
+        }
+    }
+
+    async fn send(&self, token: &tokio_postgres::CancelToken) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(host, port) => {
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                send_cancel(stream, token).await
+            }
+            Self::Unix(dir, port) => {
+                let path = dir.join(format!(".s.PGSQL.{port}"));
+                send_cancel(tokio::net::UnixStream::connect(path).await?, token).await
+            }
+        }
+    }
+}
+
+/// Sends the cancel request and waits for the other side to close.
+async fn send_cancel<S>(mut stream: S, token: &tokio_postgres::CancelToken) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    token
+        .cancel_query_raw(KeepOpen(&mut stream), NoTls)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut buf = [0u8; 64];
+    while stream.read(&mut buf).await? > 0 {}
+    Ok(())
+}
+
+/// A stream whose `shutdown` does nothing, so the request is sent without
+/// closing our side.
+struct KeepOpen<'a, S>(&'a mut S);
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for KeepOpen<'_, S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for KeepOpen<'_, S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -254,8 +358,12 @@ mod sqlstate {
 pub(crate) fn error(err: &tokio_postgres::Error) -> Error {
     let Some(db) = err.as_db_error() else {
         // Closed sockets, I/O errors, protocol errors: the connection is
-        // not to be trusted any more.
-        return Error::unavailable(err);
+        // not to be trusted any more. tokio-postgres keeps the cause (such
+        // as "Connection refused") out of its own message.
+        return Error::unavailable(match StdError::source(err) {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        });
     };
     let code = db.code().code();
     let message = db.message().to_owned();

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod pgbouncer;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
