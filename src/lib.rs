@@ -45,7 +45,8 @@
 //!   explicitly; `__Host-` names are checked.
 //!
 //! # Crate features
-//! - `bb8` (default): [`PoolOptions`] / [`PgPool`], and bb8 pools of
+//! - `bb8` (default): [`PoolOptions`] / [`PgPool`] / [`PoolerPool`] (for
+//!   PgBouncer in transaction mode; see [`pooler`]), and bb8 pools of
 //!   `AsyncPgConnection` as a [`ConnectionSource`].
 //! - `uuid` (default): `uuid::Uuid` user ids.
 //! - `deadpool`: deadpool pools of `AsyncPgConnection` as a [`ConnectionSource`].

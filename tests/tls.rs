@@ -171,6 +171,32 @@ async fn sessions_over_verified_tls() {
         .expect("valid over TLS");
     assert_eq!(user.id, "tls-user");
     assert_eq!(session.id, created.session.id);
+
+    // The pooler mode over the same verified TLS: sessions are shared.
+    let pooled = PoolOptions::new()
+        .with_tls(tls.clone())
+        .with_max_size(2)
+        .build_pooler(&url)
+        .await
+        .unwrap();
+    let pooled = SessionManager::new(PostgresAdapter::new(pooled));
+    let (_, user) = pooled
+        .validate_session(created.token.as_str())
+        .await
+        .unwrap()
+        .expect("valid through the pooler mode over TLS");
+    assert_eq!(user.id, "tls-user");
+    let other = pooled
+        .create_session("tls-user".into(), Attributes::new())
+        .await
+        .unwrap();
+    assert!(
+        sessions
+            .validate_session(other.token.as_str())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +219,14 @@ async fn untrusted_or_missing_tls_is_refused() {
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
+    let err = PoolOptions::new()
+        .with_tls(TlsConfig::webpki_roots())
+        .with_checkout_timeout(std::time::Duration::from_secs(2))
+        .build_pooler(&url)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
 
     // Another self-signed CA is not ours either.
     let other = make_certs();
@@ -208,6 +242,16 @@ async fn untrusted_or_missing_tls_is_refused() {
     let plain_url = format!("postgres://postgres@localhost:{}/postgres", plain.port());
     let err = refused(establish(&plain_url, &TlsConfig::from_pem(&certs.ca).unwrap()).await);
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    let err = PoolOptions::new()
+        .with_tls(TlsConfig::from_pem(&certs.ca).unwrap())
+        .with_checkout_timeout(std::time::Duration::from_secs(2))
+        .build_pooler(&plain_url)
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_transient(),
+        "the pooler mode has no plaintext fallback either: {err:?}"
+    );
     // Unless the URL says so explicitly.
     establish(
         &format!("{plain_url}?sslmode=disable"),

@@ -365,8 +365,23 @@ pub(crate) fn error(err: &tokio_postgres::Error) -> Error {
             None => err.to_string(),
         });
     };
-    let code = db.code().code();
-    let message = db.message().to_owned();
+    from_db(
+        db.code().code(),
+        db.message().to_owned(),
+        db.table().map(str::to_owned),
+        db.column().map(str::to_owned),
+        db.constraint().map(str::to_owned),
+    )
+}
+
+/// What PostgreSQL (or the pooler) reported, by SQLSTATE.
+fn from_db(
+    code: &str,
+    message: String,
+    table: Option<String>,
+    column: Option<String>,
+    constraint: Option<String>,
+) -> Error {
     let kind = match code {
         c if c.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
             || matches!(
@@ -387,11 +402,46 @@ pub(crate) fn error(err: &tokio_postgres::Error) -> Error {
         sqlstate::SERIALIZATION_FAILURE => DatabaseErrorKind::SerializationFailure,
         _ => DatabaseErrorKind::Other,
     };
-    Error::Database(DatabaseError::new(
-        kind,
-        message,
-        db.table().map(str::to_owned),
-        db.column().map(str::to_owned),
-        db.constraint().map(str::to_owned),
-    ))
+    Error::Database(DatabaseError::new(kind, message, table, column, constraint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(code: &str) -> Error {
+        from_db(code, "m".into(), Some("t".into()), None, Some("c".into()))
+    }
+
+    #[test]
+    fn sqlstates_map_to_what_callers_act_on() {
+        // PgBouncer reports its own failures as 08P01.
+        for code in ["08P01", "08006", "08003", "57P01", "57P02", "57P03"] {
+            assert!(
+                matches!(classify(code), Error::Unavailable { .. }),
+                "{code}"
+            );
+        }
+        for code in ["57014", "55P03"] {
+            assert!(matches!(classify(code), Error::Timeout { .. }), "{code}");
+        }
+        assert!(matches!(classify("25006"), Error::ReadOnly { .. }));
+        let kinds = [
+            ("23505", DatabaseErrorKind::UniqueViolation),
+            ("23503", DatabaseErrorKind::ForeignKeyViolation),
+            ("23502", DatabaseErrorKind::NotNullViolation),
+            ("23514", DatabaseErrorKind::CheckViolation),
+            ("40001", DatabaseErrorKind::SerializationFailure),
+            ("42P01", DatabaseErrorKind::Other),
+        ];
+        for (code, kind) in kinds {
+            match classify(code) {
+                Error::Database(db) => {
+                    assert_eq!(db.kind(), kind, "{code}");
+                    assert_eq!((db.table(), db.constraint()), (Some("t"), Some("c")));
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+    }
 }
