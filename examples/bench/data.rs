@@ -1,0 +1,142 @@
+//! The bench database: schema, users, sessions, and `pg_stat_statements`.
+
+use std::time::Instant;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use crate::{Res, USERS};
+
+/// The database the bench creates (and drops unless `--keep-db`).
+const DATABASE: &str = "session_bench";
+
+/// `targets::SessionId::new(n)` in SQL, for `n` below 2^31.
+const SESSION_ID_SQL: &str = "repeat(lpad(to_hex((n * 2654435761) % 4294967296), 8, '0'), 8)";
+
+/// Runs `{insert}` with the session table's constraints and indexes
+/// dropped, then recreates them from their saved definitions: building an
+/// index once is several times faster than growing it row by row (10^6
+/// sessions load in seconds, not tens of seconds).
+const WITHOUT_INDEXES: &str = "DO $$
+DECLARE
+    t regclass := 'user_session';
+    recreate text[];
+    stmt text;
+BEGIN
+    SELECT array_agg(pg_get_indexdef(indexrelid)) INTO recreate FROM pg_index i
+    WHERE indrelid = t AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid);
+    SELECT recreate || array_agg(format('ALTER TABLE %s ADD CONSTRAINT %I %s',
+        t, conname, pg_get_constraintdef(oid)) ORDER BY contype = 'f') INTO recreate
+    FROM pg_constraint WHERE conrelid = t AND contype IN ('p', 'u', 'f');
+    FOR stmt IN
+        SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', t, conname) FROM pg_constraint
+        WHERE conrelid = t AND contype IN ('p', 'u', 'f') ORDER BY contype <> 'f'
+    LOOP EXECUTE stmt; END LOOP;
+    FOR stmt IN SELECT format('DROP INDEX %s', indexrelid::regclass) FROM pg_index WHERE indrelid = t
+    LOOP EXECUTE stmt; END LOOP;
+    {insert};
+    FOREACH stmt IN ARRAY recreate LOOP EXECUTE stmt; END LOOP;
+END $$";
+
+/// When loaded sessions expire.
+#[derive(Clone, Copy)]
+pub enum Expiry {
+    Live,
+    Expired,
+}
+
+/// (Re)creates the bench database on `server` with the schema of the
+/// protocol and its users; returns the database's URL.
+pub async fn create(server: &str) -> Res<String> {
+    drop(server).await?;
+    let mut admin = AsyncPgConnection::establish(server).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+        .await?;
+    let url = match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{DATABASE}"),
+        None => return Err("DATABASE_URL must be a URL".into()),
+    };
+    lucia_diesel::migrations::run_pending_migrations_at(&url).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.batch_execute(&format!(
+        "ALTER TABLE auth_user ADD COLUMN username TEXT NOT NULL UNIQUE;
+         ALTER TABLE user_session ADD COLUMN country TEXT;
+         INSERT INTO auth_user (id, username)
+         SELECT 'user-' || n, 'name-' || n FROM generate_series(0, {last}) n;",
+        last = USERS - 1
+    ))
+    .await?;
+    // Statements per operation need the extension (and the library preloaded).
+    let _ = conn
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    Ok(url)
+}
+
+/// Drops the bench database.
+pub async fn drop(server: &str) -> Res<()> {
+    let mut admin = AsyncPgConnection::establish(server).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+/// Inserts sessions `from..to` server side (session `n`: id
+/// `targets::SessionId::new(n)`, user `n % USERS`), then vacuums and
+/// analyzes the table.
+pub async fn load_sessions(
+    conn: &mut AsyncPgConnection,
+    from: u64,
+    to: u64,
+    expiry: Expiry,
+) -> Res<()> {
+    if from >= to {
+        return Ok(());
+    }
+    let expires = match expiry {
+        Expiry::Live => "now() + interval '30 days'",
+        Expiry::Expired => "now() - interval '1 day'",
+    };
+    eprint!(
+        "\r{:<100}\rloading sessions {from}..{to} ({expires})... ",
+        ""
+    );
+    let start = Instant::now();
+    let insert = format!(
+        "INSERT INTO user_session (id, user_id, expires_at, country)
+         SELECT {SESSION_ID_SQL}, 'user-' || n % {USERS}, {expires}, 'nl'
+         FROM generate_series({from}::bigint, {last}) n",
+        last = to - 1
+    );
+    conn.batch_execute(&WITHOUT_INDEXES.replace("{insert}", &insert))
+        .await?;
+    conn.batch_execute("VACUUM ANALYZE user_session").await?;
+    eprintln!("{:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub async fn reset_statements(conn: &mut AsyncPgConnection) {
+    let _ = conn
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .await;
+}
+
+/// Statements run in this database since the last reset, per operation;
+/// `None` without `pg_stat_statements`.
+pub async fn statements_per_op(conn: &mut AsyncPgConnection, ops: u64) -> Option<f64> {
+    #[derive(diesel::QueryableByName)]
+    struct Calls {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        n: Option<i64>,
+    }
+    let calls = diesel::sql_query(
+        "SELECT sum(calls)::bigint AS n FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SET %'",
+    )
+    .get_result::<Calls>(conn)
+    .await
+    .ok()?;
+    Some(calls.n.unwrap_or(0) as f64 / ops.max(1) as f64)
+}

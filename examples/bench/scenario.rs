@@ -1,0 +1,231 @@
+//! The three scenarios: operations across scales, cleanup under load, and
+//! a memory soak.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use lucia_diesel::{Adapter, Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
+use serde_json::json;
+
+use crate::batches::Batches;
+use crate::data::{self, Expiry};
+use crate::measure::{Run, measure, memory_kb, run_for};
+use crate::report::{self, Cleanup, Report, Row, Soak, round};
+use crate::targets::{Job, Target, user_id};
+use crate::{Args, POOL, Res, USERS};
+
+/// The bench database, the implementations under test and the results.
+pub struct Bench {
+    args: Args,
+    pool: PgPool,
+    stats: AsyncPgConnection,
+    targets: Vec<Arc<Target>>,
+    /// Live sessions loaded so far: ids `0..loaded`.
+    loaded: u64,
+    pub report: Report,
+}
+
+impl Bench {
+    pub async fn open(url: &str, args: Args) -> Res<Self> {
+        let pool = PoolOptions::new().with_max_size(POOL).build(url).await?;
+        // Tokens for the manager's validate_session.
+        let manager = SessionManager::new(PostgresAdapter::new(pool.clone()));
+        let mut tokens = Vec::new();
+        for i in 0..1000 {
+            let user = user_id(i % USERS);
+            tokens.push(manager.create_session(user, Attributes::new()).await?.token);
+        }
+        let mut targets = Vec::new();
+        for name in &args.impls {
+            targets.push(Arc::new(Target::new(name, url, &pool, &tokens).await?));
+        }
+        Ok(Self {
+            stats: AsyncPgConnection::establish(url).await?,
+            args,
+            pool,
+            targets,
+            loaded: 0,
+            report: Report::default(),
+        })
+    }
+
+    /// Every run of the scenario at `sessions`: each operation at each
+    /// concurrency on each implementation that has it, in that order.
+    fn jobs(&self, sessions: u64) -> Vec<(Arc<Target>, Job)> {
+        let mut jobs = Vec::new();
+        for &op in &self.args.ops {
+            for &c in &self.args.concurrency {
+                let job = Job { op, sessions, c };
+                let targets = self.targets.iter().filter(|t| t.supports(op));
+                jobs.extend(targets.map(|t| (t.clone(), job)));
+            }
+        }
+        jobs
+    }
+
+    /// Loads live sessions up to `n` (the first `n` ids).
+    async fn load_live(&mut self, n: u64) -> Res<()> {
+        data::load_sessions(&mut self.stats, self.loaded, n, Expiry::Live).await?;
+        self.loaded = self.loaded.max(n);
+        Ok(())
+    }
+
+    /// The default scenario: every operation at every `--sessions` scale,
+    /// loading the larger scales on top of the smaller ones.
+    pub async fn ops(&mut self) -> Res<()> {
+        for sessions in self.args.sessions.clone() {
+            self.load_live(sessions).await?;
+            for (target, job) in self.jobs(sessions) {
+                self.timed(&target, job).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One fixed-time run, with its statements per operation.
+    async fn timed(&mut self, target: &Arc<Target>, job: Job) -> Run {
+        data::reset_statements(&mut self.stats).await;
+        progress(target, job, &format!("running {:.0}s", self.args.secs));
+        let run = run_for(target, job, self.args.secs).await;
+        let stmts = data::statements_per_op(&mut self.stats, run.ops).await;
+        self.record(target, job, None, &run, stmts);
+        run
+    }
+
+    /// Prints the JSON line of a run and adds its table row.
+    fn record(
+        &mut self,
+        target: &Target,
+        job: Job,
+        phase: Option<&str>,
+        run: &Run,
+        stmts: Option<f64>,
+    ) {
+        let mut line = report::run_line(target.name(), job, run, stmts);
+        let mut label = job.op.name().to_owned();
+        if let Some(phase) = phase {
+            line["phase"] = json!(phase);
+            label = format!("{label}/{phase}");
+        }
+        println!("{line}");
+        let row = Row::new(target.name(), label, job, run, stmts);
+        self.report.rows.push(row);
+    }
+
+    fn max_sessions(&self) -> u64 {
+        self.args.sessions.iter().copied().max().unwrap_or_default()
+    }
+
+    /// `--scenario cleanup`: per run, loads `--expired` expired sessions
+    /// next to the live ones, runs the operation for `--secs`, then again
+    /// while `delete_expired_sessions` removes the expired ones.
+    pub async fn cleanup(&mut self) -> Res<()> {
+        let (live, expired) = (self.max_sessions(), self.args.expired);
+        self.load_live(live).await?;
+        let batches = Batches::install();
+        for (target, job) in self.jobs(live) {
+            data::load_sessions(&mut self.stats, live, live + expired, Expiry::Expired).await?;
+            let before = self.timed(&target, job).await;
+            batches.take();
+            let (during, rows, secs) = self.during_cleanup(&target, job).await?;
+            let cleanup = Cleanup {
+                imp: target.name(),
+                job,
+                expired,
+                batch_size: self.args.cleanup_batch,
+                rows,
+                secs,
+                batches: batches.take(),
+                before: before.headline(),
+                during: during.headline(),
+            };
+            println!("{}", cleanup.json());
+            self.report.cleanups.push(cleanup);
+        }
+        Ok(())
+    }
+
+    /// Runs `job` until the cleanup is done; returns the run, the rows the
+    /// cleanup deleted and how long it took.
+    async fn during_cleanup(&mut self, target: &Arc<Target>, job: Job) -> Res<(Run, u64, f64)> {
+        let adapter = PostgresAdapter::new(self.pool.clone())
+            .with_cleanup_batch_size(self.args.cleanup_batch);
+        progress(target, job, "during delete_expired_sessions");
+        let cleanup = async |_: &AtomicU64| {
+            let start = Instant::now();
+            let rows = adapter.delete_expired_sessions(Utc::now()).await;
+            (rows, start.elapsed().as_secs_f64())
+        };
+        let (run, (rows, secs)) = measure(target, job, cleanup).await;
+        self.record(target, job, Some("cleanup"), &run, None);
+        Ok((run, rows?, secs))
+    }
+
+    /// `--soak SECS`: runs for `--secs`, sampling VmRSS every
+    /// `--sample-secs`.
+    pub async fn soak(&mut self) -> Res<()> {
+        let sessions = self.max_sessions();
+        self.load_live(sessions).await?;
+        let (secs, every) = (self.args.secs, self.args.sample_secs);
+        for (target, job) in self.jobs(sessions) {
+            let name = target.name();
+            let sample =
+                async |started: &AtomicU64| sample_rss(name, job, secs, every, started).await;
+            let (run, rss_kb) = measure(&target, job, sample).await;
+            self.record(&target, job, Some("soak"), &run, None);
+            let secs = run.secs;
+            let soak = Soak {
+                imp: name,
+                job,
+                secs,
+                rss_kb,
+            };
+            self.report.soaks.push(soak);
+        }
+        Ok(())
+    }
+}
+
+/// Samples this process's VmRSS every `every` seconds for `secs` seconds,
+/// printing each sample as a JSON line.
+async fn sample_rss(imp: &str, job: Job, secs: f64, every: f64, started: &AtomicU64) -> Vec<u64> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let left = secs - start.elapsed().as_secs_f64();
+        if left <= 0.0 {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(every.min(left))).await;
+        let (t, kb) = (
+            start.elapsed().as_secs_f64(),
+            memory_kb("VmRSS").unwrap_or(0),
+        );
+        let ops = started.load(Ordering::Relaxed);
+        println!(
+            "{}",
+            json!({"impl": imp, "op": job.op.name(), "concurrency": job.c, "phase": "soak_sample",
+                   "t_secs": round(t, 1), "ops": ops, "vm_rss_kb": kb})
+        );
+        eprint!(
+            "\r{imp:>20} {:<16} c={:<3} soak {t:.0}/{secs:.0}s VmRSS {kb} kB   ",
+            job.op.name(),
+            job.c
+        );
+        samples.push(kb);
+    }
+}
+
+/// The progress line on stderr.
+fn progress(target: &Target, job: Job, what: &str) {
+    eprint!(
+        "\r{:>20} {:<16} sessions={:<8} c={:<3} {what}...   ",
+        target.name(),
+        job.op.name(),
+        job.sessions,
+        job.c
+    );
+}

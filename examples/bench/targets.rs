@@ -1,0 +1,336 @@
+//! The implementations under test and the operations they run.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::Utc;
+use lucia_diesel::{
+    Adapter, Attributes, ConnectionSource, DatabaseSession, PgPool, PoolOptions, PoolerPool,
+    PostgresAdapter, SessionManager, SessionToken,
+};
+use serde_json::json;
+
+use crate::USERS;
+use crate::raw::RawPool;
+
+/// The operations of session-bench v1, plus the manager's `validate_session`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Validate,
+    Miss,
+    Touch,
+    List,
+    Create,
+    Delete,
+    ValidateSession,
+}
+
+impl Op {
+    pub const ALL: [Op; 7] = [
+        Op::Validate,
+        Op::Miss,
+        Op::Touch,
+        Op::List,
+        Op::Create,
+        Op::Delete,
+        Op::ValidateSession,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Validate => "validate",
+            Op::Miss => "miss",
+            Op::Touch => "touch",
+            Op::List => "list",
+            Op::Create => "create",
+            Op::Delete => "delete",
+            Op::ValidateSession => "validate_session",
+        }
+    }
+}
+
+impl FromStr for Op {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Op::ALL
+            .into_iter()
+            .find(|op| op.name() == s)
+            .ok_or_else(|| format!("unknown op {s}"))
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one run does: which operation, over how many loaded sessions, from
+/// how many tasks.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub op: Op,
+    pub sessions: u64,
+    pub c: usize,
+}
+
+/// The id of loaded session `n`: 64 hex characters like a hashed-mode id,
+/// the 8 hex digits of a bijective hash of `n` repeated 8 times, so that ids
+/// differ from their first character. Computed on the stack, no allocation;
+/// `data::SESSION_ID_SQL` computes the same in SQL.
+pub struct SessionId([u8; 64]);
+
+impl SessionId {
+    pub fn new(n: u64) -> Self {
+        let hash = n.wrapping_mul(2_654_435_761) as u32;
+        let mut id = [0u8; 64];
+        for (i, byte) in id.iter_mut().enumerate() {
+            let nibble = (hash >> (28 - 4 * (i % 8))) & 0xf;
+            *byte = b"0123456789abcdef"[nibble as usize];
+        }
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+/// A small, fast PRNG for picking rows (not for tokens).
+struct Pick(u64);
+
+impl Pick {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// The loaded session that call `i` of `job` reads.
+fn picked_session(job: Job, i: u64) -> SessionId {
+    SessionId::new(Pick(i + 1).next(job.sessions))
+}
+
+fn picked_user(i: u64) -> String {
+    user_id(Pick(i + 1).next(USERS))
+}
+
+pub fn user_id(n: u64) -> String {
+    format!("user-{n}")
+}
+
+/// The id that `create` gives its session `i` and `delete` removes again:
+/// unique per implementation, session count and concurrency (the database
+/// is new in every bench process).
+fn created_id(tag: &str, job: Job, i: u64) -> String {
+    format!("{tag}-{}-{}-{i}", job.sessions, job.c)
+}
+
+/// The floor: tokio-postgres with one prepared statement per operation.
+pub struct Raw(pub RawPool);
+
+impl Raw {
+    async fn call(&self, job: Job, i: u64) {
+        let db = &self.0;
+        match job.op {
+            Op::Validate => assert!(db.validate(picked_session(job, i).as_str()).await.unwrap()),
+            Op::Miss => assert!(!db.validate(&format!("miss-{i}")).await.unwrap()),
+            Op::Touch => {
+                db.touch(picked_session(job, i).as_str(), Utc::now())
+                    .await
+                    .unwrap();
+            }
+            Op::List => {
+                db.list(&picked_user(i)).await.unwrap();
+            }
+            Op::Create => {
+                let (id, user) = (created_id("raw", job, i), user_id(i % USERS));
+                db.create(&id, &user, Utc::now(), "se").await.unwrap();
+            }
+            Op::Delete => {
+                db.delete(&created_id("raw", job, i)).await.unwrap();
+            }
+            Op::ValidateSession => unreachable!("raw has no session manager"),
+        }
+    }
+}
+
+/// Session attributes of the bench schema, typed (the raw client decodes
+/// typed columns too).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SessionAttrs {
+    country: Option<String>,
+}
+
+/// User attributes of the bench schema, typed.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct UserAttrs {
+    #[allow(dead_code)]
+    username: String,
+}
+
+/// The crate: an adapter and a session manager on the same pool.
+pub struct Lucia<SA, UA, S = PgPool> {
+    tag: &'static str,
+    adapter: PostgresAdapter<S, String, SA, UA>,
+    manager: SessionManager<PostgresAdapter<S, String, SA, UA>>,
+    tokens: Vec<SessionToken>,
+    attributes: fn() -> SA,
+}
+
+impl<SA, UA, S: ConnectionSource> Lucia<SA, UA, S>
+where
+    SA: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    UA: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    async fn call(&self, job: Job, i: u64) {
+        let a = &self.adapter;
+        match job.op {
+            Op::Validate => {
+                let id = picked_session(job, i);
+                assert!(a.get_session_and_user(id.as_str()).await.unwrap().is_some());
+            }
+            Op::Miss => {
+                let id = format!("miss-{i}");
+                assert!(a.get_session_and_user(&id).await.unwrap().is_none());
+            }
+            Op::Touch => {
+                let id = picked_session(job, i);
+                a.update_session_expiration(id.as_str(), Utc::now())
+                    .await
+                    .unwrap();
+            }
+            Op::List => {
+                a.get_user_sessions(&picked_user(i)).await.unwrap();
+            }
+            Op::Create => a.set_session(&self.created(job, i)).await.unwrap(),
+            Op::Delete => {
+                a.delete_session(&created_id(self.tag, job, i))
+                    .await
+                    .unwrap();
+            }
+            Op::ValidateSession => {
+                let token = self.tokens[(i % self.tokens.len() as u64) as usize].as_str();
+                assert!(
+                    self.manager
+                        .validate_session(token)
+                        .await
+                        .unwrap()
+                        .is_some()
+                );
+            }
+        }
+    }
+
+    fn created(&self, job: Job, i: u64) -> DatabaseSession<String, SA> {
+        DatabaseSession {
+            id: created_id(self.tag, job, i),
+            user_id: user_id(i % USERS),
+            expires_at: Utc::now(),
+            attributes: (self.attributes)(),
+        }
+    }
+}
+
+/// One implementation under test, dispatched without boxing each call.
+pub enum Target {
+    Raw(Raw),
+    Typed(Lucia<SessionAttrs, UserAttrs>),
+    Dynamic(Lucia<Attributes, Attributes>),
+    Pooler(Lucia<SessionAttrs, UserAttrs, PoolerPool>),
+}
+
+impl Target {
+    pub const NAMES: [&str; 4] = [
+        "raw",
+        "lucia-diesel",
+        "lucia-diesel-dynamic",
+        "lucia-diesel-pooler",
+    ];
+
+    /// The implementation called `name` (one of [`Target::NAMES`]); `raw`
+    /// opens its own connections to `url`, the others share `pool`.
+    pub async fn new(
+        name: &str,
+        url: &str,
+        pool: &PgPool,
+        tokens: &[SessionToken],
+    ) -> Result<Self, tokio_postgres::Error> {
+        let typed = || {
+            PostgresAdapter::new(pool.clone())
+                .with_session_attributes::<SessionAttrs>()
+                .with_user_attributes::<UserAttrs>()
+        };
+        let dynamic = || PostgresAdapter::new(pool.clone());
+        Ok(match name {
+            "lucia-diesel-pooler" => {
+                let pooler = PoolOptions::new()
+                    .with_max_size(crate::POOL)
+                    .build_pooler(url)
+                    .await
+                    .expect("pooler pool");
+                let typed = || {
+                    PostgresAdapter::new(pooler.clone())
+                        .with_session_attributes::<SessionAttrs>()
+                        .with_user_attributes::<UserAttrs>()
+                };
+                Target::Pooler(Lucia {
+                    tag: "ldp",
+                    adapter: typed(),
+                    manager: SessionManager::new(typed()),
+                    tokens: tokens.to_vec(),
+                    attributes: || SessionAttrs {
+                        country: Some("se".into()),
+                    },
+                })
+            }
+            "raw" => Target::Raw(Raw(RawPool::connect(url, crate::POOL as usize).await?)),
+            "lucia-diesel" => Target::Typed(Lucia {
+                tag: "ld",
+                adapter: typed(),
+                manager: SessionManager::new(typed()),
+                tokens: tokens.to_vec(),
+                attributes: || SessionAttrs {
+                    country: Some("se".into()),
+                },
+            }),
+            _ => Target::Dynamic(Lucia {
+                tag: "ldd",
+                adapter: dynamic(),
+                manager: SessionManager::new(dynamic()),
+                tokens: tokens.to_vec(),
+                attributes: dynamic_attributes,
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Raw(_) => Self::NAMES[0],
+            Target::Typed(_) => Self::NAMES[1],
+            Target::Dynamic(_) => Self::NAMES[2],
+            Target::Pooler(_) => Self::NAMES[3],
+        }
+    }
+
+    pub fn supports(&self, op: Op) -> bool {
+        !matches!((self, op), (Target::Raw(_), Op::ValidateSession))
+    }
+
+    pub async fn call(&self, job: Job, i: u64) {
+        match self {
+            Target::Raw(t) => t.call(job, i).await,
+            Target::Typed(t) => t.call(job, i).await,
+            Target::Dynamic(t) => t.call(job, i).await,
+            Target::Pooler(t) => t.call(job, i).await,
+        }
+    }
+}
+
+fn dynamic_attributes() -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert("country".into(), json!("se"));
+    attributes
+}
