@@ -186,6 +186,7 @@ impl PoolOptions {
         if set.is_some() || tls.is_some() {
             config.custom_setup = Box::new(move |url| {
                 let set = set.clone();
+                #[allow(clippy::clone_on_copy)] // `Copy` only without `rustls`.
                 let tls = tls.clone();
                 let url = url.to_owned();
                 async move {

@@ -91,6 +91,7 @@ impl PoolOptions {
             config,
             statement_timeout: self.statement_timeout,
             verified_checkout: self.verified_checkout,
+            prepare: std::env::var_os("LUCIA_PREPARE").is_some(),
             #[cfg(feature = "rustls")]
             tls: self.tls.clone(),
         };
@@ -162,6 +163,7 @@ struct Manager {
     config: tokio_postgres::Config,
     statement_timeout: Option<Duration>,
     verified_checkout: bool,
+    prepare: bool,
     #[cfg(feature = "rustls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -189,6 +191,7 @@ impl bb8::ManageConnection for Manager {
             self.client().await?,
             &self.config,
             self.statement_timeout,
+            self.prepare,
         ))
     }
 

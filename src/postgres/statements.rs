@@ -116,16 +116,19 @@ impl Statements {
                 .bind()
                 .build()
                 .fixed(fixed),
+            // `id = ANY(ARRAY(..))`, not `id IN (..)`: the planner turns the
+            // latter into a hash join over the whole table on every batch;
+            // this way each batch is one index scan plus key lookups.
             delete_expired_batch: SqlBuilder::new()
                 .sql("DELETE FROM ")
                 .table(s)
-                .sql(" WHERE id IN (SELECT id FROM ")
+                .sql(" WHERE id = ANY(ARRAY(SELECT id FROM ")
                 .table(s)
                 .sql(" WHERE expires_at <= ")
                 .bind()
                 .sql(" LIMIT ")
                 .bind()
-                .sql(" FOR UPDATE SKIP LOCKED)")
+                .sql(" FOR UPDATE SKIP LOCKED))")
                 .build()
                 .fixed(fixed),
             user_exists: SqlBuilder::new()
