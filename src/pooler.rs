@@ -91,7 +91,6 @@ impl PoolOptions {
             config,
             statement_timeout: self.statement_timeout,
             verified_checkout: self.verified_checkout,
-            prepare: std::env::var_os("LUCIA_PREPARE").is_some(),
             #[cfg(feature = "rustls")]
             tls: self.tls.clone(),
         };
@@ -163,7 +162,6 @@ struct Manager {
     config: tokio_postgres::Config,
     statement_timeout: Option<Duration>,
     verified_checkout: bool,
-    prepare: bool,
     #[cfg(feature = "rustls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -191,7 +189,6 @@ impl bb8::ManageConnection for Manager {
             self.client().await?,
             &self.config,
             self.statement_timeout,
-            self.prepare,
         ))
     }
 

@@ -31,9 +31,6 @@ pub struct PoolerConnection {
     /// Set when the connection can no longer be trusted; the pool drops it.
     broken: bool,
     statement_timeout: Option<Duration>,
-    /// Named statements prepared on this connection, by SQL text; `None`
-    /// runs every statement unnamed (for transaction-mode poolers).
-    prepared: Option<Vec<(Box<str>, tokio_postgres::Statement)>>,
 }
 
 impl std::fmt::Debug for PoolerConnection {
@@ -50,14 +47,12 @@ impl PoolerConnection {
         client: tokio_postgres::Client,
         config: &tokio_postgres::Config,
         statement_timeout: Option<Duration>,
-        prepare: bool,
     ) -> Self {
         Self {
             client,
             cancel_to: CancelTarget::of(config),
             broken: false,
             statement_timeout,
-            prepared: prepare.then(Vec::new),
         }
     }
 
@@ -87,41 +82,18 @@ impl PoolerConnection {
         async move {
             let binds = binds?;
             let timeout = self.statement_timeout;
-            let Self {
-                client, prepared, ..
-            } = &mut *self;
+            let client = &self.client;
             let query = async {
-                let rows = match prepared {
-                    None => {
-                        let params = binds.iter().map(|(bind, ty)| {
-                            (
-                                bind as &(dyn tokio_postgres::types::ToSql + Sync),
-                                ty.clone(),
-                            )
-                        });
-                        client.query_typed_raw(sql, params).await
-                    }
-                    Some(prepared) => {
-                        let statement = match prepared.iter().find(|(text, _)| **text == *sql) {
-                            Some((_, statement)) => statement.clone(),
-                            None => {
-                                let types: Vec<Type> =
-                                    binds.iter().map(|(_, ty)| ty.clone()).collect();
-                                let statement = client
-                                    .prepare_typed(sql, &types)
-                                    .await
-                                    .map_err(Failure::Db)?;
-                                prepared.push((sql.into(), statement.clone()));
-                                statement
-                            }
-                        };
-                        let params = binds
-                            .iter()
-                            .map(|(bind, _)| bind as &(dyn tokio_postgres::types::ToSql + Sync));
-                        client.query_raw(&statement, params).await
-                    }
-                }
-                .map_err(Failure::Db)?;
+                let params = binds.iter().map(|(bind, ty)| {
+                    (
+                        bind as &(dyn tokio_postgres::types::ToSql + Sync),
+                        ty.clone(),
+                    )
+                });
+                let rows = client
+                    .query_typed_raw(sql, params)
+                    .await
+                    .map_err(Failure::Db)?;
                 let mut rows = std::pin::pin!(rows);
                 while let Some(row) = rows.try_next().await.map_err(Failure::Db)? {
                     f(Row::Pooler(&row)).map_err(Failure::Decode)?;
