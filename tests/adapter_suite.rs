@@ -596,3 +596,52 @@ adapter_suite!(
     )
     .await
 );
+
+/// The reads name the attribute columns, looked up once: a column dropped
+/// or renamed later costs no error (the lookup is redone and the read
+/// retried), and odd column names read the same as plain ones.
+#[tokio::test]
+async fn attribute_columns_follow_schema_changes() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let s = session(uid.clone(), expires_in(60), "se");
+    f.adapter.set_session(&s).await.unwrap();
+    let attributes = |found: Option<SessionAndUserOf>| {
+        let (session, user) = found.expect("found");
+        (session.attributes, user.attributes)
+    };
+    let (sa, ua) = attributes(f.adapter.get_session_and_user(&s.id).await.unwrap());
+    assert_eq!(sa.get("country"), Some(&json!("se")));
+    assert_eq!(ua.get("username"), Some(&json!("alice")));
+    assert_eq!(sa.len() + ua.len(), 2, "{sa:?} {ua:?}");
+
+    f.db.exec("ALTER TABLE user_session RENAME COLUMN country TO region")
+        .await;
+    let (sa, _) = attributes(f.adapter.get_session_and_user(&s.id).await.unwrap());
+    assert_eq!(sa.get("region"), Some(&json!("se")));
+    assert!(!sa.contains_key("country"));
+    f.db.exec("ALTER TABLE user_session DROP COLUMN region")
+        .await;
+    let listed = f.adapter.get_user_sessions(&uid).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].attributes.is_empty(),
+        "{:?}",
+        listed[0].attributes
+    );
+    let (sa, ua) = attributes(f.adapter.get_session_and_user(&s.id).await.unwrap());
+    assert!(sa.is_empty());
+    assert_eq!(ua.get("username"), Some(&json!("alice")));
+
+    // A column name no string literal can hold as it is: the generic reads.
+    f.db.exec(r#"ALTER TABLE auth_user ADD COLUMN "it's \""odd""" INT DEFAULT 7"#)
+        .await;
+    let fresh = PostgresAdapter::new(pool(&f.db).await);
+    for _ in 0..2 {
+        let (_, ua) = attributes(fresh.get_session_and_user(&s.id).await.unwrap());
+        assert_eq!(ua.get(r#"it's \"odd""#), Some(&json!(7)), "{ua:?}");
+        assert_eq!(ua.get("username"), Some(&json!("alice")));
+    }
+}
+
+type SessionAndUserOf = (DatabaseSession<String>, lucia_diesel::DatabaseUser<String>);

@@ -57,11 +57,14 @@ async fn each_operation_is_one_cached_statement() {
         let expect_prepares = usize::from(round == 0);
         let id = format!("s{round}");
         macro_rules! check {
-            ($what:literal, $call:expr) => {{
+            ($what:literal, $call:expr) => {
+                check!($what, $call, 0)
+            };
+            ($what:literal, $call:expr, $extra:expr) => {{
                 let r = $call.await.unwrap();
                 assert_eq!(
                     counter.take(),
-                    (1, expect_prepares),
+                    (1 + $extra, expect_prepares + $extra),
                     "{} in round {round}",
                     $what
                 );
@@ -69,7 +72,12 @@ async fn each_operation_is_one_cached_statement() {
             }};
         }
         check!("set_session", f.adapter.set_session(&make(&id)));
-        check!("get_session_and_user", f.adapter.get_session_and_user(&id));
+        // The first read also looks up the attribute columns, once.
+        check!(
+            "get_session_and_user",
+            f.adapter.get_session_and_user(&id),
+            usize::from(round == 0)
+        );
         check!("get_user_sessions", f.adapter.get_user_sessions(&uid));
         check!(
             "update_session_expiration",
@@ -175,9 +183,12 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
 
         let found_d = default.get_session_and_user("shared-id").await.unwrap();
         let found_c = custom.get_session_and_user("shared-id").await.unwrap();
+        // In the first round each adapter also looks up its attribute
+        // columns (one statement, the same text, prepared once).
+        let lookups = usize::from(round == 0);
         assert_eq!(
             counter.take(),
-            (2, prepares),
+            (2 + 2 * lookups, prepares + lookups),
             "get_session_and_user, round {round}"
         );
         let (found_d, user_d) = found_d.unwrap();

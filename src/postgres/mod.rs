@@ -15,6 +15,7 @@ mod verify;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
@@ -26,9 +27,11 @@ pub use self::names::{TableName, TableNames};
 pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
 
+use self::attributes::RESERVED_SESSION_COLUMNS;
 use self::attributes::{Json, session_columns};
-use self::query::{Bind, Conn, Stmt, UserIdBind, load_first, load_rows};
-use self::statements::Statements;
+use self::names::Ident;
+use self::query::{Bind, Conn, Row, Stmt, UserIdBind, load_first, load_rows};
+use self::statements::{Reads, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
@@ -50,6 +53,13 @@ pub const MAX_SESSION_ID_BYTES: usize = 512;
 /// Each operation is one SQL statement and, once its statement is prepared
 /// on a connection, one round trip.
 ///
+/// Attributes are read by name: on its first read the adapter looks up the
+/// tables' columns in the catalog (one more statement, once) and reads the
+/// extra columns with `jsonb_build_object`, which PostgreSQL evaluates much
+/// faster than `to_jsonb(row)`. A column dropped or renamed later costs no
+/// error: the failed read looks the columns up again and is retried once. A
+/// column added later is read after the application restarts.
+///
 /// # Examples
 /// ```no_run
 /// use lucia_diesel::{Adapter, PoolOptions, PostgresAdapter, TableNames};
@@ -66,6 +76,9 @@ pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
     source: S,
     names: TableNames,
     statements: Statements,
+    /// The reads with the attribute columns named, once they are looked up
+    /// (`Some(None)`: looked up, and the generic reads are kept).
+    reads: RwLock<Option<Arc<Option<Reads>>>>,
     cleanup_batch_size: i64,
     _types: Types<U, SA, UA>,
 }
@@ -92,6 +105,7 @@ impl<S: ConnectionSource> PostgresAdapter<S> {
         Self {
             source,
             statements: Statements::new(&names),
+            reads: RwLock::new(None),
             names,
             cleanup_batch_size: 10_000,
             _types: PhantomData,
@@ -105,6 +119,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
             source: self.source,
             names: self.names,
             statements: self.statements,
+            reads: self.reads,
             cleanup_batch_size: self.cleanup_batch_size,
             _types: PhantomData,
         }
@@ -114,6 +129,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     #[must_use]
     pub fn with_table_names(mut self, names: TableNames) -> Self {
         self.statements = Statements::new(&names);
+        self.reads = RwLock::new(None);
         self.names = names;
         self
     }
@@ -188,11 +204,8 @@ where
                 return Ok(None);
             }
             let mut conn = self.source.connection().await?;
-            let stmt = Stmt::<_, Untyped, _>::new(
-                &self.statements.get_session_and_user,
-                (Bind::<Text, str>::new(session_id),),
-            );
-            let found = load_first(conn.conn(), stmt, |row| {
+            let mut conn = conn.conn();
+            let decode = |row: Row<'_>| {
                 let user_id: U = row.get::<U::SqlType, U>(2)?;
                 Ok((
                     DatabaseSession {
@@ -206,8 +219,24 @@ where
                         attributes: row.get::<Jsonb, Json<UA>>(4)?.0,
                     },
                 ))
-            })
-            .await;
+            };
+            let mut retried = false;
+            let found = loop {
+                let reads = self.reads(&mut conn).await;
+                let sql = reads
+                    .as_deref()
+                    .and_then(Option::as_ref)
+                    .map_or(&self.statements.get_session_and_user, |r| {
+                        &r.get_session_and_user
+                    });
+                let stmt = Stmt::<_, Untyped, _>::new(sql, (Bind::<Text, str>::new(session_id),));
+                let found = load_first(conn.reborrow(), stmt, &decode).await;
+                if !retried && self.stale(reads, &found) {
+                    retried = true;
+                    continue;
+                }
+                break found;
+            };
             let found = found?;
             span.record("found", found.is_some());
             Ok(found)
@@ -219,19 +248,30 @@ where
         let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, rows = Empty);
         traced(&span, async {
             let mut conn = self.source.connection().await?;
-            let stmt = Stmt::<_, Untyped, _>::new(
-                &self.statements.get_user_sessions,
-                (UserIdBind(user_id),),
-            );
-            let sessions = load_rows(conn.conn(), stmt, |row| {
+            let mut conn = conn.conn();
+            let decode = |row: Row<'_>| {
                 Ok(DatabaseSession {
                     id: row.get::<Text, String>(0)?,
                     user_id: row.get::<U::SqlType, U>(2)?,
                     expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
                     attributes: row.get::<Jsonb, Json<SA>>(3)?.0,
                 })
-            })
-            .await;
+            };
+            let mut retried = false;
+            let sessions = loop {
+                let reads = self.reads(&mut conn).await;
+                let sql = reads
+                    .as_deref()
+                    .and_then(Option::as_ref)
+                    .map_or(&self.statements.get_user_sessions, |r| &r.get_user_sessions);
+                let stmt = Stmt::<_, Untyped, _>::new(sql, (UserIdBind(user_id),));
+                let sessions = load_rows(conn.reborrow(), stmt, &decode).await;
+                if !retried && self.stale(reads, &sessions) {
+                    retried = true;
+                    continue;
+                }
+                break sessions;
+            };
             let sessions = sessions?;
             span.record("rows", sessions.len());
             Ok(sessions)
@@ -384,6 +424,72 @@ where
             Ok(n)
         })
         .await
+    }
+
+    /// The reads with the attribute columns named (see [`Reads`]), looked
+    /// up in the catalog on first use: one more statement, once per adapter.
+    /// `None` (or `Some(None)`) means the generic reads: the lookup failed,
+    /// a table is missing, or a column name needs them.
+    async fn reads(&self, conn: &mut Conn<'_>) -> Option<Arc<Option<Reads>>> {
+        if let Some(reads) = self.reads.read().ok()?.as_ref() {
+            return Some(Arc::clone(reads));
+        }
+        let reads = Arc::new(self.discover_reads(conn.reborrow()).await.ok()?);
+        if let Ok(mut slot) = self.reads.write() {
+            *slot = Some(Arc::clone(&reads));
+        }
+        Some(reads)
+    }
+
+    async fn discover_reads(&self, conn: Conn<'_>) -> Result<Option<Reads>> {
+        let (session_table, user_table) =
+            (self.names.session().to_sql(), self.names.user().to_sql());
+        let stmt = Stmt::<_, Untyped, _>::new(
+            &self.statements.table_columns,
+            (
+                Bind::<Text, str>::new(&session_table),
+                Bind::<Text, str>::new(&user_table),
+            ),
+        );
+        let columns = load_rows(conn, stmt, |row| {
+            Ok((row.get::<Bool, bool>(0)?, row.get::<Text, String>(1)?))
+        })
+        .await?;
+        let (mut session, mut user) = (Vec::new(), Vec::new());
+        let (mut session_found, mut user_found) = (false, false);
+        for (in_session, name) in columns {
+            let Ok(ident) = Ident::new(&name, &name) else {
+                return Ok(None);
+            };
+            if in_session {
+                session_found = true;
+                if !RESERVED_SESSION_COLUMNS.contains(&name.as_str()) {
+                    session.push(ident);
+                }
+            } else {
+                user_found = true;
+                if name != "id" {
+                    user.push(ident);
+                }
+            }
+        }
+        Ok((session_found && user_found)
+            .then(|| Reads::new(&self.names, &session, &user))
+            .flatten())
+    }
+
+    /// Whether a read failed because its named columns are out of date (a
+    /// column dropped or renamed since they were looked up): then they are
+    /// forgotten, and the caller looks them up again and retries once.
+    /// Reads change nothing, so the retry is safe.
+    fn stale<T>(&self, used: Option<Arc<Option<Reads>>>, result: &Result<T>) -> bool {
+        if used.is_none() || !matches!(result, Err(Error::Database(_))) {
+            return false;
+        }
+        if let Ok(mut slot) = self.reads.write() {
+            *slot = None;
+        }
+        true
     }
 
     /// The one statement behind [`Adapter::extend_session_expiration`].

@@ -95,6 +95,14 @@ impl<K> std::fmt::Debug for Sql<K> {
     }
 }
 
+#[cfg(test)]
+impl<K> Sql<K> {
+    /// The whole statement, with `$1`.. markers.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 impl<K: Kind> Sql<K> {
     /// Marks this SQL as the same text in every adapter (built from the
     /// default table names), so it may be cached under `K`.

@@ -6,8 +6,98 @@ use super::query::{
     GetUserSessions, InsertSession, Sql, SqlBuilder, UpdateExpiration, UserExists,
 };
 
-/// Strips the managed columns from a session row turned into JSON.
+/// Strips the managed columns from a session row turned into JSON. Used
+/// until the attribute columns are known (see [`Reads`]).
 const SESSION_ATTRIBUTES: &str = "to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id']";
+
+/// The columns of the session and user tables, in table order, as the
+/// adapter's statements see them (`$1` session table, `$2` user table, each
+/// as SQL, resolved through the connection's `search_path`).
+pub(crate) const TABLE_COLUMNS: &str = "SELECT a.attrelid = to_regclass($1) AS session, a.attname::text \
+     FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid IN (to_regclass($1), to_regclass($2)) AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY a.attnum";
+
+/// `jsonb_build_object` takes at most 100 arguments: 50 columns a call.
+const COLUMNS_PER_OBJECT: usize = 50;
+
+/// The reads, with the attribute columns named: `jsonb_build_object('c',
+/// s."c", ..)` instead of `to_jsonb(s) - ..`. Same JSON, but PostgreSQL's
+/// `to_jsonb(record)` looks up each column's type on every row, which made
+/// listing a user's sessions cost about 1.5x the server time of selecting
+/// the columns themselves (pgbench, 10 sessions a user); naming them makes
+/// it the same as plain columns.
+#[derive(Debug)]
+pub(crate) struct Reads {
+    /// As [`Statements::get_session_and_user`].
+    pub(crate) get_session_and_user: Sql<GetSessionAndUser>,
+    /// As [`Statements::get_user_sessions`].
+    pub(crate) get_user_sessions: Sql<GetUserSessions>,
+}
+
+impl Reads {
+    /// The reads for these attribute columns, or `None` when a name cannot
+    /// be written as a plain SQL string literal (a quote or a backslash), in
+    /// which case the generic statements stay in use.
+    pub(crate) fn new(names: &TableNames, session: &[Ident], user: &[Ident]) -> Option<Self> {
+        let literal_safe = |c: &Ident| !c.as_str().contains(['\'', '\\']);
+        if !session.iter().chain(user).all(literal_safe) {
+            return None;
+        }
+        let session_attributes = attributes_object("s", session);
+        let user_attributes = attributes_object("u", user);
+        Some(Self {
+            get_session_and_user: SqlBuilder::new()
+                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql(&session_attributes)
+                .sql(", ")
+                .sql(&user_attributes)
+                .sql(" FROM ")
+                .table(names.session())
+                .sql(" AS s INNER JOIN ")
+                .table(names.user())
+                .sql(" AS u ON u.id = s.user_id WHERE s.id = ")
+                .bind()
+                .build(),
+            get_user_sessions: SqlBuilder::new()
+                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql(&session_attributes)
+                .sql(" FROM ")
+                .table(names.session())
+                .sql(" AS s WHERE s.user_id = ")
+                .bind()
+                .build(),
+        })
+    }
+}
+
+/// A `jsonb` object of `columns` of the row aliased `alias`.
+fn attributes_object(alias: &str, columns: &[Ident]) -> String {
+    if columns.is_empty() {
+        return "'{}'::jsonb".to_owned();
+    }
+    let mut out = String::new();
+    for (i, chunk) in columns.chunks(COLUMNS_PER_OBJECT).enumerate() {
+        if i > 0 {
+            out.push_str(" || ");
+        }
+        out.push_str("jsonb_build_object(");
+        for (j, column) in chunk.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            // Checked by `Reads::new`: no quote or backslash in the name.
+            out.push('\'');
+            out.push_str(column.as_str());
+            out.push_str("', ");
+            out.push_str(alias);
+            out.push('.');
+            column.write_quoted(&mut out);
+        }
+        out.push(')');
+    }
+    out
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
@@ -30,6 +120,8 @@ pub(crate) struct Statements {
     pub(crate) delete_expired_batch: Sql<DeleteExpiredBatch>,
     /// `$1` user id -> bool.
     pub(crate) user_exists: Sql<UserExists>,
+    /// [`TABLE_COLUMNS`].
+    pub(crate) table_columns: Sql,
 }
 
 impl Statements {
@@ -131,6 +223,7 @@ impl Statements {
                 .sql(" FOR UPDATE SKIP LOCKED))")
                 .build()
                 .fixed(fixed),
+            table_columns: SqlBuilder::new().template(TABLE_COLUMNS).build(),
             user_exists: SqlBuilder::new()
                 .sql("SELECT EXISTS (SELECT 1 FROM ")
                 .table(u)
@@ -165,5 +258,43 @@ impl Statements {
             .bind()
             .sql(") AS r ON CONFLICT (id) DO NOTHING")
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idents(names: &[&str]) -> Vec<Ident> {
+        names.iter().map(|n| Ident::new(n, n).unwrap()).collect()
+    }
+
+    #[test]
+    fn reads_name_each_attribute_column() {
+        let names = TableNames::new("auth.users", "Sessions").unwrap();
+        let reads = Reads::new(&names, &idents(&["country", "IP addr"]), &[]).unwrap();
+        assert_eq!(
+            reads.get_user_sessions.text(),
+            "SELECT s.id, s.expires_at, s.user_id, jsonb_build_object('country', s.\"country\", \
+             'IP addr', s.\"IP addr\") FROM \"Sessions\" AS s WHERE s.user_id = $1"
+        );
+        assert!(
+            reads
+                .get_session_and_user
+                .text()
+                .contains("'{}'::jsonb FROM \"Sessions\" AS s INNER JOIN \"auth\".\"users\" AS u")
+        );
+    }
+
+    #[test]
+    fn many_columns_are_joined_objects_and_odd_names_fall_back() {
+        let many: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let object = attributes_object("u", &idents(&many));
+        assert_eq!(object.matches("jsonb_build_object(").count(), 3);
+        assert_eq!(object.matches(" || ").count(), 2);
+        let names = TableNames::default();
+        assert!(Reads::new(&names, &idents(&["it's"]), &[]).is_none());
+        assert!(Reads::new(&names, &[], &idents(&["back\\slash"])).is_none());
     }
 }
