@@ -233,9 +233,8 @@ impl Cluster {
     /// for clusters kept in a `static` (whose `Drop` never runs).
     pub fn stop_when_process_exits(self) {
         let pg_ctl = self.bin.join("pg_ctl");
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{dir}'",
-            pid = std::process::id(),
+        let cleanup = format!(
+            "{runas}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{dir}'",
             runas = if self.run_as_postgres {
                 "runuser -u postgres -- "
             } else {
@@ -245,13 +244,7 @@ impl Cluster {
             data = self.data_dir().display(),
             dir = self.dir.display(),
         );
-        let spawned = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if spawned.is_ok() {
+        if after_this_process(&cleanup) {
             std::mem::forget(self);
         }
     }
@@ -267,6 +260,22 @@ impl Cluster {
         }
         false
     }
+}
+
+/// Runs the shell command `cleanup` once this process has exited, from a
+/// watcher process of its own; false when the watcher could not start.
+pub fn after_this_process(cleanup: &str) -> bool {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {cleanup}",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .is_ok()
 }
 
 impl Drop for Cluster {

@@ -203,19 +203,12 @@ impl PgBouncer {
         let Some(child) = self.child.take() else {
             return;
         };
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill {bouncer} 2>/dev/null; rm -rf '{dir}'",
-            pid = std::process::id(),
+        let cleanup = format!(
+            "kill {bouncer} 2>/dev/null; rm -rf '{dir}'",
             bouncer = child.id(),
             dir = self.dir.display(),
         );
-        let spawned = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if spawned.is_ok() {
+        if super::cluster::after_this_process(&cleanup) {
             std::mem::forget(child);
             std::mem::forget(self);
         } else {
