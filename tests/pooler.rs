@@ -462,3 +462,69 @@ async fn statements_deallocated_under_a_pg_pool_cost_one_transient_error() {
     assert!(adapter.get_session_and_user("x-1").await.unwrap().is_some());
     assert_eq!(tables.count("").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_dropped_mid_query_leave_no_cross_talk() {
+    let tables = Tables::new().await;
+    // One connection, so every call after a drop reuses it.
+    let pool = options()
+        .with_max_size(1)
+        .build_pooler(pgbouncer::shared_url())
+        .await
+        .unwrap();
+    let m = SessionManager::new(tables.adapter(pool));
+    let mut sessions = Vec::new();
+    for i in 0..4 {
+        sessions.push((
+            m.create_session(user(i), Attributes::new()).await.unwrap(),
+            user(i),
+        ));
+    }
+    let check_all = async || {
+        for (c, u) in &sessions {
+            let (s, found) = m
+                .validate_session(c.token.as_str())
+                .await
+                .unwrap()
+                .expect("valid");
+            assert_eq!((&s.id, &found.id), (&c.session.id, u), "cross-talk");
+            let listed = m.get_user_sessions(u).await.unwrap();
+            assert!(
+                listed.iter().all(|s| &s.user_id == u),
+                "cross-talk in a list"
+            );
+        }
+    };
+
+    // Dropped while waiting on a lock, i.e. certainly mid-query.
+    let mut locker = tables.db.connect().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            tables.names.session().to_sql()
+        ))
+        .await
+        .unwrap();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        m.validate_session(sessions[0].0.token.as_str()),
+    )
+    .await;
+    assert!(dropped.is_err(), "still blocked when dropped");
+    locker.batch_execute("COMMIT").await.unwrap();
+    check_all().await;
+
+    // Dropped at arbitrary points: before, during and after the round trip.
+    for i in 0..200u64 {
+        let (c, _) = &sessions[usize::try_from(i % 4).unwrap()];
+        let _ = tokio::time::timeout(
+            Duration::from_micros(i * 37 % 3000),
+            m.validate_session(c.token.as_str()),
+        )
+        .await;
+        if i.is_multiple_of(20) {
+            check_all().await;
+        }
+    }
+    check_all().await;
+}
