@@ -344,3 +344,131 @@ async fn hostile_rows_give_typed_errors_not_panics() {
         "-infinity is expired"
     );
 }
+
+/// Attributes are inserted with a cast per column where the type allows
+/// (and through `jsonb_populate_record` where it does not): the stored row
+/// must be exactly what `jsonb_populate_record` makes of the same JSON.
+#[tokio::test]
+async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
+    let db = TestDb::new().await;
+    lucia_diesel::migrations::run_pending_migrations(db.connect().await)
+        .await
+        .unwrap();
+    db.exec(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad'); \
+         CREATE DOMAIN short_code AS text CHECK (length(VALUE) <= 4); \
+         ALTER TABLE user_session ADD COLUMN n int, ADD COLUMN b bool, \
+           ADD COLUMN t timestamptz, ADD COLUMN j jsonb, ADD COLUMN js json, \
+           ADD COLUMN num numeric(6, 2), ADD COLUMN m mood, ADD COLUMN arr int[], \
+           ADD COLUMN d short_code, ADD COLUMN v varchar(3), ADD COLUMN \"Mixed Case\" text; \
+         INSERT INTO auth_user (id) VALUES ('u1');",
+    )
+    .await;
+    let adapter = PostgresAdapter::new(pool(&db).await);
+    let cases = [
+        json!({"n": 5, "b": true, "t": "2026-01-02T03:04:05Z", "j": {"a": [1, "x"]},
+               "js": [1, 2], "num": 1.239, "m": "sad", "d": "ok", "v": "abc",
+               "Mixed Case": "M"}),
+        json!({"n": "7", "j": null, "js": null, "t": null, "num": "3", "v": 12}),
+        json!({"arr": [1, 2, 3], "n": 1}),
+        json!({"j": "just a string", "b": "false", "d": {"k": 1}}),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let attributes: Attributes = serde_json::from_value(case.clone()).unwrap();
+        let id = format!("typed-{i}");
+        let session = DatabaseSession {
+            id: id.clone(),
+            user_id: "u1".to_owned(),
+            expires_at: Utc::now() + Duration::days(1),
+            attributes,
+        };
+        let written = adapter.set_session(&session).await;
+        // The reference: the same JSON through jsonb_populate_record.
+        let reference = format!(
+            "SELECT to_jsonb(r) FROM jsonb_populate_record(NULL::user_session, '{json}') r",
+            json = case.to_string().replace('\'', "''")
+        );
+        let mut conn = db.connect().await;
+        let reference_ok = {
+            use diesel_async::SimpleAsyncConnection as _;
+            conn.batch_execute(&reference).await.is_ok()
+        };
+        if !reference_ok {
+            assert!(
+                written.is_err(),
+                "case {i}: jsonb_populate_record refuses it"
+            );
+            continue;
+        }
+        written.unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let same = crate::support::scalar(
+            &mut conn,
+            &format!(
+                "SELECT count(*) AS n FROM user_session s, \
+                 jsonb_populate_record(NULL::user_session, '{json}') r \
+                 WHERE s.id = '{id}' AND \
+                 (to_jsonb(s) - ARRAY['id', 'user_id', 'expires_at']) = \
+                 (to_jsonb(r) - ARRAY['id', 'user_id', 'expires_at'])",
+                json = case.to_string().replace('\'', "''")
+            ),
+        )
+        .await;
+        assert_eq!(
+            same, 1,
+            "case {i}: stored differently from jsonb_populate_record"
+        );
+    }
+    // Rejected values are still typed errors with nothing written.
+    for bad in [
+        json!({"d": "too long"}),
+        json!({"v": "abcd"}),
+        json!({"m": "glad"}),
+        json!({"n": "x"}),
+    ] {
+        let session = DatabaseSession {
+            id: "typed-bad".to_owned(),
+            user_id: "u1".to_owned(),
+            expires_at: Utc::now() + Duration::days(1),
+            attributes: serde_json::from_value(bad.clone()).unwrap(),
+        };
+        let err = adapter.set_session(&session).await.unwrap_err();
+        assert!(
+            matches!(err, lucia_diesel::Error::InvalidAttributes(_)),
+            "{bad}: {err:?}"
+        );
+    }
+    assert!(
+        adapter
+            .get_session_and_user("typed-bad")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A column whose type changes under a running adapter: the next insert
+/// looks the types up again instead of failing until a restart.
+#[tokio::test]
+async fn a_column_type_changed_under_the_adapter_costs_no_error() {
+    let db = TestDb::new().await;
+    lucia_diesel::migrations::run_pending_migrations(db.connect().await)
+        .await
+        .unwrap();
+    db.exec(
+        "ALTER TABLE user_session ADD COLUMN n text; INSERT INTO auth_user (id) VALUES ('u1');",
+    )
+    .await;
+    let adapter = PostgresAdapter::new(pool(&db).await);
+    let session = |id: &str| DatabaseSession {
+        id: id.to_owned(),
+        user_id: "u1".to_owned(),
+        expires_at: Utc::now() + Duration::days(1),
+        attributes: serde_json::from_value(json!({"n": 42})).unwrap(),
+    };
+    adapter.set_session(&session("a")).await.unwrap();
+    db.exec("ALTER TABLE user_session ALTER COLUMN n TYPE int USING n::int")
+        .await;
+    adapter.set_session(&session("b")).await.unwrap();
+    let (s, _) = adapter.get_session_and_user("b").await.unwrap().unwrap();
+    assert_eq!(s.attributes.get("n"), Some(&json!(42)));
+}

@@ -31,7 +31,7 @@ use self::attributes::RESERVED_SESSION_COLUMNS;
 use self::attributes::{Json, session_columns};
 use self::names::Ident;
 use self::query::{Bind, Conn, Row, Stmt, UserIdBind, load_first, load_rows};
-use self::statements::{Reads, Statements};
+use self::statements::{Cast, Reads, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
@@ -452,19 +452,24 @@ where
             ),
         );
         let columns = load_rows(conn, stmt, |row| {
-            Ok((row.get::<Bool, bool>(0)?, row.get::<Text, String>(1)?))
+            Ok((
+                row.get::<Bool, bool>(0)?,
+                row.get::<Text, String>(1)?,
+                row.get::<Text, String>(2)?,
+                row.get::<Text, String>(3)?,
+            ))
         })
         .await?;
         let (mut session, mut user) = (Vec::new(), Vec::new());
         let (mut session_found, mut user_found) = (false, false);
-        for (in_session, name) in columns {
+        for (in_session, name, type_sql, kind) in columns {
             let Ok(ident) = Ident::new(&name, &name) else {
                 return Ok(None);
             };
             if in_session {
                 session_found = true;
                 if !RESERVED_SESSION_COLUMNS.contains(&name.as_str()) {
-                    session.push(ident);
+                    session.push((ident, Cast::new(type_sql, &kind)));
                 }
             } else {
                 user_found = true;
@@ -474,7 +479,7 @@ where
             }
         }
         Ok((session_found && user_found)
-            .then(|| Reads::new(&self.names, &session, &user))
+            .then(|| Reads::new(&self.names, session, &user))
             .flatten())
     }
 
@@ -532,20 +537,30 @@ where
         }
         let attributes = session_columns(&session.attributes)?;
         let mut conn = self.source.connection().await?;
-        let inserted = if attributes.columns.is_empty() {
-            Stmt::exec(
-                &self.statements.insert_session,
-                (
-                    Bind::<Text, str>::new(&session.id),
-                    UserIdBind(&session.user_id),
-                    Bind::<Timestamptz, _>::new(&session.expires_at),
-                ),
-            )
-            .execute(conn.conn())
-            .await
-        } else {
-            let sql = self.statements.insert_session_with(&attributes.columns);
-            Stmt::exec(
+        let mut conn = conn.conn();
+        let mut retried = false;
+        let inserted = loop {
+            if attributes.columns.is_empty() {
+                break Stmt::exec(
+                    &self.statements.insert_session,
+                    (
+                        Bind::<Text, str>::new(&session.id),
+                        UserIdBind(&session.user_id),
+                        Bind::<Timestamptz, _>::new(&session.expires_at),
+                    ),
+                )
+                .execute(conn.reborrow())
+                .await;
+            }
+            let reads = self.reads(&mut conn).await;
+            let cast = reads
+                .as_deref()
+                .and_then(Option::as_ref)
+                .and_then(|r| r.insert_session_with(&attributes.columns));
+            let used_casts = cast.is_some();
+            let sql =
+                cast.unwrap_or_else(|| self.statements.insert_session_with(&attributes.columns));
+            let inserted = Stmt::exec(
                 &sql,
                 (
                     Bind::<Text, str>::new(&session.id),
@@ -554,19 +569,21 @@ where
                     Bind::<Jsonb, _>::new(&attributes.values),
                 ),
             )
-            .execute(conn.conn())
-            .await
+            .execute(conn.reborrow())
+            .await;
+            // A failed statement wrote nothing: with the column types
+            // looked up again (one may have changed), trying once more is safe.
+            if used_casts && !retried && self.stale(reads, &inserted) {
+                retried = true;
+                continue;
+            }
+            break inserted;
         };
         match inserted {
             Ok(1) => Ok(()),
             Ok(_) => Err(Error::DuplicateSessionId),
             Err(e) => Err(self
-                .insert_error(
-                    conn.conn(),
-                    &session.user_id,
-                    e,
-                    !attributes.columns.is_empty(),
-                )
+                .insert_error(conn, &session.user_id, e, !attributes.columns.is_empty())
                 .await),
         }
     }

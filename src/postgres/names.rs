@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// One validated identifier part (a table, schema or column name).
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Ident(Box<str>);
 
 impl Ident {
