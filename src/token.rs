@@ -151,10 +151,7 @@ pub fn is_well_formed(token: &str, storage: TokenStorage) -> bool {
         TokenStorage::Hashed => {
             // A range test per byte, not a search of the alphabet (which
             // was a tenth of validate_session's client-side instructions).
-            bytes.len() == TOKEN_LEN
-                && bytes
-                    .iter()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
+            bytes.len() == TOKEN_LEN && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
         }
         TokenStorage::LuciaCompatible => {
             (1..=MAX_COMPAT_TOKEN_LEN).contains(&bytes.len())
