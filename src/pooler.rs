@@ -11,7 +11,10 @@
 //! Execute and Sync go out together and are answered together, inside one
 //! implicit transaction, so the pooler keeps them on one server connection.
 //! That is one round trip per operation, like a cached prepared statement,
-//! at the cost of the server parsing and planning the statement each time.
+//! at the cost of the server parsing and planning the statement each time:
+//! in `examples/bench` on a 2-core machine, about 130-165 µs of server CPU
+//! per `validate` against 31-34 µs with [`PgPool`](crate::PgPool), so 3-4x
+//! fewer validations a second.
 //!
 //! # When to use it
 //! - Behind PgBouncer in `pool_mode = transaction` without protocol-level
