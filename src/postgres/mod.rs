@@ -558,8 +558,9 @@ where
                 .and_then(Option::as_ref)
                 .and_then(|r| r.insert_session_with(&attributes.columns));
             let used_casts = cast.is_some();
-            let sql =
-                cast.unwrap_or_else(|| self.statements.insert_session_with(&attributes.columns));
+            let sql = cast.unwrap_or_else(|| {
+                Arc::new(self.statements.insert_session_with(&attributes.columns))
+            });
             let inserted = Stmt::exec(
                 &sql,
                 (

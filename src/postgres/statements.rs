@@ -1,5 +1,7 @@
 //! The SQL of every adapter operation, rendered once per adapter.
 
+use std::sync::{Arc, Mutex};
+
 use super::names::{Ident, TableNames};
 use super::query::{
     DeleteExpiredBatch, DeleteSession, DeleteUserSessions, ExtendExpiration, GetSessionAndUser,
@@ -67,7 +69,16 @@ pub(crate) struct Reads {
     /// The session table's attribute columns and their casts.
     session_columns: Vec<(Ident, Cast)>,
     names: TableNames,
+    /// Inserts already rendered, by their attribute columns (at most
+    /// [`MAX_CACHED_INSERTS`]: an application writes few column sets).
+    inserts: Mutex<Vec<CachedInsert>>,
 }
+
+/// An insert's attribute columns and its SQL.
+type CachedInsert = (Box<[Ident]>, Arc<Sql>);
+
+/// How many column sets' inserts [`Reads`] keeps rendered.
+const MAX_CACHED_INSERTS: usize = 32;
 
 impl Reads {
     /// The reads for these attribute columns, or `None` when a name cannot
@@ -109,7 +120,24 @@ impl Reads {
                 .build(),
             session_columns,
             names: names.clone(),
+            inserts: Mutex::new(Vec::new()),
         })
+    }
+
+    /// [`Reads::render_insert`], rendered once per column set.
+    pub(crate) fn insert_session_with(&self, columns: &[Ident]) -> Option<Arc<Sql>> {
+        if let Ok(cached) = self.inserts.lock()
+            && let Some((_, sql)) = cached.iter().find(|(c, _)| **c == *columns)
+        {
+            return Some(Arc::clone(sql));
+        }
+        let sql = Arc::new(self.render_insert(columns)?);
+        if let Ok(mut cached) = self.inserts.lock()
+            && cached.len() < MAX_CACHED_INSERTS
+        {
+            cached.push((columns.into(), Arc::clone(&sql)));
+        }
+        Some(sql)
     }
 
     /// The insert for a session with these attribute columns, each value
@@ -118,7 +146,7 @@ impl Reads {
     /// `jsonb_populate_record`, which costs the server a record type lookup
     /// on every call (a third fewer inserts a second in pgbench). `None`
     /// when a column is unknown or not a plain type: then that one is used.
-    pub(crate) fn insert_session_with(&self, columns: &[Ident]) -> Option<Sql> {
+    fn render_insert(&self, columns: &[Ident]) -> Option<Sql> {
         let mut b = SqlBuilder::new()
             .sql("INSERT INTO ")
             .table(self.names.session())
