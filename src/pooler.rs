@@ -60,7 +60,8 @@ use tokio_postgres::NoTls;
 use crate::error::{ConfigError, Error, Result};
 use crate::pool::{LastError, PoolOptions, Turns, record_connect_error};
 use crate::postgres::ConnectionSource;
-use crate::postgres::raw::{self, PoolerConnection};
+use crate::postgres::raw;
+use crate::postgres::unnamed::PoolerConnection;
 
 impl PoolOptions {
     /// Builds a [`PoolerPool`] (for a pooler in transaction mode) and opens

@@ -1,7 +1,7 @@
 //! Attribute columns, read as one JSON object per row and written from one
 //! JSON object, so the application never declares them to the crate. The
 //! statements name the columns once they are looked up in the catalog (see
-//! `statements::Reads`); until then, and for column types a cast cannot
+//! `columns`); until then, and for column types a cast cannot
 //! fill, they use `to_jsonb(row)` and `jsonb_populate_record`.
 
 use diesel::deserialize::{self, FromSql};

@@ -5,17 +5,19 @@
 //! one quoting routine; every value is a bind parameter.
 
 mod attributes;
+mod columns;
 mod names;
 pub(crate) mod query;
 pub(crate) mod raw;
 mod source;
 mod statements;
+pub(crate) mod unnamed;
 mod user_id;
 mod verify;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
@@ -27,11 +29,10 @@ pub use self::names::{TableName, TableNames};
 pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
 
-use self::attributes::RESERVED_SESSION_COLUMNS;
 use self::attributes::{Json, session_columns};
-use self::names::Ident;
+use self::columns::KnownColumns;
 use self::query::{Bind, Conn, Row, Stmt, UserIdBind, load_first, load_rows};
-use self::statements::{Cast, Reads, Statements};
+use self::statements::Statements;
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
 };
@@ -76,9 +77,8 @@ pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
     source: S,
     names: TableNames,
     statements: Statements,
-    /// The reads with the attribute columns named, once they are looked up
-    /// (`Some(None)`: looked up, and the generic reads are kept).
-    reads: RwLock<Option<Arc<Option<Reads>>>>,
+    /// The attribute columns, once looked up, and statements naming them.
+    columns: KnownColumns,
     cleanup_batch_size: i64,
     _types: Types<U, SA, UA>,
 }
@@ -105,7 +105,7 @@ impl<S: ConnectionSource> PostgresAdapter<S> {
         Self {
             source,
             statements: Statements::new(&names),
-            reads: RwLock::new(None),
+            columns: KnownColumns::new(),
             names,
             cleanup_batch_size: 10_000,
             _types: PhantomData,
@@ -119,7 +119,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
             source: self.source,
             names: self.names,
             statements: self.statements,
-            reads: self.reads,
+            columns: self.columns,
             cleanup_batch_size: self.cleanup_batch_size,
             _types: PhantomData,
         }
@@ -129,7 +129,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     #[must_use]
     pub fn with_table_names(mut self, names: TableNames) -> Self {
         self.statements = Statements::new(&names);
-        self.reads = RwLock::new(None);
+        self.columns = KnownColumns::new();
         self.names = names;
         self
     }
@@ -222,16 +222,15 @@ where
             };
             let mut retried = false;
             let found = loop {
-                let reads = self.reads(&mut conn).await;
-                let sql = reads
+                let named = self.columns.get(&mut conn, &self.names).await;
+                let sql = named
                     .as_deref()
-                    .and_then(Option::as_ref)
-                    .map_or(&self.statements.get_session_and_user, |r| {
-                        &r.get_session_and_user
+                    .map_or(&self.statements.get_session_and_user, |n| {
+                        &n.get_session_and_user
                     });
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (Bind::<Text, str>::new(session_id),));
                 let found = load_first(conn.reborrow(), stmt, &decode).await;
-                if !retried && self.stale(reads, &found) {
+                if !retried && self.columns.stale(named.as_ref(), &found) {
                     retried = true;
                     continue;
                 }
@@ -259,14 +258,13 @@ where
             };
             let mut retried = false;
             let sessions = loop {
-                let reads = self.reads(&mut conn).await;
-                let sql = reads
+                let named = self.columns.get(&mut conn, &self.names).await;
+                let sql = named
                     .as_deref()
-                    .and_then(Option::as_ref)
-                    .map_or(&self.statements.get_user_sessions, |r| &r.get_user_sessions);
+                    .map_or(&self.statements.get_user_sessions, |n| &n.get_user_sessions);
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (UserIdBind(user_id),));
                 let sessions = load_rows(conn.reborrow(), stmt, &decode).await;
-                if !retried && self.stale(reads, &sessions) {
+                if !retried && self.columns.stale(named.as_ref(), &sessions) {
                     retried = true;
                     continue;
                 }
@@ -426,77 +424,6 @@ where
         .await
     }
 
-    /// The reads with the attribute columns named (see [`Reads`]), looked
-    /// up in the catalog on first use: one more statement, once per adapter.
-    /// `None` (or `Some(None)`) means the generic reads: the lookup failed,
-    /// a table is missing, or a column name needs them.
-    async fn reads(&self, conn: &mut Conn<'_>) -> Option<Arc<Option<Reads>>> {
-        if let Some(reads) = self.reads.read().ok()?.as_ref() {
-            return Some(Arc::clone(reads));
-        }
-        let reads = Arc::new(self.discover_reads(conn.reborrow()).await.ok()?);
-        if let Ok(mut slot) = self.reads.write() {
-            *slot = Some(Arc::clone(&reads));
-        }
-        Some(reads)
-    }
-
-    async fn discover_reads(&self, conn: Conn<'_>) -> Result<Option<Reads>> {
-        let (session_table, user_table) =
-            (self.names.session().to_sql(), self.names.user().to_sql());
-        let stmt = Stmt::<_, Untyped, _>::new(
-            &self.statements.table_columns,
-            (
-                Bind::<Text, str>::new(&session_table),
-                Bind::<Text, str>::new(&user_table),
-            ),
-        );
-        let columns = load_rows(conn, stmt, |row| {
-            Ok((
-                row.get::<Bool, bool>(0)?,
-                row.get::<Text, String>(1)?,
-                row.get::<Text, String>(2)?,
-                row.get::<Text, String>(3)?,
-            ))
-        })
-        .await?;
-        let (mut session, mut user) = (Vec::new(), Vec::new());
-        let (mut session_found, mut user_found) = (false, false);
-        for (in_session, name, type_sql, kind) in columns {
-            let Ok(ident) = Ident::new(&name, &name) else {
-                return Ok(None);
-            };
-            if in_session {
-                session_found = true;
-                if !RESERVED_SESSION_COLUMNS.contains(&name.as_str()) {
-                    session.push((ident, Cast::new(type_sql, &kind)));
-                }
-            } else {
-                user_found = true;
-                if name != "id" {
-                    user.push(ident);
-                }
-            }
-        }
-        Ok((session_found && user_found)
-            .then(|| Reads::new(&self.names, session, &user))
-            .flatten())
-    }
-
-    /// Whether a read failed because its named columns are out of date (a
-    /// column dropped or renamed since they were looked up): then they are
-    /// forgotten, and the caller looks them up again and retries once.
-    /// Reads change nothing, so the retry is safe.
-    fn stale<T>(&self, used: Option<Arc<Option<Reads>>>, result: &Result<T>) -> bool {
-        if used.is_none() || !matches!(result, Err(Error::Database(_))) {
-            return false;
-        }
-        if let Ok(mut slot) = self.reads.write() {
-            *slot = None;
-        }
-        true
-    }
-
     /// The one statement behind [`Adapter::extend_session_expiration`].
     async fn extend(
         &self,
@@ -552,12 +479,11 @@ where
                 .execute(conn.reborrow())
                 .await;
             }
-            let reads = self.reads(&mut conn).await;
-            let cast = reads
+            let named = self.columns.get(&mut conn, &self.names).await;
+            let cast = named
                 .as_deref()
-                .and_then(Option::as_ref)
-                .and_then(|r| r.insert_session_with(&attributes.columns));
-            let used_casts = cast.is_some();
+                .and_then(|n| n.insert_session_with(&attributes.columns));
+            let cast_used = cast.is_some();
             let sql = cast.unwrap_or_else(|| {
                 Arc::new(self.statements.insert_session_with(&attributes.columns))
             });
@@ -574,7 +500,8 @@ where
             .await;
             // A failed statement wrote nothing: with the column types
             // looked up again (one may have changed), trying once more is safe.
-            if used_casts && !retried && self.stale(reads, &inserted) {
+            let used = named.as_ref().filter(|_| cast_used);
+            if !retried && self.columns.stale(used, &inserted) {
                 retried = true;
                 continue;
             }

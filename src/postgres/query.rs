@@ -31,7 +31,7 @@ use diesel_async::{
 use futures_util::TryStreamExt as _;
 
 use super::names::{Ident, TableName};
-use super::raw::PoolerConnection;
+use super::unnamed::PoolerConnection;
 use crate::error::{Error, Result};
 
 /// A statement kind: a marker type naming one statement of the adapter.
@@ -519,6 +519,7 @@ where
         Conn::Pooler(conn) => conn.run(stmt.text, &stmt, f).await.map(drop),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

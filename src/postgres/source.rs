@@ -8,9 +8,9 @@ use std::future::Future;
 use std::ops::DerefMut;
 
 use diesel_async::AsyncPgConnection;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::query::Conn;
-use tokio::sync::{Mutex, MutexGuard};
 
 #[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
 use crate::error::{Error, Result};
