@@ -350,10 +350,7 @@ async fn hostile_rows_give_typed_errors_not_panics() {
 /// must be exactly what `jsonb_populate_record` makes of the same JSON.
 #[tokio::test]
 async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
-    let db = TestDb::new().await;
-    lucia_diesel::migrations::run_pending_migrations(db.connect().await)
-        .await
-        .unwrap();
+    let db = migrated_db().await;
     db.exec(
         "CREATE TYPE mood AS ENUM ('ok', 'sad'); \
          CREATE DOMAIN short_code AS text CHECK (length(VALUE) <= 4); \
@@ -450,10 +447,7 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
 /// looks the types up again instead of failing until a restart.
 #[tokio::test]
 async fn a_column_type_changed_under_the_adapter_costs_no_error() {
-    let db = TestDb::new().await;
-    lucia_diesel::migrations::run_pending_migrations(db.connect().await)
-        .await
-        .unwrap();
+    let db = migrated_db().await;
     db.exec(
         "ALTER TABLE user_session ADD COLUMN n text; INSERT INTO auth_user (id) VALUES ('u1');",
     )
@@ -471,4 +465,13 @@ async fn a_column_type_changed_under_the_adapter_costs_no_error() {
     adapter.set_session(&session("b")).await.unwrap();
     let (s, _) = adapter.get_session_and_user("b").await.unwrap().unwrap();
     assert_eq!(s.attributes.get("n"), Some(&json!(42)));
+}
+
+/// A test schema with the default tables, made by the embedded migrations.
+async fn migrated_db() -> TestDb {
+    let db = TestDb::new().await;
+    lucia_diesel::migrations::run_pending_migrations(db.connect().await)
+        .await
+        .unwrap();
+    db
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::adapter_suite::make_tables;
 use crate::support::TestDb;
-use crate::support::pgbouncer::{self, PgBouncer};
+use crate::support::pgbouncer;
 
 /// A test schema with the session tables, named with their schema (a
 /// pooler passes no `options=-csearch_path`), and one user.
@@ -118,11 +118,10 @@ impl Pin {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_statements_break_behind_the_bouncer_and_unnamed_ones_do_not() {
-    let Some(bin) = pgbouncer::find_or_skip("this test") else {
+    let Some(bouncer) = pgbouncer::own_or_skip("this test", 2) else {
         return;
     };
     let tables = Tables::new().await;
-    let bouncer = PgBouncer::start(&bin, crate::support::server_url(), 2);
     let direct = tables.adapter(options().build(&tables.db.url).await.unwrap());
     direct.set_session(&session("s-1", &user(1))).await.unwrap();
 
@@ -173,18 +172,13 @@ async fn named_statements_break_behind_the_bouncer_and_unnamed_ones_do_not() {
 async fn load_through_the_bouncer_loses_nothing() {
     const CLIENTS: usize = 32;
     const RUN: Duration = Duration::from_secs(4);
-    let tables = Tables::new().await;
-    let _bouncer;
-    let url = match pgbouncer::find_or_skip("this test") {
-        Some(bin) => {
-            _bouncer = PgBouncer::start(&bin, crate::support::server_url(), 3);
-            _bouncer.url()
-        }
-        None => return,
+    let Some(bouncer) = pgbouncer::own_or_skip("this test", 3) else {
+        return;
     };
+    let tables = Tables::new().await;
     let pool = options()
         .with_max_size(10)
-        .build_pooler(&url)
+        .build_pooler(&bouncer.url())
         .await
         .unwrap();
     let manager = Arc::new(SessionManager::new(tables.adapter(pool)));
@@ -390,11 +384,10 @@ async fn statement_timeout_is_kept_by_the_client_and_cancels_the_statement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pooler_going_away_is_a_typed_error_and_the_pool_recovers() {
-    let Some(bin) = pgbouncer::find_or_skip("this test") else {
+    let Some(mut bouncer) = pgbouncer::own_or_skip("this test", 2) else {
         return;
     };
     let tables = Tables::new().await;
-    let mut bouncer = PgBouncer::start(&bin, crate::support::server_url(), 2);
     let pool = options()
         .with_max_size(3)
         .build_pooler(&bouncer.url())

@@ -44,7 +44,8 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     std::env::split_paths(&path).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then servers run as `postgres`).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -36,6 +36,13 @@ pub fn find() -> Option<PathBuf> {
         .find(|p: &PathBuf| p.exists())
 }
 
+/// A bouncer of this test's own with `server_pool` server connections, or
+/// `None` after saying why there is none (a failure under CI).
+pub fn own_or_skip(test: &str, server_pool: u32) -> Option<PgBouncer> {
+    let bin = find_or_skip(test)?;
+    Some(PgBouncer::start(&bin, super::server_url(), server_pool))
+}
+
 /// The binary, or `None` after saying why (a failure under CI).
 pub fn find_or_skip(test: &str) -> Option<PathBuf> {
     let found = find();
@@ -65,14 +72,6 @@ fn free_port() -> u16 {
 fn id(flag: &str) -> Option<u32> {
     let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 impl PgBouncer {
@@ -116,7 +115,9 @@ impl PgBouncer {
             log = dir.join("pgbouncer.log").display(),
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write ini");
-        let user = is_root().then(|| Some((id("-u")?, id("-g")?))).flatten();
+        let user = super::cluster::is_root()
+            .then(|| Some((id("-u")?, id("-g")?)))
+            .flatten();
         if let Some((uid, gid)) = user {
             let ok = Command::new("chown")
                 .arg("-R")
