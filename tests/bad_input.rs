@@ -475,3 +475,161 @@ async fn migrated_db() -> TestDb {
         .unwrap();
     db
 }
+
+/// The server's own JSON of a query's one `text` column.
+async fn server_json(db: &TestDb, sql: &str) -> serde_json::Value {
+    use diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct T {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+    }
+    let mut conn = db.connect().await;
+    let row: T = diesel::sql_query(sql)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    serde_json::from_str(&row.t).unwrap()
+}
+
+/// Attribute columns are selected by name, and those of common types
+/// (text, integers, boolean, uuid, jsonb and domains over them) are decoded
+/// by the client: every kind of column must read back exactly as
+/// `to_jsonb(row)` gives it, through both kinds of pool, including NULLs,
+/// extremes, escapes and values JSON has no literal for.
+#[tokio::test]
+async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
+    let db = migrated_db().await;
+    db.exec(
+        r#"CREATE TYPE mood AS ENUM ('ok', 'sad');
+        CREATE DOMAIN short_code AS text CHECK (length(VALUE) <= 4);
+        CREATE DOMAIN small AS int;
+        CREATE TYPE pair AS (a int, b text);
+        ALTER TABLE user_session ADD COLUMN t text, ADD COLUMN v varchar(5), ADD COLUMN c char(3),
+          ADD COLUMN nm name, ADD COLUMN i2 int2, ADD COLUMN i4 int, ADD COLUMN i8 bigint,
+          ADD COLUMN b bool, ADD COLUMN u uuid, ADD COLUMN j jsonb, ADD COLUMN js json,
+          ADD COLUMN f8 float8, ADD COLUMN f4 float4, ADD COLUMN num numeric,
+          ADD COLUMN ts timestamptz, ADD COLUMN d date, ADD COLUMN m mood,
+          ADD COLUMN sc short_code, ADD COLUMN sm small, ADD COLUMN arr int[],
+          ADD COLUMN p pair, ADD COLUMN by bytea, ADD COLUMN iv interval,
+          ADD COLUMN "Mixed ""Case" text, ADD COLUMN "it's" int;
+        ALTER TABLE auth_user ADD COLUMN username text, ADD COLUMN age int, ADD COLUMN tags text[];
+        INSERT INTO auth_user VALUES ('u1', 'ann', 30, '{a,b}'), ('u2', NULL, NULL, NULL);
+        INSERT INTO user_session VALUES
+          ('full', now() + interval '1 day', 'u1', E'h\u00e9llo "q" \\ \t\n', 'abc', 'x', 'nm',
+           -32768, -2147483648, 9223372036854775807, true, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
+           '{"a": [1, "x", null], "b": {"c": 1.50}}', '{"k": 1, "k": 2}', 1e15, 0.1, 1.50,
+           '2026-01-02 03:04:05.5+00', '2026-01-02', 'sad', 'ok', 7, '{1,NULL,3}', ROW(1, 'x'),
+           '\x00ff', '1 day', 'M', 1),
+          ('special', now() + interval '1 day', 'u1', '', '', '', '', 0, 0, -9223372036854775808,
+           false, '00000000-0000-0000-0000-000000000000', 'null', 'null', 'NaN', '-Infinity',
+           'NaN', 'infinity', '-infinity', 'ok', '', -1, '{}', ROW(NULL, NULL), '', '0', '', 0),
+          ('empty', now() + interval '1 day', 'u2', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL);"#,
+    )
+    .await;
+    let direct = PostgresAdapter::new(pool(&db).await);
+    let pooler = PostgresAdapter::new(
+        lucia_diesel::PoolOptions::new()
+            .with_max_size(2)
+            .build_pooler(&db.url)
+            .await
+            .unwrap(),
+    );
+    for id in ["full", "special", "empty"] {
+        let session_reference = server_json(
+            &db,
+            &format!(
+                "SELECT (to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id'])::text AS t \
+                 FROM user_session s WHERE id = '{id}'"
+            ),
+        )
+        .await;
+        let user_reference = server_json(
+            &db,
+            &format!(
+                "SELECT (to_jsonb(usr.*) - 'id')::text AS t FROM auth_user usr \
+                 JOIN user_session s ON s.user_id = usr.id WHERE s.id = '{id}'"
+            ),
+        )
+        .await;
+        assert_eq!(session_reference.as_object().unwrap().len(), 25);
+        let (s, u) = direct.get_session_and_user(id).await.unwrap().unwrap();
+        assert_eq!(json!(s.attributes), session_reference, "{id}: session");
+        assert_eq!(json!(u.attributes), user_reference, "{id}: user");
+        let (s, u) = pooler.get_session_and_user(id).await.unwrap().unwrap();
+        assert_eq!(
+            json!(s.attributes),
+            session_reference,
+            "{id}: session, pooler"
+        );
+        assert_eq!(json!(u.attributes), user_reference, "{id}: user, pooler");
+        let listed = direct.get_user_sessions(&s.user_id).await.unwrap();
+        let mine = listed.iter().find(|l| l.id == id).unwrap();
+        assert_eq!(json!(mine.attributes), session_reference, "{id}: listed");
+    }
+    // Spot checks that the comparison is not vacuous.
+    let (s, u) = direct.get_session_and_user("full").await.unwrap().unwrap();
+    assert_eq!(s.attributes["t"], json!("h\u{e9}llo \"q\" \\ \t\n"));
+    assert_eq!(s.attributes["i8"], json!(i64::MAX));
+    assert_eq!(
+        s.attributes["u"],
+        json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    );
+    assert_eq!(s.attributes["js"], json!({"k": 2}));
+    assert_eq!(s.attributes["c"], json!("x  "));
+    assert_eq!(s.attributes["sc"], json!("ok"));
+    assert_eq!(s.attributes["Mixed \"Case"], json!("M"));
+    assert_eq!(u.attributes["tags"], json!(["a", "b"]));
+
+    // Typed attributes from the same columns: enums from text and from an
+    // enum type, numbers from any integer width, JSON values, timestamps.
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Mood {
+        Ok,
+        Sad,
+    }
+    #[derive(Debug, Deserialize, Serialize)]
+    struct Typed {
+        m: Mood,
+        sc: Mood,
+        i2: i32,
+        i8: i64,
+        f4: f64,
+        b: bool,
+        j: serde_json::Value,
+        ts: chrono::DateTime<Utc>,
+        arr: Vec<Option<i32>>,
+        #[serde(rename = "Mixed \"Case")]
+        mixed: Option<String>,
+        missing: Option<String>,
+    }
+    #[derive(Debug, Deserialize)]
+    struct TypedUser {
+        username: Option<String>,
+        age: Option<u8>,
+    }
+    let typed = PostgresAdapter::new(pool(&db).await)
+        .with_session_attributes::<Typed>()
+        .with_user_attributes::<TypedUser>();
+    let (s, u) = typed.get_session_and_user("full").await.unwrap().unwrap();
+    assert_eq!((s.attributes.m, s.attributes.sc), (Mood::Sad, Mood::Ok));
+    assert_eq!((s.attributes.i2, s.attributes.i8), (-32768, i64::MAX));
+    assert!((s.attributes.f4 - 0.1).abs() < 1e-6 && s.attributes.b);
+    assert_eq!(s.attributes.j["b"]["c"], json!(1.5));
+    assert_eq!(s.attributes.ts.timestamp_subsec_millis(), 500);
+    assert_eq!(s.attributes.arr, vec![Some(1), None, Some(3)]);
+    assert_eq!(s.attributes.mixed.as_deref(), Some("M"));
+    assert_eq!(s.attributes.missing, None);
+    assert_eq!(
+        (u.attributes.username.as_deref(), u.attributes.age),
+        (Some("ann"), Some(30))
+    );
+    // A value that does not fit the type is a decode error, not a panic.
+    db.exec("UPDATE auth_user SET age = 300 WHERE id = 'u1'")
+        .await;
+    let err = typed.get_session_and_user("full").await.unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+}

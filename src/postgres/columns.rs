@@ -6,9 +6,10 @@
 //! makes PostgreSQL look up each column's type on every row; inserting them
 //! with `jsonb_populate_record` costs a record type lookup on every call.
 //! Once the columns and their types are known, the statements name them
-//! instead ([`Named`]): the same values, at the server cost of plain
-//! columns. Until then, and where a column needs it, the generic statements
-//! of [`super::statements`] stay in use.
+//! instead ([`Named`]): reads select the columns themselves and the client
+//! turns them into the attributes (see `attributes::from_columns`), inserts
+//! cast each value to its column's type. Until then, and where a column
+//! needs it, the generic statements of [`super::statements`] stay in use.
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -27,7 +28,7 @@ pub(crate) struct KnownColumns {
     /// [`TABLE_COLUMNS`].
     lookup: Sql,
     /// `None` until looked up; then the named statements, or `None` where
-    /// the generic ones are kept (a column name a literal cannot hold).
+    /// the generic ones are kept (a column name the crate cannot name).
     known: RwLock<Option<Option<Arc<Named>>>>,
 }
 
@@ -88,46 +89,75 @@ impl KnownColumns {
                 row.get::<Text, String>(1)?,
                 row.get::<Text, String>(2)?,
                 row.get::<Text, String>(3)?,
+                row.get::<Bool, bool>(4)?,
             ))
         })
         .await?;
         let (mut session, mut user) = (Vec::new(), Vec::new());
         let (mut session_found, mut user_found) = (false, false);
-        for (in_session, name, type_sql, kind) in columns {
+        for (in_session, name, type_sql, kind, plain) in columns {
             let Ok(ident) = Ident::new(&name, &name) else {
                 return Ok(Some(None));
             };
+            let read = if plain { Read::Plain } else { Read::ToJsonb };
             if in_session {
                 session_found = true;
                 if !RESERVED_SESSION_COLUMNS.contains(&name.as_str()) {
-                    session.push((ident, Cast::new(type_sql, &kind)));
+                    session.push(SessionColumn {
+                        ident,
+                        cast: Cast::new(type_sql, &kind),
+                        read,
+                    });
                 }
             } else {
                 user_found = true;
                 if name != "id" {
-                    user.push(ident);
+                    user.push((ident, read));
                 }
             }
         }
-        Ok((session_found && user_found).then(|| Named::new(names, session, &user)))
+        Ok((session_found && user_found).then(|| Some(Named::new(names, session, user))))
     }
 }
 
 /// The columns of the session and user tables, in table order, as the
 /// adapter's statements see them (`$1` session table, `$2` user table, each
 /// as SQL, resolved through the connection's `search_path`).
-/// Also each column's type as SQL and how a JSON value becomes one
-/// (see [`Cast`]): `json` for json/jsonb, `scalar` for types read from
-/// text, `other` for arrays, composites and domains over either.
+/// Also each column's type as SQL, how a JSON value becomes one
+/// (see [`Cast`]: `json` for json/jsonb, `scalar` for types read from
+/// text, `other` for arrays, composites and domains over either), and
+/// whether the client decodes the column itself (see [`Read`]): text,
+/// varchar, char, name, smallint, integer, bigint, boolean, uuid and jsonb,
+/// or a domain over one of them (PostgreSQL describes a domain's column
+/// with its base type).
 const TABLE_COLUMNS: &str = "SELECT a.attrelid = to_regclass($1) AS session, a.attname::text, \
      format_type(a.atttypid, NULL), \
      CASE WHEN bt.typname IN ('json', 'jsonb') AND bt.typnamespace = 'pg_catalog'::regnamespace THEN 'json' \
-     WHEN bt.typcategory = 'A' OR bt.typtype IN ('c', 'd', 'p') THEN 'other' ELSE 'scalar' END \
+     WHEN bt.typcategory = 'A' OR bt.typtype IN ('c', 'd', 'p') THEN 'other' ELSE 'scalar' END, \
+     bt.oid IN (16, 19, 20, 21, 23, 25, 1042, 1043, 2950, 3802) \
      FROM pg_catalog.pg_attribute a \
      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
      JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
      WHERE a.attrelid IN (to_regclass($1), to_regclass($2)) AND a.attnum > 0 AND NOT a.attisdropped \
      ORDER BY a.attnum";
+
+/// How a read selects an attribute column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The column itself, decoded by the client from its binary form.
+    Plain,
+    /// `to_jsonb(column)`: every other type, turned into JSON by the
+    /// server exactly as `to_jsonb(row)` would.
+    ToJsonb,
+}
+
+/// A session attribute column: how inserts fill it and how reads select it.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionColumn {
+    pub(crate) ident: Ident,
+    pub(crate) cast: Cast,
+    pub(crate) read: Read,
+}
 
 /// How an attribute's JSON value becomes its column's value on insert,
 /// matching `jsonb_populate_record` (JSON null is SQL NULL; a string is its
@@ -152,23 +182,28 @@ impl Cast {
     }
 }
 
-/// `jsonb_build_object` takes at most 100 arguments: 50 columns a call.
-const COLUMNS_PER_OBJECT: usize = 50;
-
-/// The statements that name the attribute columns: `jsonb_build_object('c',
-/// s."c", ..)` instead of `to_jsonb(s) - ..`. Same JSON, but PostgreSQL's
+/// The statements that name the attribute columns. Reads select each
+/// column (`s."c"`) instead of `to_jsonb(s) - ..`: PostgreSQL's
 /// `to_jsonb(record)` looks up each column's type on every row, which made
 /// listing a user's sessions cost about 1.5x the server time of selecting
-/// the columns themselves (pgbench, 10 sessions a user); naming them makes
-/// it the same as plain columns.
+/// the columns themselves (pgbench, 10 sessions a user), and building one
+/// object per row with `jsonb_build_object` still cost validate about 15%
+/// more server time than plain columns (the bench). The client builds the
+/// attributes from the columns.
 #[derive(Debug)]
 pub(crate) struct Named {
-    /// As `Statements::get_session_and_user`.
+    /// As `Statements::get_session_and_user`, with the session's attribute
+    /// columns from index 3 on, then the user's.
     pub(crate) get_session_and_user: Sql<GetSessionAndUser>,
-    /// As `Statements::get_user_sessions`.
+    /// As `Statements::get_user_sessions`, with the attribute columns from
+    /// index 3 on.
     pub(crate) get_user_sessions: Sql<GetUserSessions>,
+    /// The session table's attribute columns, in the order selected.
+    session: Box<[Ident]>,
+    /// The user table's attribute columns, in the order selected.
+    user: Box<[Ident]>,
     /// The session table's attribute columns and their casts.
-    session_columns: Vec<(Ident, Cast)>,
+    session_columns: Vec<SessionColumn>,
     names: TableNames,
     /// Inserts already rendered, by their attribute columns (at most
     /// [`MAX_CACHED_INSERTS`]: an application writes few column sets).
@@ -182,27 +217,22 @@ type CachedInsert = (Box<[Ident]>, Arc<Sql>);
 const MAX_CACHED_INSERTS: usize = 32;
 
 impl Named {
-    /// The statements for these attribute columns, or `None` when a name cannot
-    /// be written as a plain SQL string literal (a quote or a backslash), in
-    /// which case the generic statements stay in use.
+    /// The statements for these attribute columns.
     pub(crate) fn new(
         names: &TableNames,
-        session_columns: Vec<(Ident, Cast)>,
-        user: &[Ident],
-    ) -> Option<Self> {
-        let literal_safe = |c: &Ident| !c.as_str().contains(['\'', '\\']);
-        let session: Vec<Ident> = session_columns.iter().map(|(c, _)| c.clone()).collect();
-        if !session.iter().chain(user).all(literal_safe) {
-            return None;
-        }
-        let session = &session[..];
-        let session_attributes = attributes_object("s", session);
-        let user_attributes = attributes_object("u", user);
-        Some(Self {
+        session_columns: Vec<SessionColumn>,
+        user: Vec<(Ident, Read)>,
+    ) -> Self {
+        let session: Vec<(Ident, Read)> = session_columns
+            .iter()
+            .map(|c| (c.ident.clone(), c.read))
+            .collect();
+        let session_attributes = select_list("s", &session);
+        let user_attributes = select_list("u", &user);
+        Self {
             get_session_and_user: SqlBuilder::new()
-                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql("SELECT s.id, s.expires_at, s.user_id")
                 .sql(&session_attributes)
-                .sql(", ")
                 .sql(&user_attributes)
                 .sql(" FROM ")
                 .table(names.session())
@@ -212,17 +242,29 @@ impl Named {
                 .bind()
                 .build(),
             get_user_sessions: SqlBuilder::new()
-                .sql("SELECT s.id, s.expires_at, s.user_id, ")
+                .sql("SELECT s.id, s.expires_at, s.user_id")
                 .sql(&session_attributes)
                 .sql(" FROM ")
                 .table(names.session())
                 .sql(" AS s WHERE s.user_id = ")
                 .bind()
                 .build(),
+            session: session.into_iter().map(|(c, _)| c).collect(),
+            user: user.into_iter().map(|(c, _)| c).collect(),
             session_columns,
             names: names.clone(),
             inserts: Mutex::new(Vec::new()),
-        })
+        }
+    }
+
+    /// The session table's attribute columns, in the order the reads select them.
+    pub(crate) fn session_attributes(&self) -> &[Ident] {
+        &self.session
+    }
+
+    /// The user table's attribute columns, in the order the reads select them.
+    pub(crate) fn user_attributes(&self) -> &[Ident] {
+        &self.user
     }
 
     /// [`Named::render_insert`], rendered once per column set.
@@ -248,6 +290,10 @@ impl Named {
     /// on every call (a third fewer inserts a second in pgbench). `None`
     /// when a column is unknown or not a plain type: then that one is used.
     fn render_insert(&self, columns: &[Ident]) -> Option<Sql> {
+        // The values are taken out of the JSON by name, in a literal.
+        if columns.iter().any(|c| c.as_str().contains(['\'', '\\'])) {
+            return None;
+        }
         let mut b = SqlBuilder::new()
             .sql("INSERT INTO ")
             .table(self.names.session())
@@ -257,9 +303,12 @@ impl Named {
         }
         b = b.sql(") SELECT ").bind().sql(", ").bind().sql(", ").bind();
         for c in columns {
-            let (_, cast) = self.session_columns.iter().find(|(known, _)| known == c)?;
-            // Column names here passed `Named::new`'s literal check.
-            b = match cast {
+            let column = self
+                .session_columns
+                .iter()
+                .find(|known| known.ident == *c)?;
+            // Checked above: no quote or backslash in the name.
+            b = match &column.cast {
                 Cast::Scalar(ty) => b.sql(", (v.j ->> '").sql(c.as_str()).sql("')::").sql(ty),
                 Cast::Json(ty) => b
                     .sql(", NULLIF(v.j -> '")
@@ -278,30 +327,21 @@ impl Named {
     }
 }
 
-/// A `jsonb` object of `columns` of the row aliased `alias`.
-fn attributes_object(alias: &str, columns: &[Ident]) -> String {
-    if columns.is_empty() {
-        return "'{}'::jsonb".to_owned();
-    }
+/// `, alias."c"` for each column (`, to_jsonb(alias."c")` where the server
+/// makes the JSON).
+fn select_list(alias: &str, columns: &[(Ident, Read)]) -> String {
     let mut out = String::new();
-    for (i, chunk) in columns.chunks(COLUMNS_PER_OBJECT).enumerate() {
-        if i > 0 {
-            out.push_str(" || ");
+    for (column, read) in columns {
+        out.push_str(", ");
+        if *read == Read::ToJsonb {
+            out.push_str("to_jsonb(");
         }
-        out.push_str("jsonb_build_object(");
-        for (j, column) in chunk.iter().enumerate() {
-            if j > 0 {
-                out.push_str(", ");
-            }
-            // Checked by `Named::new`: no quote or backslash in the name.
-            out.push('\'');
-            out.push_str(column.as_str());
-            out.push_str("', ");
-            out.push_str(alias);
-            out.push('.');
-            column.write_quoted(&mut out);
+        out.push_str(alias);
+        out.push('.');
+        column.write_quoted(&mut out);
+        if *read == Read::ToJsonb {
+            out.push(')');
         }
-        out.push(')');
     }
     out
 }
@@ -310,41 +350,67 @@ fn attributes_object(alias: &str, columns: &[Ident]) -> String {
 mod tests {
     use super::*;
 
-    fn idents(names: &[&str]) -> Vec<Ident> {
-        names.iter().map(|n| Ident::new(n, n).unwrap()).collect()
+    fn ident(name: &str) -> Ident {
+        Ident::new(name, name).unwrap()
+    }
+
+    fn text_column(name: &str, read: Read) -> SessionColumn {
+        SessionColumn {
+            ident: ident(name),
+            cast: Cast::Scalar("text".into()),
+            read,
+        }
     }
 
     #[test]
-    fn named_statements_name_each_attribute_column() {
+    fn named_statements_select_each_attribute_column() {
         let names = TableNames::new("auth.users", "Sessions").unwrap();
-        let columns = idents(&["country", "IP addr"])
-            .into_iter()
-            .map(|c| (c, Cast::Scalar("text".into())))
-            .collect();
-        let named = Named::new(&names, columns, &[]).unwrap();
+        let session = vec![
+            text_column("country", Read::Plain),
+            text_column("IP addr", Read::ToJsonb),
+        ];
+        let user = vec![(ident("it's"), Read::Plain)];
+        let named = Named::new(&names, session, user);
         assert_eq!(
             named.get_user_sessions.text(),
-            "SELECT s.id, s.expires_at, s.user_id, jsonb_build_object('country', s.\"country\", \
-             'IP addr', s.\"IP addr\") FROM \"Sessions\" AS s WHERE s.user_id = $1"
+            "SELECT s.id, s.expires_at, s.user_id, s.\"country\", to_jsonb(s.\"IP addr\") \
+             FROM \"Sessions\" AS s WHERE s.user_id = $1"
         );
-        assert!(
-            named
-                .get_session_and_user
-                .text()
-                .contains("'{}'::jsonb FROM \"Sessions\" AS s INNER JOIN \"auth\".\"users\" AS u")
+        assert_eq!(
+            named.get_session_and_user.text(),
+            "SELECT s.id, s.expires_at, s.user_id, s.\"country\", to_jsonb(s.\"IP addr\"), \
+             u.\"it's\" FROM \"Sessions\" AS s INNER JOIN \"auth\".\"users\" AS u \
+             ON u.id = s.user_id WHERE s.id = $1"
+        );
+        assert_eq!(
+            named.session_attributes(),
+            &[ident("country"), ident("IP addr")]
+        );
+        assert_eq!(named.user_attributes(), &[ident("it's")]);
+    }
+
+    #[test]
+    fn no_attribute_columns_select_none() {
+        let named = Named::new(&TableNames::default(), Vec::new(), Vec::new());
+        assert_eq!(
+            named.get_user_sessions.text(),
+            "SELECT s.id, s.expires_at, s.user_id FROM \"user_session\" AS s WHERE s.user_id = $1"
         );
     }
 
     #[test]
-    fn many_columns_are_joined_objects_and_odd_names_fall_back() {
-        let many: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let object = attributes_object("u", &idents(&many));
-        assert_eq!(object.matches("jsonb_build_object(").count(), 3);
-        assert_eq!(object.matches(" || ").count(), 2);
-        let names = TableNames::default();
-        let odd = vec![(idents(&["it's"]).remove(0), Cast::Other)];
-        assert!(Named::new(&names, odd, &[]).is_none());
-        assert!(Named::new(&names, Vec::new(), &idents(&["back\\slash"])).is_none());
+    fn inserts_need_names_a_literal_can_hold() {
+        let session = vec![
+            text_column("it's", Read::Plain),
+            text_column("ok", Read::Plain),
+        ];
+        let named = Named::new(&TableNames::default(), session, Vec::new());
+        assert!(named.insert_session_with(&[ident("it's")]).is_none());
+        let sql = named.insert_session_with(&[ident("ok")]).unwrap();
+        assert!(
+            sql.text().contains("(v.j ->> 'ok')::text"),
+            "{}",
+            sql.text()
+        );
     }
 }

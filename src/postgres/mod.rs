@@ -29,7 +29,7 @@ pub use self::names::{TableName, TableNames};
 pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
 
-use self::attributes::{Json, session_columns};
+use self::attributes::{Json, from_columns, session_columns};
 use self::columns::KnownColumns;
 use self::query::{Bind, Conn, Row, Stmt, UserIdBind, load_first, load_rows};
 use self::statements::Statements;
@@ -55,9 +55,10 @@ pub const MAX_SESSION_ID_BYTES: usize = 512;
 /// on a connection, one round trip.
 ///
 /// Attributes are read by name: on its first read the adapter looks up the
-/// tables' columns in the catalog (one more statement, once) and reads the
-/// extra columns with `jsonb_build_object`, which PostgreSQL evaluates much
-/// faster than `to_jsonb(row)`. A column dropped or renamed later costs no
+/// tables' columns in the catalog (one more statement, once) and selects the
+/// extra columns themselves, which PostgreSQL serves much faster than
+/// `to_jsonb(row)`; common types (text, integers, boolean, uuid, jsonb) are
+/// decoded by the client, the rest turned into JSON by the server. A column dropped or renamed later costs no
 /// error: the failed read looks the columns up again and is retried once. A
 /// column added later is read after the application restarts.
 ///
@@ -205,21 +206,6 @@ where
             }
             let mut conn = self.source.connection().await?;
             let mut conn = conn.conn();
-            let decode = |row: Row<'_>| {
-                let user_id: U = row.get::<U::SqlType, U>(2)?;
-                Ok((
-                    DatabaseSession {
-                        id: row.get::<Text, String>(0)?,
-                        user_id: user_id.clone(),
-                        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
-                        attributes: row.get::<Jsonb, Json<SA>>(3)?.0,
-                    },
-                    DatabaseUser {
-                        id: user_id,
-                        attributes: row.get::<Jsonb, Json<UA>>(4)?.0,
-                    },
-                ))
-            };
             let mut retried = false;
             let found = loop {
                 let named = self.columns.get(&mut conn, &self.names).await;
@@ -228,6 +214,34 @@ where
                     .map_or(&self.statements.get_session_and_user, |n| {
                         &n.get_session_and_user
                     });
+                let decode = |row: Row<'_>| {
+                    let user_id: U = row.get::<U::SqlType, U>(2)?;
+                    let (session_attributes, user_attributes) = match named.as_deref() {
+                        Some(n) => {
+                            let session = n.session_attributes();
+                            (
+                                from_columns(&row, 3, session)?,
+                                from_columns(&row, 3 + session.len(), n.user_attributes())?,
+                            )
+                        }
+                        None => (
+                            row.get::<Jsonb, Json<SA>>(3)?.0,
+                            row.get::<Jsonb, Json<UA>>(4)?.0,
+                        ),
+                    };
+                    Ok((
+                        DatabaseSession {
+                            id: row.get::<Text, String>(0)?,
+                            user_id: user_id.clone(),
+                            expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+                            attributes: session_attributes,
+                        },
+                        DatabaseUser {
+                            id: user_id,
+                            attributes: user_attributes,
+                        },
+                    ))
+                };
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (Bind::<Text, str>::new(session_id),));
                 let found = load_first(conn.reborrow(), stmt, &decode).await;
                 if !retried && self.columns.stale(named.as_ref(), &found) {
@@ -248,20 +262,23 @@ where
         traced(&span, async {
             let mut conn = self.source.connection().await?;
             let mut conn = conn.conn();
-            let decode = |row: Row<'_>| {
-                Ok(DatabaseSession {
-                    id: row.get::<Text, String>(0)?,
-                    user_id: row.get::<U::SqlType, U>(2)?,
-                    expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
-                    attributes: row.get::<Jsonb, Json<SA>>(3)?.0,
-                })
-            };
             let mut retried = false;
             let sessions = loop {
                 let named = self.columns.get(&mut conn, &self.names).await;
                 let sql = named
                     .as_deref()
                     .map_or(&self.statements.get_user_sessions, |n| &n.get_user_sessions);
+                let decode = |row: Row<'_>| {
+                    Ok(DatabaseSession {
+                        id: row.get::<Text, String>(0)?,
+                        user_id: row.get::<U::SqlType, U>(2)?,
+                        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+                        attributes: match named.as_deref() {
+                            Some(n) => from_columns(&row, 3, n.session_attributes())?,
+                            None => row.get::<Jsonb, Json<SA>>(3)?.0,
+                        },
+                    })
+                };
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (UserIdBind(user_id),));
                 let sessions = load_rows(conn.reborrow(), stmt, &decode).await;
                 if !retried && self.columns.stale(named.as_ref(), &sessions) {

@@ -397,6 +397,23 @@ impl Row<'_> {
             Row::Pooler(row) => super::raw::get::<ST, T>(row, idx),
         }
     }
+
+    /// Column `idx` as its type's OID and binary value (`None` for NULL),
+    /// handed to `f` without copying.
+    pub(crate) fn with_value<R>(
+        &self,
+        idx: usize,
+        f: impl FnOnce(Option<(u32, &[u8])>) -> deserialize::Result<R>,
+    ) -> deserialize::Result<R> {
+        match self {
+            Row::Diesel(row) => {
+                let field = diesel::row::Row::get(*row, idx).ok_or("no such column")?;
+                let value = diesel::row::Field::value(&field);
+                f(value.as_ref().map(|v| (v.get_oid().get(), v.as_bytes())))
+            }
+            Row::Pooler(row) => f(super::raw::value(row, idx)?),
+        }
+    }
 }
 
 /// Turns a query's result into the crate's. When the error says the

@@ -107,6 +107,15 @@ pub(crate) fn get<ST, T: FromSql<ST, Pg>>(
     }
 }
 
+/// Column `idx` of `row` as its type's OID and bytes; `None` for NULL.
+pub(crate) fn value(
+    row: &tokio_postgres::Row,
+    idx: usize,
+) -> deserialize::Result<Option<(u32, &[u8])>> {
+    let value: Option<RawValue<'_>> = row.try_get(idx)?;
+    Ok(value.map(|RawValue(bytes, oid)| (oid, bytes)))
+}
+
 /// SQLSTATE classes and codes the crate treats specially.
 mod sqlstate {
     pub(super) const CONNECTION_EXCEPTION_CLASS: &str = "08";

@@ -8,7 +8,7 @@ use super::query::{
 
 /// Strips the managed columns from a session row turned into JSON. Used
 /// until the attribute columns are known (see [`super::columns`]).
-const SESSION_ATTRIBUTES: &str = "to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id']";
+const SESSION_ATTRIBUTES: &str = "to_jsonb(s.*) - ARRAY['id', 'expires_at', 'user_id']";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
@@ -44,7 +44,7 @@ impl Statements {
             get_session_and_user: SqlBuilder::new()
                 .sql("SELECT s.id, s.expires_at, s.user_id, ")
                 .sql(SESSION_ATTRIBUTES)
-                .sql(", to_jsonb(u) - 'id' FROM ")
+                .sql(", to_jsonb(u.*) - 'id' FROM ")
                 .table(s)
                 .sql(" AS s INNER JOIN ")
                 .table(u)
