@@ -54,12 +54,15 @@ const USERS: u64 = 10_000;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "\
-usage: bench [--scenario ops|cleanup|soak] [--secs S] [--sessions N[,N...]]
+usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N[,N...]]
              [--concurrency C[,C...]] [--ops OP[,OP...]] [--impl IMPL[,IMPL...]]
              [--expired N] [--cleanup-batch N] [--soak SECS] [--sample-secs S] [--keep-db]
 
   --scenario      ops (default), cleanup or soak
-  --secs          seconds per run (default 5; the soak's length)
+  --secs          seconds per run (default 2 for ops, 5 for cleanup; the soak's length)
+  --rounds        runs of each implementation per operation and concurrency,
+                  taking turns (default 3 for ops, else 1); the table shows
+                  medians and the ratio to raw's run in the same round
   --sessions      live sessions, one scale or several loaded in turn (default 100000)
   --concurrency   tasks calling at once (default 1,32; cleanup and soak: 32)
   --ops           validate,miss,touch,list,create,delete,validate_session
@@ -82,6 +85,7 @@ enum Scenario {
 pub struct Args {
     scenario: Scenario,
     secs: f64,
+    rounds: u32,
     sessions: Vec<u64>,
     concurrency: Vec<usize>,
     ops: Vec<Op>,
@@ -111,7 +115,8 @@ where
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         scenario: Scenario::Ops,
-        secs: 5.0,
+        secs: f64::NAN,
+        rounds: 0,
         sessions: vec![100_000],
         concurrency: Vec::new(),
         ops: Vec::new(),
@@ -128,6 +133,7 @@ fn parse_args() -> Result<Args, String> {
         match flag {
             "--scenario" => args.scenario = scenario(&value()?)?,
             "--secs" => args.secs = num(flag, &value()?)?,
+            "--rounds" => args.rounds = num::<u32>(flag, &value()?)?.max(1),
             "--sessions" => args.sessions = list(flag, &value()?)?,
             "--concurrency" => args.concurrency = list(flag, &value()?)?,
             "--ops" => args.ops = list(flag, &value()?)?,
@@ -166,6 +172,13 @@ impl Args {
             } else {
                 vec![Op::Validate]
             };
+        }
+        if self.secs.is_nan() {
+            // Not given.
+            self.secs = if ops { 2.0 } else { 5.0 };
+        }
+        if self.rounds == 0 {
+            self.rounds = if ops { 3 } else { 1 };
         }
         if self.concurrency.is_empty() {
             self.concurrency = if ops { vec![1, 32] } else { vec![32] };

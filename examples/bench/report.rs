@@ -20,7 +20,7 @@ pub fn run_line(imp: &str, job: Job, run: &Run, stmts: Option<f64>) -> Value {
     let mut line = json!({
         "impl": imp, "op": job.op.name(), "concurrency": job.c, "pool": POOL,
         "ops": run.ops, "secs": round(run.secs, 3), "ops_per_sec": run.ops_per_sec().round(),
-        "p50_us": run.p50_us, "p99_us": run.p99_us, "sessions": job.sessions,
+        "p50_us": run.p50_us, "p99_us": run.p99_us, "sessions": job.sessions, "round": job.round,
         "client_cpu_us_per_op": round(run.cpu_us_per_op, 1),
         "server_cpu_us_per_op": round(run.server_cpu_us_per_op, 1),
     });
@@ -59,16 +59,84 @@ impl Row {
         }
     }
 
-    /// The raw run this row compares with: the same operation (validate
-    /// for the manager's validate_session) at the same scale and concurrency.
+    /// The raw run this row compares with: the same operation at the same
+    /// scale, concurrency and round (raw's `validate_session` is its
+    /// `validate` of the manager's sessions).
     fn base<'a>(&self, rows: &'a [Row]) -> Option<&'a Row> {
-        let label = self.label.replace("validate_session", "validate");
         rows.iter().find(|r| {
             r.imp == "raw"
                 && self.imp != "raw"
-                && r.label == label
-                && (r.job.sessions, r.job.c) == (self.job.sessions, self.job.c)
+                && r.label == self.label
+                && (r.job.sessions, r.job.c, r.job.round)
+                    == (self.job.sessions, self.job.c, self.job.round)
         })
+    }
+
+    /// Whether two rows are rounds of the same implementation, operation,
+    /// scale and concurrency.
+    fn same_series(&self, other: &Row) -> bool {
+        self.imp == other.imp
+            && self.label == other.label
+            && (self.job.sessions, self.job.c) == (other.job.sessions, other.job.c)
+    }
+}
+
+/// The median of `values` (the lower middle one for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values
+        .get(values.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// One line of the table: the rounds of one series, summarized.
+struct Summary {
+    first: usize,
+    rounds: usize,
+    ops_per_sec: f64,
+    p50: f64,
+    p99: f64,
+    /// The median, lowest and highest ratio to raw's run of the same round.
+    ratio: Option<(f64, f64, f64)>,
+    stmts: Option<f64>,
+    cpu: f64,
+    server_cpu: f64,
+}
+
+impl Summary {
+    /// Every series in `rows`, in the order of its first round.
+    fn all(rows: &[Row]) -> Vec<Summary> {
+        let mut out = Vec::new();
+        for (first, row) in rows.iter().enumerate() {
+            if rows[..first].iter().any(|r| r.same_series(row)) {
+                continue;
+            }
+            let series: Vec<&Row> = rows.iter().filter(|r| r.same_series(row)).collect();
+            let of = |f: fn(&Row) -> f64| median(series.iter().map(|r| f(r)).collect());
+            let ratios: Vec<f64> = series
+                .iter()
+                .filter_map(|r| r.base(rows).map(|b| r.ops_per_sec / b.ops_per_sec))
+                .collect();
+            let ratio = (!ratios.is_empty()).then(|| {
+                let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = ratios.iter().copied().fold(0.0, f64::max);
+                (median(ratios), low, high)
+            });
+            let stmts: Vec<f64> = series.iter().filter_map(|r| r.stmts).collect();
+            out.push(Summary {
+                first,
+                rounds: series.len(),
+                ops_per_sec: of(|r| r.ops_per_sec),
+                p50: of(|r| r.p50 as f64),
+                p99: of(|r| r.p99 as f64),
+                ratio,
+                stmts: (!stmts.is_empty()).then(|| median(stmts)),
+                cpu: of(|r| r.cpu),
+                server_cpu: of(|r| r.server_cpu),
+            });
+        }
+        out
     }
 }
 
@@ -156,11 +224,16 @@ impl Report {
             return;
         }
         eprintln!(
-            "{:<20} {:<17} {:>8} {:>4} {:>9} {:>7} {:>7} {:>6} {:>8} {:>9} {:>9}",
+            "medians over rounds; x raw: median ratio to raw's run of the same round (lowest-highest);\n\
+             raw validate_session: raw validate of the sessions the manager validates"
+        );
+        eprintln!(
+            "{:<20} {:<17} {:>8} {:>4} {:>6} {:>9} {:>7} {:>7} {:>16} {:>8} {:>9} {:>9}",
             "impl",
             "op",
             "sessions",
             "c",
+            "rounds",
             "ops/s",
             "p50 us",
             "p99 us",
@@ -170,21 +243,26 @@ impl Report {
             "server us"
         );
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
-        for r in &self.rows {
-            let ratio = r.base(&self.rows).map(|b| r.ops_per_sec / b.ops_per_sec);
+        for s in Summary::all(&self.rows) {
+            let r = &self.rows[s.first];
+            let ratio = s
+                .ratio
+                .map(|(m, lo, hi)| format!("{m:.2} ({lo:.2}-{hi:.2})"))
+                .unwrap_or_default();
             eprintln!(
-                "{:<20} {:<17} {:>8} {:>4} {:>9.0} {:>7} {:>7} {:>6} {:>8} {:>9.1} {:>9.1}",
+                "{:<20} {:<17} {:>8} {:>4} {:>6} {:>9.0} {:>7.0} {:>7.0} {:>16} {:>8} {:>9.1} {:>9.1}",
                 r.imp,
                 r.label,
                 r.job.sessions,
                 r.job.c,
-                r.ops_per_sec,
-                r.p50,
-                r.p99,
-                opt(ratio),
-                opt(r.stmts),
-                r.cpu,
-                r.server_cpu
+                s.rounds,
+                s.ops_per_sec,
+                s.p50,
+                s.p99,
+                ratio,
+                opt(s.stmts),
+                s.cpu,
+                s.server_cpu
             );
         }
     }

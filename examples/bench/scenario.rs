@@ -53,14 +53,27 @@ impl Bench {
     }
 
     /// Every run of the scenario at `sessions`: each operation at each
-    /// concurrency on each implementation that has it, in that order.
+    /// concurrency, `--rounds` times, on each implementation that has it.
+    /// The implementations take turns within a round and swap order from
+    /// one round to the next, so that drift on a shared machine (autovacuum,
+    /// a neighbour's load) falls on all of them alike.
     fn jobs(&self, sessions: u64) -> Vec<(Arc<Target>, Job)> {
         let mut jobs = Vec::new();
         for &op in &self.args.ops {
             for &c in &self.args.concurrency {
-                let job = Job { op, sessions, c };
-                let targets = self.targets.iter().filter(|t| t.supports(op));
-                jobs.extend(targets.map(|t| (t.clone(), job)));
+                for round in 0..self.args.rounds {
+                    let job = Job {
+                        op,
+                        sessions,
+                        c,
+                        round,
+                    };
+                    let mut targets: Vec<_> = self.targets.iter().collect();
+                    if round % 2 == 1 {
+                        targets.reverse();
+                    }
+                    jobs.extend(targets.into_iter().map(|t| (t.clone(), job)));
+                }
             }
         }
         jobs
