@@ -116,6 +116,22 @@ pub async fn load_sessions(
     Ok(())
 }
 
+/// Sessions `prefix0`, `prefix1`, .. up to `prefix{n - 1}` (the ids
+/// `targets::created_id` gives), for a `delete` run to remove: every
+/// delete then finds its row, whichever implementation runs faster. Ids a
+/// `create` run already inserted are kept.
+pub async fn load_deletable(conn: &mut AsyncPgConnection, prefix: &str, n: u64) -> Res<()> {
+    conn.batch_execute(&format!(
+        "INSERT INTO user_session (id, user_id, expires_at, country)
+         SELECT '{prefix}' || n, 'user-' || n % {USERS}, now() + interval '30 days', 'se'
+         FROM generate_series(0, {last}) n ON CONFLICT (id) DO NOTHING;
+         VACUUM ANALYZE user_session",
+        last = n.max(1) - 1
+    ))
+    .await?;
+    Ok(())
+}
+
 pub async fn reset_statements(conn: &mut AsyncPgConnection) {
     let _ = conn
         .batch_execute("SELECT pg_stat_statements_reset()")

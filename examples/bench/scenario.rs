@@ -14,7 +14,7 @@ use crate::batches::Batches;
 use crate::data::{self, Expiry};
 use crate::measure::{Run, measure, memory_kb, run_for};
 use crate::report::{self, Cleanup, Report, Row, Soak, round};
-use crate::targets::{Job, Target, user_id};
+use crate::targets::{Job, Op, Target, created_prefix, user_id};
 use crate::{Args, POOL, Res, USERS};
 
 /// The bench database, the implementations under test and the results.
@@ -100,6 +100,15 @@ impl Bench {
 
     /// One fixed-time run, with its statements per operation.
     async fn timed(&mut self, target: &Arc<Target>, job: Job) -> Run {
+        if job.op == Op::Delete {
+            // More rows than any run here deletes (about 60,000/s at best).
+            let rows = (self.args.secs * 100_000.0) as u64;
+            let prefix = created_prefix(target.tag(), job);
+            progress(target, job, "loading sessions to delete");
+            if let Err(e) = data::load_deletable(&mut self.stats, &prefix, rows).await {
+                eprintln!("\nloading sessions to delete: {e}");
+            }
+        }
         data::reset_statements(&mut self.stats).await;
         progress(target, job, &format!("running {:.0}s", self.args.secs));
         let run = run_for(target, job, self.args.secs).await;

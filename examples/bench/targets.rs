@@ -129,7 +129,12 @@ pub fn user_id(n: u64) -> String {
 /// unique per implementation, session count, concurrency and round (the
 /// database is new in every bench process).
 fn created_id(tag: &str, job: Job, i: u64) -> String {
-    format!("{tag}-{}-{}-{}-{i}", job.sessions, job.c, job.round)
+    format!("{}{i}", created_prefix(tag, job))
+}
+
+/// [`created_id`] without the call number.
+pub fn created_prefix(tag: &str, job: Job) -> String {
+    format!("{tag}-{}-{}-{}-", job.sessions, job.c, job.round)
 }
 
 /// The floor: tokio-postgres with one prepared statement per operation.
@@ -326,6 +331,16 @@ impl Target {
                 attributes: dynamic_attributes,
             }),
         })
+    }
+
+    /// The tag in the ids this implementation creates and deletes.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Target::Raw(_) => "raw",
+            Target::Typed(t) => t.tag,
+            Target::Dynamic(t) => t.tag,
+            Target::Pooler(t) => t.tag,
+        }
     }
 
     pub fn name(&self) -> &'static str {
