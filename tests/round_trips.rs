@@ -236,3 +236,42 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
         counter.take();
     }
 }
+
+/// An insert the table refuses (here: a session for a user that does not
+/// exist) says nothing about the columns: no column lookup again and no
+/// second insert, only the insert and the query that names the error.
+#[tokio::test]
+async fn a_refused_insert_is_not_retried() {
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let counter = Counter::default();
+    let mut conn = f.db.connect().await;
+    conn.set_instrumentation(counter.clone());
+    let adapter = PostgresAdapter::new(SingleConnection::new(conn));
+    let attributes: Attributes = serde_json::from_value(json!({"country": "se"})).unwrap();
+    let session = |id: &str, user_id: &str| DatabaseSession {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        expires_at: Utc::now() + Duration::hours(1),
+        attributes: attributes.clone(),
+    };
+    // The first insert with attributes looks up the columns once.
+    adapter.set_session(&session("ok", &uid)).await.unwrap();
+    assert_eq!(counter.take().0, 2, "column lookup and insert");
+    let err = adapter.set_session(&session("nope", "ghost")).await;
+    assert!(
+        matches!(err, Err(lucia_diesel::Error::UnknownUser)),
+        "{err:?}"
+    );
+    assert_eq!(
+        counter.take().0,
+        2,
+        "the insert and the user lookup, nothing more"
+    );
+    let err = adapter.set_session(&session("ok", &uid)).await;
+    assert!(
+        matches!(err, Err(lucia_diesel::Error::DuplicateSessionId)),
+        "{err:?}"
+    );
+    assert_eq!(counter.take().0, 1, "one insert");
+}

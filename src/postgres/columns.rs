@@ -20,7 +20,7 @@ use super::names::{Ident, TableNames};
 use super::query::{
     Bind, Conn, GetSessionAndUser, GetUserSessions, Sql, SqlBuilder, Stmt, load_rows,
 };
-use crate::error::{Error, Result};
+use crate::error::{DatabaseErrorKind, Error, Result};
 
 /// What one adapter knows of its tables' columns.
 #[derive(Debug)]
@@ -63,7 +63,18 @@ impl KnownColumns {
     /// statement once more with them looked up again. A failed statement
     /// wrote nothing, so that is safe.
     pub(crate) fn stale<T>(&self, named: Option<&Arc<Named>>, result: &Result<T>) -> bool {
-        if named.is_none() || !matches!(result, Err(Error::Database(_))) {
+        let Err(Error::Database(db)) = result else {
+            return false;
+        };
+        // A value the table refuses says nothing about its columns.
+        let refused = matches!(
+            db.kind(),
+            DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+        );
+        if named.is_none() || refused {
             return false;
         }
         if let Ok(mut slot) = self.known.write() {
