@@ -124,11 +124,12 @@ pub async fn load_deletable(conn: &mut AsyncPgConnection, prefix: &str, n: u64) 
     conn.batch_execute(&format!(
         "INSERT INTO user_session (id, user_id, expires_at, country)
          SELECT '{prefix}' || n, 'user-' || n % {USERS}, now() + interval '30 days', 'se'
-         FROM generate_series(0, {last}) n ON CONFLICT (id) DO NOTHING;
-         VACUUM ANALYZE user_session",
+         FROM generate_series(0, {last}) n ON CONFLICT (id) DO NOTHING",
         last = n.max(1) - 1
     ))
     .await?;
+    // A statement of its own: VACUUM cannot run in the insert's transaction.
+    conn.batch_execute("VACUUM ANALYZE user_session").await?;
     Ok(())
 }
 

@@ -105,9 +105,9 @@ impl Bench {
             let rows = (self.args.secs * 100_000.0) as u64;
             let prefix = created_prefix(target.tag(), job);
             progress(target, job, "loading sessions to delete");
-            if let Err(e) = data::load_deletable(&mut self.stats, &prefix, rows).await {
-                eprintln!("\nloading sessions to delete: {e}");
-            }
+            data::load_deletable(&mut self.stats, &prefix, rows)
+                .await
+                .expect("loading sessions to delete");
         }
         data::reset_statements(&mut self.stats).await;
         progress(target, job, &format!("running {:.0}s", self.args.secs));

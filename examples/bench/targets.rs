@@ -168,9 +168,8 @@ impl Raw {
                 let (id, user) = (created_id("raw", job, i), user_id(i % USERS));
                 db.create(&id, &user, Utc::now(), "se").await.unwrap();
             }
-            Op::Delete => {
-                db.delete(&created_id("raw", job, i)).await.unwrap();
-            }
+            // Every delete finds its row (loaded before the run).
+            Op::Delete => assert_eq!(db.delete(&created_id("raw", job, i)).await.unwrap(), 1),
         }
     }
 }
@@ -225,9 +224,8 @@ where
             }
             Op::Create => a.set_session(&self.created(job, i)).await.unwrap(),
             Op::Delete => {
-                a.delete_session(&created_id(self.tag, job, i))
-                    .await
-                    .unwrap();
+                let found = a.delete_session(&created_id(self.tag, job, i)).await;
+                assert!(found.unwrap(), "every delete finds its row");
             }
             Op::ValidateSession => {
                 let token = self.tokens[(i % self.tokens.len() as u64) as usize].as_str();
