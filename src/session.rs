@@ -47,7 +47,7 @@ use crate::adapter::{Adapter, DatabaseSession, DatabaseUser, Extension};
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::cookie::CookieConfig;
 use crate::error::{ConfigError, Error, Result};
-use crate::token::{SessionToken, TokenStorage, is_well_formed, session_id_for};
+use crate::token::{SessionToken, StoredId, TokenStorage, is_well_formed, session_id_for};
 use crate::trace::traced;
 
 /// The longest session lifetime accepted (10 years).
@@ -370,8 +370,8 @@ impl<A: Adapter> SessionManager<A> {
         if !is_well_formed(token, self.storage) {
             return Ok((Outcome::Malformed, None));
         }
-        let id = self.session_id(token);
-        let Some((stored, user)) = self.adapter.get_session_and_user(&id).await? else {
+        let id = StoredId::new(token, self.storage);
+        let Some((stored, user)) = self.adapter.get_session_and_user(id.as_str()).await? else {
             return Ok((Outcome::Unknown, None));
         };
         span.record("user_id", tracing::field::debug(&user.id));

@@ -126,9 +126,41 @@ pub enum TokenStorage {
 /// unchanged.
 #[must_use]
 pub fn session_id_for(token: &str, storage: TokenStorage) -> String {
-    match storage {
-        TokenStorage::Hashed => hex_lower(&Sha256::digest(token.as_bytes())),
-        TokenStorage::LuciaCompatible => token.to_owned(),
+    StoredId::new(token, storage).as_str().to_owned()
+}
+
+/// [`session_id_for`] without an allocation: the hex digest on the stack,
+/// or the token itself. For looking a session up on every request.
+pub(crate) enum StoredId<'a> {
+    Hashed([u8; 64]),
+    Token(&'a str),
+}
+
+impl<'a> StoredId<'a> {
+    pub(crate) fn new(token: &'a str, storage: TokenStorage) -> Self {
+        match storage {
+            TokenStorage::Hashed => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = [0u8; 64];
+                for (pair, byte) in out
+                    .chunks_exact_mut(2)
+                    .zip(Sha256::digest(token.as_bytes()))
+                {
+                    pair[0] = HEX[usize::from(byte >> 4)];
+                    pair[1] = HEX[usize::from(byte & 0x0f)];
+                }
+                Self::Hashed(out)
+            }
+            TokenStorage::LuciaCompatible => Self::Token(token),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Hex digits are ASCII, so this never fails.
+            Self::Hashed(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            Self::Token(token) => token,
+        }
     }
 }
 
@@ -185,17 +217,6 @@ fn base32_lower(bytes: &[u8]) -> String {
         out.push(char::from(
             BASE32_ALPHABET[usize::from((buffer << (5 - bits)) & 0x1f)],
         ));
-    }
-    out
-}
-
-/// Lowercase hexadecimal.
-fn hex_lower(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
 }
@@ -274,7 +295,6 @@ mod tests {
             session_id_for(token.as_str(), TokenStorage::LuciaCompatible),
             token.as_str()
         );
-        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]
