@@ -42,8 +42,8 @@ impl KnownColumns {
 
     /// The named statements, looked up on first use (one more statement,
     /// once per adapter). `None`: use the generic statements (the lookup
-    /// failed, a table is missing, or a column needs them).
-    pub(crate) async fn get(&self, conn: &mut Conn<'_>, names: &TableNames) -> Option<Arc<Named>> {
+    /// failed, a table is missing, or a column name cannot be quoted).
+    async fn get(&self, conn: &mut Conn<'_>, names: &TableNames) -> Option<Arc<Named>> {
         if let Some(known) = self.known.read().ok()?.as_ref() {
             return known.clone();
         }
@@ -57,12 +57,18 @@ impl KnownColumns {
         known
     }
 
-    /// Whether a statement failed because the columns named in it are out
-    /// of date (dropped, renamed or retyped since they were looked up):
-    /// then they are forgotten and the caller, which used `named`, runs its
-    /// statement once more with them looked up again. A failed statement
-    /// wrote nothing, so that is safe.
-    pub(crate) fn stale<T>(&self, named: Option<&Arc<Named>>, result: &Result<T>) -> bool {
+    /// A statement's attempts with the named statements: at most two, the
+    /// second after the columns are looked up again (see [`Attempts`]).
+    pub(crate) fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            columns: self,
+            retried: false,
+        }
+    }
+
+    /// Whether `result` is an error that can mean the named columns are out
+    /// of date; if so, they are forgotten.
+    fn stale<T>(&self, result: &Result<T>) -> bool {
         let Err(Error::Database(db)) = result else {
             return false;
         };
@@ -74,7 +80,7 @@ impl KnownColumns {
                 | DatabaseErrorKind::NotNullViolation
                 | DatabaseErrorKind::CheckViolation
         );
-        if named.is_none() || refused {
+        if refused {
             return false;
         }
         if let Ok(mut slot) = self.known.write() {
@@ -128,6 +134,48 @@ impl KnownColumns {
             }
         }
         Ok((session_found && user_found).then(|| Some(Named::new(names, session, user))))
+    }
+}
+
+/// Runs a statement that may name the attribute columns, once more when
+/// the columns in it turn out to be out of date (dropped, renamed or
+/// retyped since they were looked up). A failed statement wrote nothing,
+/// so running it again is safe:
+///
+/// ```text
+/// let mut attempts = self.columns.attempts();
+/// let result = loop {
+///     let named = attempts.named(&mut conn, names).await;
+///     let result = /* run the statement, named or generic */;
+///     if let Some(result) = attempts.done(result, named.is_some()) {
+///         break result;
+///     }
+/// };
+/// ```
+pub(crate) struct Attempts<'a> {
+    columns: &'a KnownColumns,
+    retried: bool,
+}
+
+impl Attempts<'_> {
+    /// The named statements for this attempt (see [`KnownColumns::get`]).
+    pub(crate) async fn named(
+        &mut self,
+        conn: &mut Conn<'_>,
+        names: &TableNames,
+    ) -> Option<Arc<Named>> {
+        self.columns.get(conn, names).await
+    }
+
+    /// `Some(result)` when this attempt is the last; `None` when the named
+    /// statement it `used` failed on out-of-date columns and is to be run
+    /// again.
+    pub(crate) fn done<T>(&mut self, result: Result<T>, used: bool) -> Option<Result<T>> {
+        if self.retried || !used || !self.columns.stale(&result) {
+            return Some(result);
+        }
+        self.retried = true;
+        None
     }
 }
 

@@ -58,9 +58,10 @@ pub const MAX_SESSION_ID_BYTES: usize = 512;
 /// tables' columns in the catalog (one more statement, once) and selects the
 /// extra columns themselves, which PostgreSQL serves much faster than
 /// `to_jsonb(row)`; common types (text, integers, boolean, uuid, jsonb) are
-/// decoded by the client, the rest turned into JSON by the server. A column dropped or renamed later costs no
-/// error: the failed read looks the columns up again and is retried once. A
-/// column added later is read after the application restarts.
+/// decoded by the client, the rest turned into JSON by the server. A
+/// column dropped or renamed later costs no error: the failed read looks
+/// the columns up again and is retried once. A column added later is read
+/// after the application restarts.
 ///
 /// # Examples
 /// ```no_run
@@ -206,9 +207,9 @@ where
             }
             let mut conn = self.source.connection().await?;
             let mut conn = conn.conn();
-            let mut retried = false;
+            let mut attempts = self.columns.attempts();
             let found = loop {
-                let named = self.columns.get(&mut conn, &self.names).await;
+                let named = attempts.named(&mut conn, &self.names).await;
                 let sql = named
                     .as_deref()
                     .map_or(&self.statements.get_session_and_user, |n| {
@@ -244,11 +245,9 @@ where
                 };
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (Bind::<Text, str>::new(session_id),));
                 let found = load_first(conn.reborrow(), stmt, &decode).await;
-                if !retried && self.columns.stale(named.as_ref(), &found) {
-                    retried = true;
-                    continue;
+                if let Some(found) = attempts.done(found, named.is_some()) {
+                    break found;
                 }
-                break found;
             };
             let found = found?;
             span.record("found", found.is_some());
@@ -262,9 +261,9 @@ where
         traced(&span, async {
             let mut conn = self.source.connection().await?;
             let mut conn = conn.conn();
-            let mut retried = false;
+            let mut attempts = self.columns.attempts();
             let sessions = loop {
-                let named = self.columns.get(&mut conn, &self.names).await;
+                let named = attempts.named(&mut conn, &self.names).await;
                 let sql = named
                     .as_deref()
                     .map_or(&self.statements.get_user_sessions, |n| &n.get_user_sessions);
@@ -281,11 +280,9 @@ where
                 };
                 let stmt = Stmt::<_, Untyped, _>::new(sql, (UserIdBind(user_id),));
                 let sessions = load_rows(conn.reborrow(), stmt, &decode).await;
-                if !retried && self.columns.stale(named.as_ref(), &sessions) {
-                    retried = true;
-                    continue;
+                if let Some(sessions) = attempts.done(sessions, named.is_some()) {
+                    break sessions;
                 }
-                break sessions;
             };
             let sessions = sessions?;
             span.record("rows", sessions.len());
@@ -482,47 +479,45 @@ where
         let attributes = session_columns(&session.attributes)?;
         let mut conn = self.source.connection().await?;
         let mut conn = conn.conn();
-        let mut retried = false;
-        let inserted = loop {
-            if attributes.columns.is_empty() {
-                break Stmt::exec(
-                    &self.statements.insert_session,
-                    (
-                        Bind::<Text, str>::new(&session.id),
-                        UserIdBind(&session.user_id),
-                        Bind::<Timestamptz, _>::new(&session.expires_at),
-                    ),
-                )
-                .execute(conn.reborrow())
-                .await;
-            }
-            let named = self.columns.get(&mut conn, &self.names).await;
-            let cast = named
-                .as_deref()
-                .and_then(|n| n.insert_session_with(&attributes.columns));
-            let cast_used = cast.is_some();
-            let sql = cast.unwrap_or_else(|| {
-                Arc::new(self.statements.insert_session_with(&attributes.columns))
-            });
-            let inserted = Stmt::exec(
-                &sql,
+        let inserted = if attributes.columns.is_empty() {
+            Stmt::exec(
+                &self.statements.insert_session,
                 (
                     Bind::<Text, str>::new(&session.id),
                     UserIdBind(&session.user_id),
                     Bind::<Timestamptz, _>::new(&session.expires_at),
-                    Bind::<Jsonb, _>::new(&attributes.values),
                 ),
             )
             .execute(conn.reborrow())
-            .await;
-            // A failed statement wrote nothing: with the column types
-            // looked up again (one may have changed), trying once more is safe.
-            let used = named.as_ref().filter(|_| cast_used);
-            if !retried && self.columns.stale(used, &inserted) {
-                retried = true;
-                continue;
+            .await
+        } else {
+            let mut attempts = self.columns.attempts();
+            loop {
+                let named = attempts.named(&mut conn, &self.names).await;
+                // A cast per column where the column types are known, else
+                // `jsonb_populate_record`.
+                let cast = named
+                    .as_deref()
+                    .and_then(|n| n.insert_session_with(&attributes.columns));
+                let used = cast.is_some();
+                let sql = cast.unwrap_or_else(|| {
+                    Arc::new(self.statements.insert_session_with(&attributes.columns))
+                });
+                let inserted = Stmt::exec(
+                    &sql,
+                    (
+                        Bind::<Text, str>::new(&session.id),
+                        UserIdBind(&session.user_id),
+                        Bind::<Timestamptz, _>::new(&session.expires_at),
+                        Bind::<Jsonb, _>::new(&attributes.values),
+                    ),
+                )
+                .execute(conn.reborrow())
+                .await;
+                if let Some(inserted) = attempts.done(inserted, used) {
+                    break inserted;
+                }
             }
-            break inserted;
         };
         match inserted {
             Ok(1) => Ok(()),
