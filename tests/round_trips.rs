@@ -32,14 +32,20 @@ impl Counter {
     }
 }
 
+/// One connection to `db` whose statements are counted, as an adapter's source.
+async fn counted(db: &TestDb) -> (SingleConnection, Counter) {
+    let counter = Counter::default();
+    let mut conn = db.connect().await;
+    conn.set_instrumentation(counter.clone());
+    (SingleConnection::new(conn), counter)
+}
+
 #[tokio::test]
 async fn each_operation_is_one_cached_statement() {
     let f = default_fixture().await;
     let uid = f.create_user("alice").await;
-    let counter = Counter::default();
-    let mut conn = f.db.connect().await;
-    conn.set_instrumentation(counter.clone());
-    let adapter = PostgresAdapter::new(SingleConnection::new(conn));
+    let (source, counter) = counted(&f.db).await;
+    let adapter = PostgresAdapter::new(source);
     let f = Fixture {
         adapter,
         names: f.names,
@@ -109,11 +115,9 @@ async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
     use lucia_diesel::SessionManager;
     let f = default_fixture().await;
     let uid = f.create_user("alice").await;
-    let counter = Counter::default();
-    let mut conn = f.db.connect().await;
-    conn.set_instrumentation(counter.clone());
+    let (source, counter) = counted(&f.db).await;
     let clock = crate::support::clock::ManualClock::at(Utc::now());
-    let m = SessionManager::builder(PostgresAdapter::new(SingleConnection::new(conn)))
+    let m = SessionManager::builder(PostgresAdapter::new(source))
         .with_clock(clock.clone())
         .build()
         .unwrap();
@@ -158,10 +162,8 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
     ))
     .await;
 
-    let counter = Counter::default();
-    let mut conn = db.connect().await;
-    conn.set_instrumentation(counter.clone());
-    let source = Arc::new(SingleConnection::new(conn));
+    let (source, counter) = counted(&db).await;
+    let source = Arc::new(source);
     let default = PostgresAdapter::new(Arc::clone(&source));
     let custom = PostgresAdapter::new(Arc::clone(&source)).with_table_names(custom_names);
     let session = |user: &str, hours: i64| DatabaseSession {
@@ -244,10 +246,8 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
 async fn a_refused_insert_is_not_retried() {
     let f = default_fixture().await;
     let uid = f.create_user("alice").await;
-    let counter = Counter::default();
-    let mut conn = f.db.connect().await;
-    conn.set_instrumentation(counter.clone());
-    let adapter = PostgresAdapter::new(SingleConnection::new(conn));
+    let (source, counter) = counted(&f.db).await;
+    let adapter = PostgresAdapter::new(source);
     let attributes: Attributes = serde_json::from_value(json!({"country": "se"})).unwrap();
     let session = |id: &str, user_id: &str| DatabaseSession {
         id: id.to_owned(),

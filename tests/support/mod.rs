@@ -141,3 +141,26 @@ pub async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .n
 }
+
+/// Drops 200 validations at arbitrary points (before, during and after
+/// their round trip), cycling through `tokens`, and runs `check` every 20
+/// and at the end: a dropped future must never leave a connection that
+/// answers the next caller with someone else's rows.
+pub async fn drop_validations_midway<A: lucia_diesel::Adapter>(
+    m: &lucia_diesel::SessionManager<A>,
+    tokens: &[&str],
+    check: impl AsyncFn(),
+) {
+    for i in 0..200u64 {
+        let token = tokens[usize::try_from(i).unwrap() % tokens.len()];
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(i * 37 % 3000),
+            m.validate_session(token),
+        )
+        .await;
+        if i.is_multiple_of(20) {
+            check().await;
+        }
+    }
+    check().await;
+}
