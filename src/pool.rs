@@ -298,8 +298,10 @@ impl Turns {
         // A turn free right now means nobody is waiting (released turns go
         // to waiters first), and only bb8's own wait is left, which its
         // connection timeout (the checkout timeout) bounds: no outer timer.
+        // bb8's checkout future is large (its connection test's state is
+        // kept inline); boxed, callers up the chain move a pointer.
         if let Ok(turn) = self.queue.try_acquire() {
-            return match pool.get().await {
+            return match Box::pin(pool.get()).await {
                 Ok(conn) => Ok((conn, turn)),
                 Err(e) => Err(error(e, self.last_error_since(start))),
             };
@@ -310,7 +312,7 @@ impl Turns {
                 .acquire()
                 .await
                 .map_err(|_| Error::unavailable("the pool is closed"))?;
-            match pool.get().await {
+            match Box::pin(pool.get()).await {
                 Ok(conn) => Ok((conn, turn)),
                 Err(e) => Err(error(e, self.last_error_since(start))),
             }

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use futures_util::FutureExt as _;
 use tracing::{Instrument as _, Span};
 
 use crate::error::Result;
@@ -18,10 +19,19 @@ use crate::error::Result;
 /// `op` may record fields on `span` by borrowing it, never through
 /// [`Span::current`], which would write into whatever outer span is current
 /// when `span` itself is disabled.
-pub(crate) async fn traced<T>(span: &Span, op: impl Future<Output = Result<T>>) -> Result<T> {
-    let result = op.instrument(span.clone()).await;
-    if let Err(error) = &result {
-        tracing::debug!(parent: span, error = %error, "operation failed");
-    }
-    result
+///
+/// Not an `async fn`: one would keep `op` twice in its state (the argument
+/// and the instrumented copy), and every caller up the chain copies a
+/// future that size on each call.
+pub(crate) fn traced<T>(
+    span: &Span,
+    op: impl Future<Output = Result<T>>,
+) -> impl Future<Output = Result<T>> {
+    let parent = span.clone();
+    op.instrument(span.clone()).map(move |result| {
+        if let Err(error) = &result {
+            tracing::debug!(parent: &parent, error = %error, "operation failed");
+        }
+        result
+    })
 }

@@ -275,3 +275,36 @@ async fn a_refused_insert_is_not_retried() {
     );
     assert_eq!(counter.take().0, 1, "one insert");
 }
+
+/// Every operation's future stays small: callers copy it on each call
+/// (from the callee's frame into their own state), so state kept inline
+/// that only a rare path needs (the pool's connection test, the pooler's
+/// statement, the column lookup) is a cost on every request. Before they
+/// were boxed, `get_session_and_user` was about 5 KB in a release build.
+#[tokio::test]
+async fn hot_path_futures_stay_small() {
+    use lucia_diesel::{Adapter, Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
+    const LIMIT: usize = 2048;
+    let pool = PoolOptions::new()
+        .build_lazy("postgres://127.0.0.1:1/x")
+        .unwrap();
+    let adapter: PostgresAdapter<PgPool, String, Attributes, Attributes> =
+        PostgresAdapter::new(pool.clone());
+    let sizes = [
+        (
+            "get_session_and_user",
+            size_of_val(&adapter.get_session_and_user("x")),
+        ),
+        (
+            "update_session_expiration",
+            size_of_val(&adapter.update_session_expiration("x", chrono::Utc::now())),
+        ),
+        ("delete_session", size_of_val(&adapter.delete_session("x"))),
+    ];
+    let manager = SessionManager::new(adapter);
+    let validate = size_of_val(&manager.validate_session("x"));
+    for (op, size) in sizes.into_iter().chain([("validate_session", validate)]) {
+        println!("{op}: {size} bytes");
+        assert!(size <= LIMIT, "{op}'s future is {size} bytes");
+    }
+}

@@ -47,7 +47,9 @@ impl KnownColumns {
         if let Some(known) = self.known.read().ok()?.as_ref() {
             return known.clone();
         }
-        let found = self.look_up(conn.reborrow(), names).await.ok()?;
+        // Boxed: the lookup runs once per adapter, and inline its state
+        // would enlarge (and be copied with) every operation's future.
+        let found = Box::pin(self.look_up(conn.reborrow(), names)).await.ok()?;
         // Not cached while a table is missing: the migrations may not have
         // run yet, and the next call looks again.
         let known = found?.map(Arc::new);

@@ -310,7 +310,9 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
                 };
                 checked(conn, n).map(|n| n as u64)
             }
-            Conn::Pooler(conn) => conn.run(self.text, &self, |_| Ok(())).await,
+            // Boxed: inline, the pooler's state would enlarge every
+            // operation's future, on diesel connections too.
+            Conn::Pooler(conn) => Box::pin(conn.run(self.text, &self, |_| Ok(()))).await,
         }
     }
 }
@@ -533,7 +535,8 @@ where
             .await;
             checked(conn, result)
         }
-        Conn::Pooler(conn) => conn.run(stmt.text, &stmt, f).await.map(drop),
+        // Boxed, as in `Stmt::execute`.
+        Conn::Pooler(conn) => Box::pin(conn.run(stmt.text, &stmt, f)).await.map(drop),
     }
 }
 
