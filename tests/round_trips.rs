@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{Duration, DurationRound, Utc};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::AsyncConnection;
-use lucia_diesel::{Adapter, Attributes, DatabaseSession, PostgresAdapter, SingleConnection};
+use lucia_diesel::{
+    Adapter, Attributes, DatabaseSession, PgPool, PoolOptions, PostgresAdapter, SessionManager,
+    SingleConnection,
+};
 use serde_json::json;
 
 use crate::adapter_suite::{Fixture, default_fixture, make_tables};
@@ -40,6 +43,16 @@ async fn counted(db: &TestDb) -> (SingleConnection, Counter) {
     (SingleConnection::new(conn), counter)
 }
 
+/// A session of `user_id` that expires in an hour, with `{"country": ..}`.
+fn session_in(id: &str, user_id: &str, country: &str) -> DatabaseSession<String, Attributes> {
+    DatabaseSession {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        expires_at: Utc::now() + Duration::hours(1),
+        attributes: serde_json::from_value(json!({ "country": country })).unwrap(),
+    }
+}
+
 #[tokio::test]
 async fn each_operation_is_one_cached_statement() {
     let f = default_fixture().await;
@@ -50,14 +63,6 @@ async fn each_operation_is_one_cached_statement() {
         adapter,
         names: f.names,
         db: f.db,
-    };
-    let mut attributes = Attributes::new();
-    attributes.insert("country".into(), json!("us"));
-    let make = |id: &str| DatabaseSession {
-        id: id.to_owned(),
-        user_id: uid.clone(),
-        expires_at: Utc::now() + Duration::hours(1),
-        attributes: attributes.clone(),
     };
     for round in 0..3 {
         let expect_prepares = usize::from(round == 0);
@@ -81,7 +86,7 @@ async fn each_operation_is_one_cached_statement() {
         // attribute columns, once.
         check!(
             "set_session",
-            f.adapter.set_session(&make(&id)),
+            f.adapter.set_session(&session_in(&id, &uid, "us")),
             usize::from(round == 0)
         );
         check!("get_session_and_user", f.adapter.get_session_and_user(&id));
@@ -248,17 +253,15 @@ async fn a_refused_insert_is_not_retried() {
     let uid = f.create_user("alice").await;
     let (source, counter) = counted(&f.db).await;
     let adapter = PostgresAdapter::new(source);
-    let attributes: Attributes = serde_json::from_value(json!({"country": "se"})).unwrap();
-    let session = |id: &str, user_id: &str| DatabaseSession {
-        id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        expires_at: Utc::now() + Duration::hours(1),
-        attributes: attributes.clone(),
-    };
     // The first insert with attributes looks up the columns once.
-    adapter.set_session(&session("ok", &uid)).await.unwrap();
+    adapter
+        .set_session(&session_in("ok", &uid, "se"))
+        .await
+        .unwrap();
     assert_eq!(counter.take().0, 2, "column lookup and insert");
-    let err = adapter.set_session(&session("nope", "ghost")).await;
+    let err = adapter
+        .set_session(&session_in("nope", "ghost", "se"))
+        .await;
     assert!(
         matches!(err, Err(lucia_diesel::Error::UnknownUser)),
         "{err:?}"
@@ -268,7 +271,7 @@ async fn a_refused_insert_is_not_retried() {
         2,
         "the insert and the user lookup, nothing more"
     );
-    let err = adapter.set_session(&session("ok", &uid)).await;
+    let err = adapter.set_session(&session_in("ok", &uid, "se")).await;
     assert!(
         matches!(err, Err(lucia_diesel::Error::DuplicateSessionId)),
         "{err:?}"
@@ -283,7 +286,6 @@ async fn a_refused_insert_is_not_retried() {
 /// were boxed, `get_session_and_user` was about 5 KB in a release build.
 #[tokio::test]
 async fn hot_path_futures_stay_small() {
-    use lucia_diesel::{Adapter, Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
     const LIMIT: usize = 2048;
     let pool = PoolOptions::new()
         .build_lazy("postgres://127.0.0.1:1/x")
