@@ -22,6 +22,13 @@
 //!   and busy. `PgPool` queues callers fairly (a FIFO semaphore with one
 //!   permit per connection) in front of bb8, so a saturated pool makes
 //!   callers wait their turn, not fail.
+//! - **Nothing raced against each query.** The pool drives each
+//!   connection's tokio-postgres connection itself and builds the
+//!   [`AsyncPgConnection`] from the client alone, so diesel-async does not
+//!   race every query against a broadcast of connection errors. A query on
+//!   a lost connection still fails with [`Error::Unavailable`]. The
+//!   trade-off: LISTEN/NOTIFY notifications are not delivered on pooled
+//!   connections; listen on a connection of your own.
 //! - **Fails fast at startup.** [`PoolOptions::build`] opens one connection,
 //!   so a wrong URL or a database that is down is an error at startup.
 //!
@@ -183,34 +190,23 @@ impl PoolOptions {
         let tls = self.tls.clone();
         #[cfg(not(feature = "rustls"))]
         let tls: Option<std::convert::Infallible> = None;
-        if set.is_some() || tls.is_some() {
-            config.custom_setup = Box::new(move |url| {
-                let set = set.clone();
-                #[allow(clippy::clone_on_copy)] // `Copy` only without `rustls`.
-                let tls = tls.clone();
-                let url = url.to_owned();
-                async move {
-                    use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
-                    #[cfg(feature = "rustls")]
-                    let mut conn = match &tls {
-                        Some(tls) => crate::tls::connect(&url, tls).await?,
-                        None => AsyncPgConnection::establish(&url).await?,
-                    };
-                    #[cfg(not(feature = "rustls"))]
-                    let mut conn = {
-                        let _ = tls;
-                        AsyncPgConnection::establish(&url).await?
-                    };
-                    if let Some(set) = set {
-                        conn.batch_execute(&set)
-                            .await
-                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                    }
-                    Ok(conn)
+        config.custom_setup = Box::new(move |url| {
+            let set = set.clone();
+            #[allow(clippy::clone_on_copy)] // `Copy` only without `rustls`.
+            let tls = tls.clone();
+            let url = url.to_owned();
+            async move {
+                use diesel_async::SimpleAsyncConnection as _;
+                let mut conn = connect(&url, tls.as_ref()).await?;
+                if let Some(set) = set {
+                    conn.batch_execute(&set)
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 }
-                .boxed()
-            });
-        }
+                Ok(conn)
+            }
+            .boxed()
+        });
         config.recycling_method = if self.verified_checkout {
             RecyclingMethod::Verified
         } else {
@@ -258,6 +254,45 @@ impl PoolOptions {
             .max_lifetime(self.max_lifetime)
             .test_on_check_out(true)
     }
+}
+
+/// Opens one of the pool's connections.
+///
+/// The tokio-postgres connection is driven by a task of its own and the
+/// [`AsyncPgConnection`] is made from the client alone. diesel-async then
+/// awaits each query directly; from a connection it drives itself, it would
+/// race every query against a broadcast of the connection's errors (a
+/// resubscription, a `select` and a receiver per query). A query on a lost
+/// connection fails all the same, with the client's "connection closed"
+/// ([`Error::Unavailable`]), and `is_broken` sees the closed client, so the
+/// pool drops it. What is given up: LISTEN/NOTIFY notifications are not
+/// delivered on pooled connections.
+async fn connect(
+    url: &str,
+    #[cfg(feature = "rustls")] tls: Option<&crate::tls::TlsConfig>,
+    #[cfg(not(feature = "rustls"))] tls: Option<&std::convert::Infallible>,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        diesel::ConnectionError::InvalidConnectionUrl(format!(
+            "the database URL cannot be parsed: {e}"
+        ))
+    })?;
+    let client = match tls {
+        #[cfg(feature = "rustls")]
+        Some(tls) => crate::tls::connect_client(&config, tls).await,
+        #[cfg(not(feature = "rustls"))]
+        Some(never) => match *never {},
+        None => config.connect(tokio_postgres::NoTls).await.map(|(client, connection)| {
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(target: "lucia_diesel::pool", error = %e, "database connection ended");
+                }
+            });
+            client
+        }),
+    }
+    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    AsyncPgConnection::try_from(client).await
 }
 
 /// Callers' turns at a pool's connections, first come, first served, and
