@@ -16,8 +16,8 @@ use chrono::Duration as ChronoDuration;
 use diesel::sql_types::Integer;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use lucia_diesel::{
-    Attributes, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager, SessionToken,
-    migrations,
+    Attributes, ConnectionSource, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager,
+    SessionToken, migrations,
 };
 
 use crate::support::clock::ManualClock;
@@ -645,6 +645,60 @@ async fn pool_exhaustion_is_a_typed_timeout_within_its_bound() {
     );
     drop(second);
     assert_healthy(&m).await;
+}
+
+/// Holds `pool`'s one connection and checks that a caller queued behind it
+/// gets a `PoolTimeout` within its bound.
+async fn queued_timeout(pool: &PgPool, checkout: Duration) {
+    let held = pool.connection().await.unwrap();
+    let t = Instant::now();
+    let err = bounded("queued checkout", pool.connection())
+        .await
+        .map(drop)
+        .unwrap_err();
+    let took = t.elapsed();
+    drop(held);
+    assert!(
+        matches!(err, Error::PoolTimeout { last_error: None }),
+        "{err:?}"
+    );
+    // An eighth of the checkout timeout is the timer's granularity.
+    assert!(
+        took >= checkout && took < checkout + Duration::from_millis(500),
+        "{took:?}"
+    );
+}
+
+/// Queued callers are timed out by one timer per pool, a task on the
+/// runtime of a caller who had to wait. Once that runtime is gone, the next
+/// caller who has to wait, on another runtime, starts the timer again: its
+/// wait still ends in a `PoolTimeout` within its bound.
+#[test]
+fn queued_waits_time_out_on_every_runtime_the_pool_is_used_from() {
+    let checkout = Duration::from_millis(300);
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let url = crate::support::server_url();
+    let first = runtime();
+    let pool = first.block_on(async {
+        options()
+            .with_max_size(1)
+            .with_checkout_timeout(checkout)
+            .build(url)
+            .await
+            .unwrap()
+    });
+    first.block_on(queued_timeout(&pool, checkout));
+    // The timer task is still there, waiting for its next tick: dropped
+    // with its runtime.
+    drop(first);
+    let second = runtime();
+    second.block_on(queued_timeout(&pool, checkout));
+    second.block_on(queued_timeout(&pool, checkout));
 }
 
 /// More callers than connections, all asking again at once: each waits its
