@@ -301,7 +301,8 @@ impl Named {
                 .table(names.user())
                 .sql(" AS u ON u.id = s.user_id WHERE s.id = ")
                 .bind()
-                .build(),
+                .build()
+                .slotted(),
             get_user_sessions: SqlBuilder::new()
                 .sql("SELECT s.id, s.expires_at, s.user_id")
                 .sql(&session_attributes)
@@ -309,7 +310,8 @@ impl Named {
                 .table(names.session())
                 .sql(" AS s WHERE s.user_id = ")
                 .bind()
-                .build(),
+                .build()
+                .slotted(),
             session: session.into_iter().map(|(c, _)| c).collect(),
             user: user.into_iter().map(|(c, _)| c).collect(),
             session_columns,
@@ -383,7 +385,8 @@ impl Named {
             b.sql(" FROM (SELECT ")
                 .bind()
                 .sql("::jsonb AS j) AS v ON CONFLICT (id) DO NOTHING")
-                .build(),
+                .build()
+                .slotted(),
         )
     }
 }

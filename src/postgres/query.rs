@@ -17,6 +17,7 @@
 //! never share an entry unless their SQL is the same.
 
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 use diesel::QueryResult;
 use diesel::deserialize;
@@ -72,6 +73,8 @@ pub(crate) struct Sql<K = Dynamic> {
     /// The whole statement with `$1`.. markers, for the pooler path.
     text: Box<str>,
     fixed: bool,
+    /// The process-wide [`Slot`] this text is keyed by, if it got one.
+    slot: Option<u8>,
     _kind: PhantomData<fn() -> K>,
 }
 
@@ -81,6 +84,7 @@ impl<K> Clone for Sql<K> {
             parts: self.parts.clone(),
             text: self.text.clone(),
             fixed: self.fixed,
+            slot: self.slot,
             _kind: PhantomData,
         }
     }
@@ -91,6 +95,7 @@ impl<K> std::fmt::Debug for Sql<K> {
         f.debug_struct("Sql")
             .field("parts", &self.parts)
             .field("fixed", &self.fixed)
+            .field("slot", &self.slot)
             .finish()
     }
 }
@@ -108,6 +113,48 @@ impl<K: Kind> Sql<K> {
     /// default table names), so it may be cached under `K`.
     pub(crate) fn fixed(mut self, fixed: bool) -> Self {
         self.fixed = fixed;
+        self
+    }
+}
+
+/// Marker for the statement text in process-wide slot `N` (see
+/// [`Sql::slotted`]).
+pub(crate) struct Slot<const N: usize>;
+impl<const N: usize> Kind for Slot<N> {}
+
+/// How many statement texts that are not [`Sql::fixed`] get a cache key of
+/// their own type (the statements of the adapters' known attribute
+/// columns; an application has one or two adapters). Each slot is one more
+/// instance of the code that runs a statement.
+const SLOTS: usize = 8;
+
+/// The text each slot stands for; a slot, once given, keeps its text.
+static SLOT_TEXTS: Mutex<Vec<Box<str>>> = Mutex::new(Vec::new());
+
+/// The slot for `text` among `texts`, given a new one while fewer than
+/// `capacity` are taken.
+fn slot_in(texts: &mut Vec<Box<str>>, text: &str, capacity: usize) -> Option<u8> {
+    let at = match texts.iter().position(|t| **t == *text) {
+        Some(at) => at,
+        None if texts.len() < capacity => {
+            texts.push(text.into());
+            texts.len() - 1
+        }
+        None => return None,
+    };
+    u8::try_from(at).ok()
+}
+
+impl<K> Sql<K> {
+    /// Keys this statement by a process-wide slot instead of its text, if
+    /// one is free: the cache then finds it by type, without hashing the
+    /// text or copying it into a key on every call. A slot stands for one
+    /// text in the whole process, so two texts never share a prepared
+    /// statement.
+    pub(crate) fn slotted(mut self) -> Self {
+        if let Ok(mut texts) = SLOT_TEXTS.lock() {
+            self.slot = slot_in(&mut texts, &self.text, SLOTS);
+        }
         self
     }
 }
@@ -175,9 +222,63 @@ impl SqlBuilder {
             parts: self.parts.into(),
             text: text.into(),
             fixed: false,
+            slot: None,
             _kind: PhantomData,
         }
     }
+}
+
+/// Runs `$run` with `$s` bound to `$stmt` under its statement cache key:
+/// its [`Kind`] when the SQL is [`Sql::fixed`], else its [`Slot`], else its
+/// text. One arm per slot, `0..SLOTS`; a slot without an arm would be keyed
+/// by its text (correct, only slower).
+macro_rules! with_key {
+    ($stmt:expr, |$s:ident| $run:expr) => {{
+        let stmt = $stmt;
+        if stmt.fixed {
+            let $s = stmt;
+            $run
+        } else {
+            match stmt.slot {
+                Some(0) => {
+                    let $s = stmt.keyed::<Slot<0>>();
+                    $run
+                }
+                Some(1) => {
+                    let $s = stmt.keyed::<Slot<1>>();
+                    $run
+                }
+                Some(2) => {
+                    let $s = stmt.keyed::<Slot<2>>();
+                    $run
+                }
+                Some(3) => {
+                    let $s = stmt.keyed::<Slot<3>>();
+                    $run
+                }
+                Some(4) => {
+                    let $s = stmt.keyed::<Slot<4>>();
+                    $run
+                }
+                Some(5) => {
+                    let $s = stmt.keyed::<Slot<5>>();
+                    $run
+                }
+                Some(6) => {
+                    let $s = stmt.keyed::<Slot<6>>();
+                    $run
+                }
+                Some(7) => {
+                    let $s = stmt.keyed::<Slot<7>>();
+                    $run
+                }
+                _ => {
+                    let $s = stmt.keyed::<Dynamic>();
+                    $run
+                }
+            }
+        }
+    }};
 }
 
 /// One bind value with its SQL type.
@@ -254,6 +355,7 @@ pub(crate) struct Stmt<'a, B, ST = (), K = Dynamic> {
     parts: &'a [Box<str>],
     text: &'a str,
     fixed: bool,
+    slot: Option<u8>,
     binds: B,
     _rows: PhantomData<fn() -> (ST, K)>,
 }
@@ -276,17 +378,19 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
             parts: &sql.parts,
             text: &sql.text,
             fixed: sql.fixed,
+            slot: sql.slot,
             binds,
             _rows: PhantomData,
         }
     }
 
-    /// The same statement keyed by its SQL text.
-    fn by_text(self) -> Stmt<'a, B, ST, Dynamic> {
+    /// The same statement under another cache key.
+    fn keyed<K2>(self) -> Stmt<'a, B, ST, K2> {
         Stmt {
             parts: self.parts,
             text: self.text,
             fixed: false,
+            slot: self.slot,
             binds: self.binds,
             _rows: PhantomData,
         }
@@ -301,13 +405,10 @@ impl<'a, B: Binds, ST, K: Kind> Stmt<'a, B, ST, K> {
     {
         match conn {
             Conn::Diesel(conn) => {
-                // Keyed by type when the SQL is fixed, else by its text; both
-                // arms are the same boxed future.
-                let n = if self.fixed {
-                    AsyncConnectionCore::execute_returning_count(conn, self).await
-                } else {
-                    AsyncConnectionCore::execute_returning_count(conn, self.by_text()).await
-                };
+                // Every arm is the same boxed future.
+                let n = with_key!(self, |stmt| {
+                    AsyncConnectionCore::execute_returning_count(conn, stmt).await
+                });
                 checked(conn, n).map(|n| n as u64)
             }
             // Boxed: inline, the pooler's state would enlarge every
@@ -357,6 +458,13 @@ static_ids!(
     DeleteExpiredBatch,
     UserExists,
 );
+
+/// Keyed by the slot, which stands for one text in the process, and the
+/// SQL types of its binds.
+impl<B: Binds, ST, const N: usize> QueryId for Stmt<'_, B, ST, Slot<N>> {
+    type QueryId = (Slot<N>, B::SqlTypes);
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
 
 impl<B: Binds, ST, K> Query for Stmt<'_, B, ST, K> {
     type SqlType = ST;
@@ -522,11 +630,9 @@ where
     match conn {
         Conn::Diesel(conn) => {
             let result = async {
-                let mut rows = if stmt.fixed {
+                let mut rows = with_key!(stmt, |stmt| {
                     AsyncConnectionCore::load(conn, stmt).await?
-                } else {
-                    AsyncConnectionCore::load(conn, stmt.by_text()).await?
-                };
+                });
                 while let Some(row) = rows.try_next().await? {
                     f(Row::Diesel(&row)).map_err(diesel::result::Error::DeserializationError)?;
                 }
@@ -597,6 +703,55 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_stands_for_one_text_until_the_slots_run_out() {
+        let mut texts = Vec::new();
+        assert_eq!(slot_in(&mut texts, "SELECT 1", 2), Some(0));
+        assert_eq!(slot_in(&mut texts, "SELECT 2", 2), Some(1));
+        assert_eq!(
+            slot_in(&mut texts, "SELECT 1", 2),
+            Some(0),
+            "same text, same slot"
+        );
+        assert_eq!(
+            slot_in(&mut texts, "SELECT 3", 2),
+            None,
+            "no slot left: keyed by text"
+        );
+        assert_eq!(slot_in(&mut texts, "SELECT 2", 2), Some(1));
+        assert_eq!(texts.len(), 2);
+    }
+
+    #[test]
+    fn slotted_sql_is_keyed_by_its_slot_and_bind_types() {
+        use std::any::TypeId;
+        let a = TypeId::of::<Id<'_, (Bind<'_, Text, str>,), Slot<0>>>();
+        let b = TypeId::of::<Id<'_, (Bind<'_, Text, str>,), Slot<1>>>();
+        let c = TypeId::of::<Id<'_, (UserIdBind<'_, i64>,), Slot<0>>>();
+        assert_ne!(a, b, "two slots");
+        assert_ne!(a, c, "one slot with different bind types");
+        let sql = SqlBuilder::new()
+            .sql("DELETE FROM a_slotted_test_table WHERE id = ")
+            .bind()
+            .build::<Dynamic>()
+            .slotted();
+        let id = "v";
+        let stmt = Stmt::exec(&sql, (Bind::<Text, str>::new(id),));
+        // Other tests in this process take slots too.
+        match stmt.slot {
+            Some(slot) => assert!(usize::from(slot) < SLOTS),
+            None => assert_eq!(SLOT_TEXTS.lock().unwrap().len(), SLOTS),
+        }
+        assert!(id_of(&stmt.keyed::<Slot<0>>()).is_some());
+        // The same text built again gets the same slot.
+        let again = SqlBuilder::new()
+            .sql("DELETE FROM a_slotted_test_table WHERE id = ")
+            .bind()
+            .build::<Dynamic>()
+            .slotted();
+        assert_eq!(again.slot, sql.slot);
+    }
+
+    #[test]
     fn only_fixed_sql_is_run_with_a_static_key() {
         let sql = SqlBuilder::new()
             .sql("DELETE FROM t WHERE id = ")
@@ -605,7 +760,7 @@ mod tests {
         let id = "v";
         let custom = Stmt::exec(&sql, (Bind::<Text, str>::new(id),));
         assert!(!custom.fixed);
-        assert_eq!(id_of(&custom.by_text()), None);
+        assert_eq!(id_of(&custom.keyed::<Dynamic>()), None);
         let sql = sql.fixed(true);
         let default = Stmt::exec(&sql, (Bind::<Text, str>::new(id),));
         assert!(default.fixed);
