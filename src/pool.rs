@@ -15,8 +15,8 @@
 //!   30 s), and a [`Error::PoolTimeout`] carries the last error seen while
 //!   connecting during that wait instead of hiding it. A caller queued
 //!   behind others may wait up to an eighth longer: one timer per pool,
-//!   not one per wait, ends queued waits. Connect errors are
-//!   logged through `tracing` (they never contain a token).
+//!   not one per wait, ends queued waits. Connect errors are logged
+//!   through `tracing` (they never contain a token).
 //! - **First come, first served.** bb8 puts a returned connection back in
 //!   its idle queue and wakes one waiter, so a task that asks again at once
 //!   can take it first; with more callers than connections some waiters
@@ -38,9 +38,8 @@
 //! What a [`SessionManager`](crate::SessionManager) over a `PgPool` does,
 //! as tested in `tests/faults.rs` against a real server. In every case a call
 //! returns within the checkout timeout (an eighth more when queued) plus the
-//! statement timeout, an error
-//! is typed and never taken for a valid session, and the pool recovers by
-//! itself once the cause is gone.
+//! statement timeout, an error is typed and never taken for a valid session,
+//! and the pool recovers by itself once the cause is gone.
 //!
 //! | fault | what callers see |
 //! |---|---|
