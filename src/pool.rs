@@ -24,6 +24,14 @@
 //!   and busy. `PgPool` queues callers fairly (a FIFO semaphore with one
 //!   permit per connection) in front of bb8, so a saturated pool makes
 //!   callers wait their turn, not fail.
+//! - **The warmest connection first.** bb8 lends its idle connections
+//!   last in, first out (its default is first in, first out). At low load
+//!   the same connection serves call after call, so its server process
+//!   warms up once and stays warm. In the bench at concurrency 1, the
+//!   server's CPU per `touch` fell to raw's 61-62 µs after one 2 s run;
+//!   rotating over ten connections, it took two runs at 70-80 µs.
+//!   Connections the load does not need sit idle and close after the idle
+//!   timeout.
 //! - **Nothing raced against each query.** The pool drives each
 //!   connection's tokio-postgres connection itself and builds the
 //!   [`AsyncPgConnection`] from the client alone, so diesel-async does not
@@ -260,6 +268,7 @@ impl PoolOptions {
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
             .test_on_check_out(true)
+            .queue_strategy(bb8::QueueStrategy::Lifo)
     }
 }
 
