@@ -230,48 +230,23 @@ impl SqlBuilder {
 
 /// Runs `$run` with `$s` bound to `$stmt` under its statement cache key:
 /// its [`Kind`] when the SQL is [`Sql::fixed`], else its [`Slot`], else its
-/// text. One arm per slot, `0..SLOTS`; a slot without an arm would be keyed
-/// by its text (correct, only slower).
+/// text. Each arm is the same call with another key type, one per slot.
 macro_rules! with_key {
-    ($stmt:expr, |$s:ident| $run:expr) => {{
+    ($stmt:expr, |$s:ident| $run:expr) => {
+        with_key!(@slots $stmt, $s, $run; 0 1 2 3 4 5 6 7)
+    };
+    (@slots $stmt:expr, $s:ident, $run:expr; $($n:literal)*) => {{
+        const _: () = assert!([$($n),*].len() == SLOTS, "one arm per slot");
         let stmt = $stmt;
         if stmt.fixed {
             let $s = stmt;
             $run
         } else {
             match stmt.slot {
-                Some(0) => {
-                    let $s = stmt.keyed::<Slot<0>>();
+                $(Some($n) => {
+                    let $s = stmt.keyed::<Slot<$n>>();
                     $run
-                }
-                Some(1) => {
-                    let $s = stmt.keyed::<Slot<1>>();
-                    $run
-                }
-                Some(2) => {
-                    let $s = stmt.keyed::<Slot<2>>();
-                    $run
-                }
-                Some(3) => {
-                    let $s = stmt.keyed::<Slot<3>>();
-                    $run
-                }
-                Some(4) => {
-                    let $s = stmt.keyed::<Slot<4>>();
-                    $run
-                }
-                Some(5) => {
-                    let $s = stmt.keyed::<Slot<5>>();
-                    $run
-                }
-                Some(6) => {
-                    let $s = stmt.keyed::<Slot<6>>();
-                    $run
-                }
-                Some(7) => {
-                    let $s = stmt.keyed::<Slot<7>>();
-                    $run
-                }
+                })*
                 _ => {
                     let $s = stmt.keyed::<Dynamic>();
                     $run
