@@ -123,15 +123,19 @@ impl Server {
 }
 
 async fn backend_pid(pool: &PgPool) -> i32 {
+    pid_of(&mut pool.bb8().get().await.unwrap()).await
+}
+
+/// The server process behind `conn`.
+async fn pid_of(conn: &mut AsyncPgConnection) -> i32 {
     use diesel_async::RunQueryDsl as _;
     #[derive(diesel::QueryableByName)]
     struct Pid {
         #[diesel(sql_type = Integer)]
         pid: i32,
     }
-    let mut conn = pool.bb8().get().await.unwrap();
     diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result::<Pid>(&mut *conn)
+        .get_result::<Pid>(conn)
         .await
         .unwrap()
         .pid
@@ -609,6 +613,20 @@ async fn a_connection_reported_lost_is_never_lent_again() {
 // ---------------------------------------------------------------------------
 // Waits: pool exhaustion and statement cancellation.
 
+/// `err` is a `PoolTimeout` with no connection error behind it, after
+/// waiting at least `checkout` and not much longer (queued waits may take
+/// an eighth more, the pool timer's granularity).
+fn assert_pool_timeout(err: &Error, took: Duration, checkout: Duration) {
+    assert!(
+        matches!(err, Error::PoolTimeout { last_error: None }),
+        "{err:?}"
+    );
+    assert!(
+        took >= checkout && took < checkout + Duration::from_millis(500),
+        "{took:?}"
+    );
+}
+
 #[tokio::test]
 async fn pool_exhaustion_is_a_typed_timeout_within_its_bound() {
     let server = Server::start().await;
@@ -627,15 +645,7 @@ async fn pool_exhaustion_is_a_typed_timeout_within_its_bound() {
     let err = bounded("validate", m.validate_session(created.token.as_str()))
         .await
         .unwrap_err();
-    let took = t.elapsed();
-    assert!(
-        matches!(err, Error::PoolTimeout { last_error: None }),
-        "{err:?}"
-    );
-    assert!(
-        took >= checkout && took < checkout + Duration::from_millis(500),
-        "{took:?}"
-    );
+    assert_pool_timeout(&err, t.elapsed(), checkout);
     drop(first);
     assert!(
         bounded("validate", m.validate_session(created.token.as_str()))
@@ -656,17 +666,8 @@ async fn queued_timeout(pool: &PgPool, checkout: Duration) {
         .await
         .map(drop)
         .unwrap_err();
-    let took = t.elapsed();
+    assert_pool_timeout(&err, t.elapsed(), checkout);
     drop(held);
-    assert!(
-        matches!(err, Error::PoolTimeout { last_error: None }),
-        "{err:?}"
-    );
-    // An eighth of the checkout timeout is the timer's granularity.
-    assert!(
-        took >= checkout && took < checkout + Duration::from_millis(500),
-        "{took:?}"
-    );
 }
 
 /// Queued callers are timed out by one timer per pool, a task on the
@@ -699,6 +700,36 @@ fn queued_waits_time_out_on_every_runtime_the_pool_is_used_from() {
     let second = runtime();
     second.block_on(queued_timeout(&pool, checkout));
     second.block_on(queued_timeout(&pool, checkout));
+}
+
+/// At low load the pool lends the connection returned last, so one warm
+/// server process serves call after call while the others go idle (and
+/// close after the idle timeout).
+#[tokio::test]
+async fn the_connection_returned_last_is_lent_first() {
+    let pool = options()
+        .with_max_size(3)
+        .build(crate::support::server_url())
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.connection().await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for conn in &mut held {
+        pids.push(pid_of(conn).await);
+    }
+    let last = pids[2];
+    assert_ne!(pids[0], last, "three distinct connections");
+    // Returned in order: the third one last.
+    for conn in held {
+        drop(conn);
+    }
+    for call in 0..5 {
+        let mut conn = pool.connection().await.unwrap();
+        assert_eq!(pid_of(&mut conn).await, last, "call {call}");
+    }
 }
 
 /// More callers than connections, all asking again at once: each waits its
