@@ -1,5 +1,6 @@
-//! One statement per adapter operation, prepared once per connection and
-//! then served from diesel-async's statement cache.
+//! What each call costs: one statement per adapter operation, prepared once
+//! per connection and then served from diesel-async's statement cache, and
+//! operation futures small enough that copying them stays cheap.
 
 use std::sync::{Arc, Mutex};
 
