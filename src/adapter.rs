@@ -6,6 +6,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::token::SessionId;
 
 /// The attributes of a session or user when the application does not give
 /// its own type: every extra column, by name, as JSON.
@@ -19,7 +20,7 @@ pub type Attributes = serde_json::Map<String, serde_json::Value>;
 #[derive(Clone, PartialEq)]
 pub struct DatabaseSession<U, A = Attributes> {
     /// The `id` column.
-    pub id: String,
+    pub id: SessionId,
     /// The `user_id` column.
     pub user_id: U,
     /// The `expires_at` column.
@@ -30,9 +31,8 @@ pub struct DatabaseSession<U, A = Attributes> {
 
 impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for DatabaseSession<U, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // In Lucia-compatible storage the id is the token itself: never print it.
         f.debug_struct("DatabaseSession")
-            .field("id", &"<redacted>")
+            .field("id", &self.id)
             .field("user_id", &self.user_id)
             .field("expires_at", &self.expires_at)
             .field("attributes", &self.attributes)
@@ -70,7 +70,7 @@ pub trait Adapter: Send + Sync {
     /// session manager decides what expiry means).
     fn get_session_and_user(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> impl Future<Output = Result<Option<SessionAndUser<Self>>>> + Send;
 
     /// Every session of this user, expired ones included.
@@ -91,12 +91,12 @@ pub trait Adapter: Send + Sync {
     /// (it is never created).
     fn update_session_expiration(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Deletes one session; `false` when there was none.
-    fn delete_session(&self, session_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn delete_session(&self, session_id: &SessionId) -> impl Future<Output = Result<bool>> + Send;
 
     /// Deletes every session of a user and returns how many there were.
     fn delete_user_sessions(
@@ -119,16 +119,16 @@ pub trait Adapter: Send + Sync {
     /// The session manager calls this to slide a session's expiry. It must
     /// never bring back a session deleted concurrently: if the session is
     /// gone when the write would happen, the answer is
-    /// [`Extension::Gone`]. The provided implementation uses
+    /// [`SessionExtension::Gone`]. The provided implementation uses
     /// [`Adapter::update_session_expiration`], which writes every time;
     /// [`PostgresAdapter`](crate::PostgresAdapter) overrides it with one
     /// statement that writes at most once however many requests race.
     fn extend_session_expiration(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         expires_at: DateTime<Utc>,
         threshold: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Extension>> + Send {
+    ) -> impl Future<Output = Result<SessionExtension>> + Send {
         let _ = threshold;
         async move {
             Ok(
@@ -136,9 +136,9 @@ pub trait Adapter: Send + Sync {
                     .update_session_expiration(session_id, expires_at)
                     .await?
                 {
-                    Extension::Extended(expires_at)
+                    SessionExtension::Extended(expires_at)
                 } else {
-                    Extension::Gone
+                    SessionExtension::Gone
                 },
             )
         }
@@ -153,7 +153,7 @@ pub type SessionAndUser<A> = (
 
 /// The outcome of [`Adapter::extend_session_expiration`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extension {
+pub enum SessionExtension {
     /// This call moved the expiry; the new value.
     Extended(DateTime<Utc>),
     /// The session exists but was not moved (another request already

@@ -67,7 +67,7 @@ impl Default for CleanupOptions {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(600),
-            batch_size: 1_000,
+            batch_size: crate::postgres::CLEANUP_BATCH_SIZE,
             pause: Duration::from_millis(100),
         }
     }
@@ -86,8 +86,10 @@ impl CleanupOptions {
         self
     }
 
-    /// The most sessions one `DELETE` removes (default 1,000). Smaller
-    /// batches hold fewer row locks for less time.
+    /// The most sessions one `DELETE` removes (default
+    /// [`CLEANUP_BATCH_SIZE`](crate::postgres::CLEANUP_BATCH_SIZE), 1,000,
+    /// the same batch as [`SessionManager::delete_expired_sessions`]);
+    /// at least 1. Smaller batches hold fewer row locks for less time.
     pub fn with_batch_size(mut self, batch_size: u32) -> Self {
         self.batch_size = batch_size;
         self
@@ -103,8 +105,9 @@ impl CleanupOptions {
     /// Starts the cleanup task on the current tokio runtime.
     ///
     /// # Errors
-    /// [`ConfigError`] for a zero interval or batch size, or when called
-    /// outside a tokio runtime.
+    /// [`ConfigError::CleanupInterval`] or [`ConfigError::CleanupBatchSize`]
+    /// for a zero interval or batch size; [`ConfigError::NoRuntime`] outside
+    /// a tokio runtime.
     pub fn spawn<S, U, SA, UA>(
         self,
         manager: Arc<SessionManager<PostgresAdapter<S, U, SA, UA>>>,
@@ -116,18 +119,13 @@ impl CleanupOptions {
         UA: Send + Sync + 'static,
     {
         if self.interval.is_zero() {
-            return Err(ConfigError::Invalid(
-                "the cleanup interval must be positive".into(),
-            ));
+            return Err(ConfigError::CleanupInterval);
         }
         if self.batch_size == 0 {
-            return Err(ConfigError::Invalid(
-                "the cleanup batch size must be at least 1".into(),
-            ));
+            return Err(ConfigError::CleanupBatchSize);
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::Invalid("the cleanup task must be spawned within a tokio runtime".into())
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::NoRuntime("the cleanup task"))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stats = Arc::new(Counters::default());
         let task = runtime.spawn(run(manager, self, Arc::clone(&stats), Stop(stop_rx)));
@@ -246,7 +244,6 @@ async fn run<S, U, SA, UA>(
     S: ConnectionSource,
     U: UserId,
 {
-    let batch_size = i64::from(options.batch_size);
     loop {
         let span = tracing::debug_span!(target: TARGET, "cleanup_pass", deleted = Empty);
         let pass = async {
@@ -254,7 +251,9 @@ async fn run<S, U, SA, UA>(
             let now = manager.now();
             let mut deleted = 0;
             loop {
-                let batch = manager.adapter().delete_expired_batch(now, batch_size);
+                let batch = manager
+                    .adapter()
+                    .delete_expired_batch(now, options.batch_size);
                 match stop.unless_stopped(batch).await {
                     None => return Err(()),
                     Some(Ok(n)) => {

@@ -3,10 +3,14 @@
 //!
 //! Every attribute is set explicitly on every cookie (`HttpOnly`, `Secure`,
 //! `SameSite`, `Path`, `Domain` when configured, `Max-Age`), so the result
-//! does not depend on a web framework's own defaults.
+//! does not depend on a web framework's own defaults. Headers are parsed
+//! and percent-decoded by the `cookie` crate; this module adds the rules
+//! of its own on top (a duplicated session cookie counts as none, the
+//! `__Host-` and `__Secure-` prefixes are checked).
 
 use cookie::time::Duration;
 use cookie::{Cookie, SameSite};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::error::ConfigError;
 
@@ -142,47 +146,38 @@ impl CookieConfig {
     /// Checks the configuration; call it once when the application starts.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when:
-    /// - the name is empty or not an RFC 6265 token (ASCII `!` to `~`
-    ///   without `( ) < > @ , ; : \ " / [ ] ? = { }`);
-    /// - the name starts with `__Host-` (in any case, as browsers match it)
-    ///   and the cookie is not `Secure`, its path is not `/` or it has a domain;
-    /// - the name starts with `__Secure-` and the cookie is not `Secure`;
-    /// - `SameSite=None` without `Secure` (browsers drop such cookies);
-    /// - the path does not start with `/` or holds `;` or a control character;
-    /// - the domain is empty, longer than 253 bytes, or holds anything but
-    ///   ASCII letters, digits, `-` and `.` (write internationalised names in
-    ///   punycode).
+    /// - [`ConfigError::CookieName`]: the name is empty or not an RFC 6265
+    ///   token (ASCII `!` to `~` without `( ) < > @ , ; : \ " / [ ] ? = { }`);
+    /// - [`ConfigError::HostPrefix`]: the name starts with `__Host-` (in any
+    ///   case, as browsers match it) and the cookie is not `Secure`, its path
+    ///   is not `/` or it has a domain;
+    /// - [`ConfigError::SecurePrefix`]: the name starts with `__Secure-` and
+    ///   the cookie is not `Secure`;
+    /// - [`ConfigError::SameSiteNoneWithoutSecure`];
+    /// - [`ConfigError::CookiePath`]: the path does not start with `/` or
+    ///   holds `;` or a control character;
+    /// - [`ConfigError::CookieDomain`]: the domain is empty, longer than 253
+    ///   bytes, or holds anything but ASCII letters, digits, `-` and `.`
+    ///   (write internationalised names in punycode).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let name = self.name.as_str();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return invalid(format!(
-                "the cookie name {name:?} is not a valid cookie name: use ASCII letters, digits and `!#$%&'*+-.^_`|~`"
-            ));
+            return Err(ConfigError::CookieName(name.to_owned()));
         }
         if starts_with_ignore_case(name, "__Host-")
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
-            return invalid(format!(
-                "the cookie name {name:?} has the `__Host-` prefix, which requires Secure, path \"/\" and no domain"
-            ));
+            return Err(ConfigError::HostPrefix(name.to_owned()));
         }
         if starts_with_ignore_case(name, "__Secure-") && !self.secure {
-            return invalid(format!(
-                "the cookie name {name:?} has the `__Secure-` prefix, which requires Secure"
-            ));
+            return Err(ConfigError::SecurePrefix(name.to_owned()));
         }
         if self.same_site == SameSite::None && !self.secure {
-            return invalid(
-                "SameSite=None requires Secure; browsers reject the cookie otherwise".to_owned(),
-            );
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
         let path = self.path.as_str();
         if !path.starts_with('/') || path.chars().any(|c| c == ';' || c.is_control()) {
-            return invalid(format!(
-                "the cookie path {path:?} must start with `/` and contain no `;` or control characters"
-            ));
+            return Err(ConfigError::CookiePath(path.to_owned()));
         }
         if let Some(domain) = &self.domain {
             let ok = !domain.is_empty()
@@ -191,9 +186,7 @@ impl CookieConfig {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
             if !ok {
-                return invalid(format!(
-                    "the cookie domain {domain:?} must be a host name of ASCII letters, digits, `-` and `.`"
-                ));
+                return Err(ConfigError::CookieDomain(domain.clone()));
             }
         }
         Ok(())
@@ -217,7 +210,10 @@ impl CookieConfig {
         } else {
             MAX_COOKIE_AGE_SECS
         };
-        self.build(encode_value(token), max_age)
+        self.build(
+            utf8_percent_encode(token, NOT_COOKIE_OCTETS).to_string(),
+            max_age,
+        )
     }
 
     /// The `Set-Cookie` value that removes the session cookie (on logout or
@@ -244,32 +240,41 @@ impl CookieConfig {
     /// The session token in a raw `Cookie` request header (`a=1; b=2`), or
     /// `None`. Never panics, whatever the input.
     ///
-    /// Rules: the header is split on `;` and each pair trimmed of spaces and
-    /// tabs; pairs without `=` are skipped; the name (trimmed) must equal the
-    /// configured name exactly (case-sensitive). If the name appears more than
-    /// once the result is `None`: the request is ambiguous, and a second
+    /// The `cookie` crate splits the header on `;`, trims each pair and
+    /// percent-decodes it; pairs it cannot parse (no `=`, an empty name, an
+    /// escape that decodes to invalid UTF-8) are skipped. The name must equal
+    /// the configured name exactly (case-sensitive). If the name appears more
+    /// than once the result is `None`: the request is ambiguous, and a second
     /// cookie may have been planted by a sibling subdomain (cookie tossing).
-    /// One pair of surrounding double quotes is removed, then `%XX` escapes
-    /// are decoded. `None` when an escape is malformed, the result is not
-    /// UTF-8, is empty, or holds a control character (such as NUL from `%00`).
+    /// One pair of surrounding double quotes is removed. `None` when the
+    /// value is empty or holds a control character (such as NUL from `%00`).
+    /// Escapes that are not `%` and two hex digits are kept as they are; the
+    /// token check rejects such values before any query.
     #[must_use]
     pub fn read_session_cookie(&self, cookie_header: &str) -> Option<String> {
         let mut found = None;
-        for pair in cookie_header.split(';') {
-            let Some((name, value)) = trim_ows(pair).split_once('=') else {
-                continue;
-            };
-            if trim_ows(name) != self.name {
+        for cookie in Cookie::split_parse_encoded(cookie_header).flatten() {
+            if cookie.name() != self.name {
                 continue;
             }
             if found.is_some() {
                 return None;
             }
-            found = Some(trim_ows(value));
+            found = Some(cookie.value_trimmed().to_owned());
         }
-        decode_value(found?)
+        found.filter(|value| !value.is_empty() && !value.chars().any(char::is_control))
     }
 }
+
+/// Percent-encoded in a cookie value: `%` and every byte that is not an
+/// RFC 6265 `cookie-octet` (non-ASCII is always encoded).
+const NOT_COOKIE_OCTETS: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
 
 /// RFC 6265 / RFC 9110 `token` characters.
 fn is_token_byte(b: u8) -> bool {
@@ -281,59 +286,10 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
-}
-
 /// RFC 6265 `cookie-octet`.
+#[cfg(test)]
 fn is_cookie_octet(b: u8) -> bool {
     matches!(b, b'!'..=b'~') && !matches!(b, b'"' | b',' | b';' | b'\\')
-}
-
-/// Percent-encodes `%` and every byte that is not a `cookie-octet`.
-fn encode_value(value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        if is_cookie_octet(b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
-    out
-}
-
-/// Removes one pair of surrounding quotes and decodes `%XX` escapes.
-fn decode_value(raw: &str) -> Option<String> {
-    let raw = raw
-        .strip_prefix('"')
-        .and_then(|r| r.strip_suffix('"'))
-        .unwrap_or(raw)
-        .as_bytes();
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hi = hex_digit(*raw.get(i + 1)?)?;
-            let lo = hex_digit(*raw.get(i + 2)?)?;
-            bytes.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            bytes.push(raw[i]);
-            i += 1;
-        }
-    }
-    let value = String::from_utf8(bytes).ok()?;
-    (!value.is_empty() && !value.chars().any(char::is_control)).then_some(value)
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -466,7 +422,8 @@ mod tests {
             assert!(!ok(base().with_domain(bad)), "domain {bad:?}");
         }
         let err = base().with_name("a b").validate().unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid(ref m) if m.contains("cookie name")));
+        assert_eq!(err, ConfigError::CookieName("a b".to_owned()));
+        assert!(err.to_string().contains("cookie name"));
     }
 
     #[test]
@@ -496,9 +453,10 @@ mod tests {
         assert_eq!(read("auth_session=\"abc"), some("\"abc"));
         assert_eq!(read("auth_session=a%00b"), None); // NUL
         assert_eq!(read("auth_session=%0a"), None); // control character
-        assert_eq!(read("auth_session=a%zzb"), None); // bad escape
-        assert_eq!(read("auth_session=a%4"), None);
-        assert_eq!(read("auth_session=a%"), None);
+        // Malformed escapes are kept; such values never pass the token check.
+        assert_eq!(read("auth_session=a%zzb"), some("a%zzb"));
+        assert_eq!(read("auth_session=a%4"), some("a%4"));
+        assert_eq!(read("auth_session=a%"), some("a%"));
         assert_eq!(read("auth_session=%e9"), None); // not UTF-8
         assert_eq!(read("auth_session=%C3%A9"), some("\u{e9}"));
         assert_eq!(read("auth_session=a%25b%3Bc"), some("a%b;c"));

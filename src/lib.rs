@@ -45,9 +45,10 @@
 //!   explicitly; `__Host-` names are checked.
 //!
 //! # Crate features
-//! - `bb8` (default): [`PoolOptions`] / [`PgPool`] / [`PoolerPool`] (for
-//!   PgBouncer in transaction mode; see [`pooler`]), and bb8 pools of
+//! - `bb8` (default): [`PoolOptions`] / [`PgPool`], and bb8 pools of
 //!   `AsyncPgConnection` as a [`ConnectionSource`].
+//! - `pooler`: `PoolerPool` (`PoolOptions::build_pooler`), for PgBouncer in
+//!   transaction mode and other poolers (see `pooler`).
 //! - `uuid` (default): `uuid::Uuid` user ids.
 //! - `deadpool`: deadpool pools of `AsyncPgConnection` as a [`ConnectionSource`].
 //! - `rustls`: TLS connections for managed PostgreSQL ([`tls`], `PoolOptions::with_tls`).
@@ -73,8 +74,8 @@ pub mod migrations;
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod pool;
-#[cfg(feature = "bb8")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
+#[cfg(feature = "pooler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pooler")))]
 pub mod pooler;
 pub mod postgres;
 #[cfg(feature = "rocket")]
@@ -93,7 +94,7 @@ mod trace;
 
 #[doc(inline)]
 pub use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
 };
 #[doc(inline)]
 pub use crate::cleanup::{CleanupHandle, CleanupOptions};
@@ -102,7 +103,9 @@ pub use crate::clock::{Clock, SystemClock};
 #[doc(inline)]
 pub use crate::cookie::CookieConfig;
 #[doc(inline)]
-pub use crate::error::{ConfigError, DatabaseError, DatabaseErrorKind, Error, Result};
+pub use crate::error::{
+    ConfigError, DatabaseError, DatabaseErrorKind, Error, ErrorSource, Result, RngError,
+};
 #[doc(inline)]
 pub use crate::error::{SchemaError, SchemaProblem};
 #[doc(inline)]
@@ -110,7 +113,7 @@ pub use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_or
 #[cfg(feature = "bb8")]
 #[doc(inline)]
 pub use crate::pool::{PgPool, PoolOptions};
-#[cfg(feature = "bb8")]
+#[cfg(feature = "pooler")]
 #[doc(inline)]
 pub use crate::pooler::PoolerPool;
 #[doc(inline)]
@@ -120,4 +123,4 @@ pub use crate::postgres::{
 #[doc(inline)]
 pub use crate::session::{CreatedSession, Session, SessionManager, SessionManagerBuilder};
 #[doc(inline)]
-pub use crate::token::{SessionToken, TokenStorage};
+pub use crate::token::{SessionId, SessionToken, TokenStorage};

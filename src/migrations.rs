@@ -71,7 +71,10 @@ pub async fn run_embedded_migrations(
         let applied = wrapper
             .run_pending_migrations(migrations)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|e| Error::Migration(e.to_string()));
+            .map_err(|e| Error::Migration {
+                message: e.to_string(),
+                source: Some(std::sync::Arc::from(e)),
+            });
         let unlocked =
             diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
                 .execute(&mut wrapper);
@@ -80,7 +83,10 @@ pub async fn run_embedded_migrations(
         Ok(applied)
     })
     .await
-    .map_err(|e| Error::Migration(format!("the migration task failed: {e}")))?
+    .map_err(|e| Error::Migration {
+        message: format!("the migration task failed: {e}"),
+        source: Some(std::sync::Arc::new(e)),
+    })?
 }
 
 /// Connects to `database_url` and applies pending migrations; see

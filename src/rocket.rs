@@ -146,11 +146,9 @@ where
     A::UserAttributes: Clone,
 {
     let Some(manager) = req.rocket().state::<SessionManager<A>>() else {
-        return Err(crate::error::ConfigError::Invalid(format!(
-            "no SessionManager<{}> in Rocket's managed state: call `rocket.manage(session_manager)`",
-            std::any::type_name::<A>()
-        ))
-        .into());
+        return Err(
+            crate::error::ConfigError::MissingSessionManager(std::any::type_name::<A>()).into(),
+        );
     };
     let bearer = req
         .rocket()

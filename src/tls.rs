@@ -64,21 +64,20 @@ impl TlsConfig {
     /// blocks): a provider's CA bundle, or the CA of a self-signed setup.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when `pem` holds no certificate or one that
-    /// cannot be used as a trust anchor.
+    /// [`ConfigError::NoCaCertificate`] when `pem` holds no certificate,
+    /// [`ConfigError::CaCertificate`] for one that cannot be read or used as
+    /// a trust anchor.
     pub fn from_pem(pem: &[u8]) -> std::result::Result<Self, ConfigError> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert
-                .map_err(|e| ConfigError::Invalid(format!("unreadable CA certificate PEM: {e}")))?;
+            let cert =
+                cert.map_err(|e| ConfigError::CaCertificate(format!("unreadable PEM: {e}")))?;
             roots
                 .add(cert)
-                .map_err(|e| ConfigError::Invalid(format!("unusable CA certificate: {e}")))?;
+                .map_err(|e| ConfigError::CaCertificate(e.to_string()))?;
         }
         if roots.is_empty() {
-            return Err(ConfigError::Invalid(
-                "the CA PEM holds no certificate".into(),
-            ));
+            return Err(ConfigError::NoCaCertificate);
         }
         Ok(Self::with_roots(roots))
     }
@@ -113,13 +112,13 @@ impl TlsConfig {
 /// certificate that does not verify.
 pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgConnection> {
     connect(database_url, tls).await.map_err(|e| match e {
-        diesel::ConnectionError::InvalidConnectionUrl(msg) => ConfigError::Invalid(msg).into(),
+        diesel::ConnectionError::InvalidConnectionUrl(msg) => ConfigError::DatabaseUrl(msg).into(),
         other => Error::from(other),
     })
 }
 
 /// A tokio-postgres client over verified TLS, its connection driven by a
-/// task of its own, for [`PoolerPool`](crate::pooler::PoolerPool).
+/// task of its own (for the pools).
 pub(crate) async fn connect_client(
     config: &tokio_postgres::Config,
     tls: &TlsConfig,
@@ -141,11 +140,10 @@ pub(crate) async fn connect(
     database_url: &str,
     tls: &TlsConfig,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut config: tokio_postgres::Config = database_url.parse().map_err(|e| {
-        diesel::ConnectionError::InvalidConnectionUrl(format!(
-            "the database URL cannot be parsed: {e}"
-        ))
-    })?;
+    let mut config: tokio_postgres::Config =
+        database_url.parse().map_err(|e: tokio_postgres::Error| {
+            diesel::ConnectionError::InvalidConnectionUrl(e.to_string())
+        })?;
     if config.get_ssl_mode() == SslMode::Prefer {
         config.ssl_mode(SslMode::Require);
     }

@@ -5,8 +5,9 @@
 //! CSPRNG, written as 40 characters of lowercase base32 without padding
 //! (200 bits), exactly like Lucia v3's `generateIdFromEntropySize(25)`.
 //!
-//! What the session table's `id` column holds is chosen by
-//! [`TokenStorage`]: by default the SHA-256 of the token
+//! A [`SessionId`] is what the session table's `id` column holds, a
+//! separate type so that a token can never be passed where a stored id
+//! belongs. Which id a token gets is chosen by [`TokenStorage`]: by default the SHA-256 of the token
 //! ([`TokenStorage::Hashed`]), so a copy of the database cannot be replayed
 //! as a cookie; or, to share the tables with a Lucia v3 Node application,
 //! the token itself ([`TokenStorage::LuciaCompatible`]).
@@ -32,23 +33,22 @@ const BASE32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 pub const MAX_COMPAT_TOKEN_LEN: usize = 255;
 
 /// The operating system's random number generator failed, so no session
-/// token could be created.
+/// token could be created ([`Error::Rng`](crate::Error::Rng)).
 ///
 /// This is an operational problem of the host (no entropy source available,
 /// e.g. a sandbox without `getrandom(2)` or `/dev/urandom`); retrying rarely
-/// helps. No session was created. (`getrandom::Error` is not kept as the
-/// error's `source`: it implements `std::error::Error` only with getrandom's
-/// `std` feature; its message is part of this error's text instead.)
+/// helps. No session was created. `getrandom`'s error is the `source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the operating system's random number generator failed: {0}; no session token was created")]
-pub struct RngError(getrandom::Error);
+#[error("the operating system's random number generator failed; no session token was created")]
+pub struct RngError(#[source] getrandom::Error);
 
 /// A secret session token: what the client holds and presents.
 ///
 /// Its [`Debug`](fmt::Debug) output is `SessionToken(<redacted>)`, and it has
 /// no `Display`, so it cannot end up in a log line by accident; read it with
 /// [`as_str`](Self::as_str) only to put it into a cookie or a response.
-/// Equality is checked in constant time for tokens of the same length.
+/// Tokens are not compared with each other: a presented token is looked
+/// up by its [`SessionId`].
 #[derive(Clone)]
 pub struct SessionToken(String);
 
@@ -83,25 +83,6 @@ impl fmt::Debug for SessionToken {
     }
 }
 
-impl PartialEq for SessionToken {
-    /// Compares in constant time for equal lengths (the length itself is not
-    /// secret: every generated token has 40 characters).
-    fn eq(&self, other: &Self) -> bool {
-        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
-    }
-}
-
-impl Eq for SessionToken {}
-
-/// Compares two byte strings without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 /// Where the session table's `id` column comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum TokenStorage {
@@ -119,49 +100,75 @@ pub enum TokenStorage {
     LuciaCompatible,
 }
 
-/// The value of the `id` column for a token under the given storage mode.
+/// The id of a session as the session table stores it: by default the
+/// lowercase hex SHA-256 of its token, in [`TokenStorage::LuciaCompatible`]
+/// mode the token itself.
+///
+/// A type of its own, so that a token is never passed where a stored id
+/// belongs: [`SessionManager::invalidate_session`](crate::SessionManager::invalidate_session)
+/// and the [`Adapter`](crate::Adapter) take a `SessionId`, and a token
+/// becomes one only through [`session_id_for`] (or
+/// [`SessionManager::session_id`](crate::SessionManager::session_id)).
+///
+/// In the default storage mode an id is safe to show, for example to let a
+/// user revoke a session from a list ([`as_str`](Self::as_str)); in the
+/// Lucia-compatible mode it is the token. Its `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// An id as the session table holds it: one read back from a session
+    /// list, a form or an existing table. Ids PostgreSQL cannot store
+    /// (empty, over [`MAX_SESSION_ID_BYTES`](crate::postgres::MAX_SESSION_ID_BYTES),
+    /// holding NUL) are never found and never stored.
+    #[must_use]
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as an owned `String`.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // In Lucia-compatible storage the id is the token itself.
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+/// The [`SessionId`] a token is stored under in the given storage mode.
 ///
 /// [`TokenStorage::Hashed`]: the lowercase hex SHA-256 of the token's UTF-8
 /// bytes (64 characters). [`TokenStorage::LuciaCompatible`]: the token
 /// unchanged.
 #[must_use]
-pub fn session_id_for(token: &str, storage: TokenStorage) -> String {
-    StoredId::new(token, storage).as_str().to_owned()
-}
-
-/// [`session_id_for`] without an allocation: the hex digest on the stack,
-/// or the token itself. For looking a session up on every request.
-pub(crate) enum StoredId<'a> {
-    Hashed([u8; 64]),
-    Token(&'a str),
-}
-
-impl<'a> StoredId<'a> {
-    pub(crate) fn new(token: &'a str, storage: TokenStorage) -> Self {
-        match storage {
-            TokenStorage::Hashed => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut out = [0u8; 64];
-                for (pair, byte) in out
-                    .chunks_exact_mut(2)
-                    .zip(Sha256::digest(token.as_bytes()))
-                {
-                    pair[0] = HEX[usize::from(byte >> 4)];
-                    pair[1] = HEX[usize::from(byte & 0x0f)];
-                }
-                Self::Hashed(out)
-            }
-            TokenStorage::LuciaCompatible => Self::Token(token),
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Hex digits are ASCII, so this never fails.
-            Self::Hashed(hex) => std::str::from_utf8(hex).unwrap_or_default(),
-            Self::Token(token) => token,
-        }
-    }
+pub fn session_id_for(token: &str, storage: TokenStorage) -> SessionId {
+    SessionId(match storage {
+        TokenStorage::Hashed => hex::encode(Sha256::digest(token.as_bytes())),
+        TokenStorage::LuciaCompatible => token.to_owned(),
+    })
 }
 
 /// Whether a token presented by a client can be one of ours under the given
@@ -276,15 +283,15 @@ mod tests {
     #[test]
     fn hashed_ids_are_lowercase_hex_sha256() {
         assert_eq!(
-            session_id_for("abc", TokenStorage::Hashed),
+            session_id_for("abc", TokenStorage::Hashed).as_str(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(
-            session_id_for("", TokenStorage::Hashed),
+            session_id_for("", TokenStorage::Hashed).as_str(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         let token = SessionToken::generate().unwrap();
-        let id = session_id_for(token.as_str(), TokenStorage::default());
+        let id = session_id_for(token.as_str(), TokenStorage::default()).into_string();
         assert_eq!(id.len(), 64);
         assert!(
             id.bytes()
@@ -292,9 +299,14 @@ mod tests {
         );
         assert_ne!(id, token.as_str());
         assert_eq!(
-            session_id_for(token.as_str(), TokenStorage::LuciaCompatible),
+            session_id_for(token.as_str(), TokenStorage::LuciaCompatible).as_str(),
             token.as_str()
         );
+        let debug = format!(
+            "{:?}",
+            session_id_for(token.as_str(), TokenStorage::LuciaCompatible)
+        );
+        assert_eq!(debug, "SessionId(<redacted>)");
     }
 
     #[test]
@@ -305,17 +317,7 @@ mod tests {
         assert_eq!(format!("{token:?}"), "SessionToken(<redacted>)");
         let err = RngError(getrandom::Error::UNSUPPORTED);
         assert!(err.to_string().contains("random number generator"));
-    }
-
-    #[test]
-    fn equality_is_by_value() {
-        let a = SessionToken::generate().unwrap();
-        let b = SessionToken::generate().unwrap();
-        assert_eq!(a, a.clone());
-        assert_ne!(a, b);
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(constant_time_eq(b"", b""));
+        assert!(std::error::Error::source(&err).is_some());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use diesel_async::SimpleAsyncConnection;
+use lucia_diesel::SessionId;
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, PoolOptions, PostgresAdapter,
     SingleConnection, TableName, TableNames, UserId, migrations,
@@ -169,7 +170,7 @@ fn session<U>(user_id: U, expires_at: DateTime<Utc>, country: &str) -> DatabaseS
     let mut attributes = Attributes::new();
     attributes.insert("country".into(), json!(country));
     DatabaseSession {
-        id: format!("session-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+        id: format!("session-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into(),
         user_id,
         expires_at,
         attributes,
@@ -183,7 +184,7 @@ where
 {
     assert!(
         f.adapter
-            .get_session_and_user("no-such-session")
+            .get_session_and_user(&SessionId::from("no-such-session"))
             .await
             .unwrap()
             .is_none()
@@ -197,11 +198,16 @@ where
     );
     assert!(
         !f.adapter
-            .update_session_expiration("no-such-session", expires_in(60))
+            .update_session_expiration(&SessionId::from("no-such-session"), expires_in(60))
             .await
             .unwrap()
     );
-    assert!(!f.adapter.delete_session("no-such-session").await.unwrap());
+    assert!(
+        !f.adapter
+            .delete_session(&SessionId::from("no-such-session"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         f.adapter
             .delete_user_sessions(&A::UserId::fresh())

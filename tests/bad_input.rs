@@ -2,6 +2,7 @@
 //! error or an invalid result, never a panic, a stray row or lost data.
 
 use chrono::{Duration, DurationRound, Utc};
+use lucia_diesel::SessionId;
 use lucia_diesel::{
     Adapter, Attributes, ConfigError, DatabaseSession, Error, PostgresAdapter, TableName,
     TableNames,
@@ -14,7 +15,7 @@ use crate::support::TestDb;
 
 fn session(id: &str, user_id: String, attributes: Attributes) -> DatabaseSession<String> {
     DatabaseSession {
-        id: id.to_owned(),
+        id: id.to_owned().into(),
         user_id,
         expires_at: (Utc::now() + Duration::hours(1))
             .duration_trunc(Duration::microseconds(1))
@@ -72,7 +73,7 @@ async fn hostile_but_valid_table_names_work_end_to_end() {
         f.adapter.set_session(&s).await.unwrap();
         let (got, user) = f
             .adapter
-            .get_session_and_user("s1")
+            .get_session_and_user(&SessionId::from("s1"))
             .await
             .unwrap()
             .expect("found");
@@ -99,14 +100,23 @@ async fn unusable_session_ids_are_not_found() {
         "real' --",
     ] {
         assert!(
-            f.adapter.get_session_and_user(id).await.unwrap().is_none(),
+            f.adapter
+                .get_session_and_user(&SessionId::from(id))
+                .await
+                .unwrap()
+                .is_none(),
             "{:.20}",
             id
         );
-        assert!(!f.adapter.delete_session(id).await.unwrap());
         assert!(
             !f.adapter
-                .update_session_expiration(id, Utc::now())
+                .delete_session(&SessionId::from(id))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !f.adapter
+                .update_session_expiration(&SessionId::from(id), Utc::now())
                 .await
                 .unwrap()
         );
@@ -122,7 +132,7 @@ async fn unusable_session_ids_are_not_found() {
     assert_eq!(f.session_rows().await, 1, "only the real session exists");
     assert!(
         f.adapter
-            .get_session_and_user("real")
+            .get_session_and_user(&SessionId::from("real"))
             .await
             .unwrap()
             .is_some()
@@ -168,7 +178,7 @@ async fn duplicate_session_id_never_overwrites() {
     }
     let (got, user) = f
         .adapter
-        .get_session_and_user("same-id")
+        .get_session_and_user(&SessionId::from("same-id"))
         .await
         .unwrap()
         .unwrap();
@@ -208,7 +218,7 @@ async fn attribute_errors_are_typed_and_insert_nothing() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, Error::InvalidAttributes(_)),
+            matches!(err, Error::InvalidAttributes { .. }),
             "{what}: {err:?}"
         );
         assert!(!err.to_string().contains("\"s\""), "{what}: {err}");
@@ -222,7 +232,7 @@ async fn attribute_errors_are_typed_and_insert_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidAttributes(_)),
+        matches!(err, Error::InvalidAttributes { .. }),
         "NOT NULL missing: {err:?}"
     );
     assert_eq!(f.session_rows().await, 0, "no failed insert left a row");
@@ -249,7 +259,12 @@ async fn left_out_columns_keep_their_defaults_and_quoted_columns_work() {
         attrs(json!({"we\"ird col": "yes", "meta": {"a": [1, 2]}})),
     );
     f.adapter.set_session(&s).await.unwrap();
-    let (got, _) = f.adapter.get_session_and_user("s").await.unwrap().unwrap();
+    let (got, _) = f
+        .adapter
+        .get_session_and_user(&SessionId::from("s"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.attributes.get("we\"ird col"), Some(&json!("yes")));
     assert_eq!(got.attributes.get("meta"), Some(&json!({"a": [1, 2]})));
     assert_eq!(
@@ -293,7 +308,7 @@ async fn typed_attributes_round_trip() {
     };
     adapter.set_session(&s).await.unwrap();
     let (got, user) = adapter
-        .get_session_and_user("typed")
+        .get_session_and_user(&SessionId::from("typed"))
         .await
         .unwrap()
         .unwrap();
@@ -314,8 +329,11 @@ async fn attributes_that_do_not_fit_the_type_are_decode_errors() {
         .await
         .unwrap();
     let adapter = PostgresAdapter::new(pool(&f.db).await).with_session_attributes::<Wrong>();
-    let err = adapter.get_session_and_user("s").await.unwrap_err();
-    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    let err = adapter
+        .get_session_and_user(&SessionId::from("s"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -328,14 +346,14 @@ async fn hostile_rows_give_typed_errors_not_panics() {
     ))
     .await;
     for id in ["inf", "ninf", "far"] {
-        match f.adapter.get_session_and_user(id).await {
-            Err(Error::Decode(_)) => {}
+        match f.adapter.get_session_and_user(&SessionId::from(id)).await {
+            Err(Error::Decode { .. }) => {}
             other => panic!("{id}: expected a decode error, got {other:?}"),
         }
     }
     assert!(matches!(
         f.adapter.get_user_sessions(&uid).await,
-        Err(Error::Decode(_))
+        Err(Error::Decode { .. })
     ));
     // Cleanup still removes the hostile rows it can compare.
     assert_eq!(
@@ -374,7 +392,7 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
         let attributes: Attributes = serde_json::from_value(case.clone()).unwrap();
         let id = format!("typed-{i}");
         let session = DatabaseSession {
-            id: id.clone(),
+            id: id.clone().into(),
             user_id: "u1".to_owned(),
             expires_at: Utc::now() + Duration::days(1),
             attributes,
@@ -423,20 +441,20 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
         json!({"n": "x"}),
     ] {
         let session = DatabaseSession {
-            id: "typed-bad".to_owned(),
+            id: "typed-bad".to_owned().into(),
             user_id: "u1".to_owned(),
             expires_at: Utc::now() + Duration::days(1),
             attributes: serde_json::from_value(bad.clone()).unwrap(),
         };
         let err = adapter.set_session(&session).await.unwrap_err();
         assert!(
-            matches!(err, lucia_diesel::Error::InvalidAttributes(_)),
+            matches!(err, lucia_diesel::Error::InvalidAttributes { .. }),
             "{bad}: {err:?}"
         );
     }
     assert!(
         adapter
-            .get_session_and_user("typed-bad")
+            .get_session_and_user(&SessionId::from("typed-bad"))
             .await
             .unwrap()
             .is_none()
@@ -454,7 +472,7 @@ async fn a_column_type_changed_under_the_adapter_costs_no_error() {
     .await;
     let adapter = PostgresAdapter::new(pool(&db).await);
     let session = |id: &str| DatabaseSession {
-        id: id.to_owned(),
+        id: id.to_owned().into(),
         user_id: "u1".to_owned(),
         expires_at: Utc::now() + Duration::days(1),
         attributes: serde_json::from_value(json!({"n": 42})).unwrap(),
@@ -463,7 +481,11 @@ async fn a_column_type_changed_under_the_adapter_costs_no_error() {
     db.exec("ALTER TABLE user_session ALTER COLUMN n TYPE int USING n::int")
         .await;
     adapter.set_session(&session("b")).await.unwrap();
-    let (s, _) = adapter.get_session_and_user("b").await.unwrap().unwrap();
+    let (s, _) = adapter
+        .get_session_and_user(&SessionId::from("b"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.attributes.get("n"), Some(&json!(42)));
 }
 
@@ -555,10 +577,18 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
         )
         .await;
         assert_eq!(session_reference.as_object().unwrap().len(), 25);
-        let (s, u) = direct.get_session_and_user(id).await.unwrap().unwrap();
+        let (s, u) = direct
+            .get_session_and_user(&SessionId::from(id))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(json!(s.attributes), session_reference, "{id}: session");
         assert_eq!(json!(u.attributes), user_reference, "{id}: user");
-        let (s, u) = pooler.get_session_and_user(id).await.unwrap().unwrap();
+        let (s, u) = pooler
+            .get_session_and_user(&SessionId::from(id))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             json!(s.attributes),
             session_reference,
@@ -566,11 +596,15 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
         );
         assert_eq!(json!(u.attributes), user_reference, "{id}: user, pooler");
         let listed = direct.get_user_sessions(&s.user_id).await.unwrap();
-        let mine = listed.iter().find(|l| l.id == id).unwrap();
+        let mine = listed.iter().find(|l| l.id == id.into()).unwrap();
         assert_eq!(json!(mine.attributes), session_reference, "{id}: listed");
     }
     // Spot checks that the comparison is not vacuous.
-    let (s, u) = direct.get_session_and_user("full").await.unwrap().unwrap();
+    let (s, u) = direct
+        .get_session_and_user(&SessionId::from("full"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s.attributes["t"], json!("h\u{e9}llo \"q\" \\ \t\n"));
     assert_eq!(s.attributes["i8"], json!(i64::MAX));
     assert_eq!(
@@ -614,7 +648,11 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
     let typed = PostgresAdapter::new(pool(&db).await)
         .with_session_attributes::<Typed>()
         .with_user_attributes::<TypedUser>();
-    let (s, u) = typed.get_session_and_user("full").await.unwrap().unwrap();
+    let (s, u) = typed
+        .get_session_and_user(&SessionId::from("full"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((s.attributes.m, s.attributes.sc), (Mood::Sad, Mood::Ok));
     assert_eq!((s.attributes.i2, s.attributes.i8), (-32768, i64::MAX));
     assert!((s.attributes.f4 - 0.1).abs() < 1e-6 && s.attributes.b);
@@ -630,6 +668,9 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
     // A value that does not fit the type is a decode error, not a panic.
     db.exec("UPDATE auth_user SET age = 300 WHERE id = 'u1'")
         .await;
-    let err = typed.get_session_and_user("full").await.unwrap_err();
-    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    let err = typed
+        .get_session_and_user(&SessionId::from("full"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
 }

@@ -68,7 +68,7 @@ impl Rng {
 
 struct Tracked {
     token: SessionToken,
-    id: String,
+    id: lucia_diesel::SessionId,
     user: String,
 }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
+use lucia_diesel::SessionId;
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, Error, PoolOptions, PostgresAdapter,
     SchemaProblem, SessionManager, TableNames,
@@ -87,7 +88,7 @@ fn session(id: &str, user: &str) -> DatabaseSession<String> {
     let mut attributes = Attributes::new();
     attributes.insert("country".into(), json!("nl"));
     DatabaseSession {
-        id: id.to_owned(),
+        id: id.to_owned().into(),
         user_id: user.to_owned(),
         expires_at: chrono::Utc::now() + chrono::Duration::days(1),
         attributes,
@@ -133,17 +134,32 @@ async fn named_statements_break_behind_the_bouncer_and_unnamed_ones_do_not() {
             .await
             .unwrap(),
     );
-    assert!(named.get_session_and_user("s-1").await.unwrap().is_some());
+    assert!(
+        named
+            .get_session_and_user(&SessionId::from("s-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
     // ...which another client then holds, so the next call lands elsewhere.
     let pin = Pin::new(&bouncer.url()).await;
-    let err = named.get_session_and_user("s-1").await.unwrap_err();
+    let err = named
+        .get_session_and_user(&SessionId::from("s-1"))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(&err, Error::Unavailable { message } if message.contains("prepared statement")),
+        matches!(&err, Error::Unavailable { message, .. } if message.contains("prepared statement")),
         "{err:?}"
     );
     assert!(err.is_transient());
     // The connection was retired, so the next call prepares afresh.
-    assert!(named.get_session_and_user("s-1").await.unwrap().is_some());
+    assert!(
+        named
+            .get_session_and_user(&SessionId::from("s-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
     pin.release().await;
 
     // PoolerPool: the same sequence never fails.
@@ -155,12 +171,27 @@ async fn named_statements_break_behind_the_bouncer_and_unnamed_ones_do_not() {
             .unwrap(),
     );
     for _ in 0..3 {
-        assert!(unnamed.get_session_and_user("s-1").await.unwrap().is_some());
-        let pin = Pin::new(&bouncer.url()).await;
-        assert!(unnamed.get_session_and_user("s-1").await.unwrap().is_some());
         assert!(
             unnamed
-                .update_session_expiration("s-1", chrono::Utc::now() + chrono::Duration::days(2))
+                .get_session_and_user(&SessionId::from("s-1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let pin = Pin::new(&bouncer.url()).await;
+        assert!(
+            unnamed
+                .get_session_and_user(&SessionId::from("s-1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            unnamed
+                .update_session_expiration(
+                    &SessionId::from("s-1"),
+                    chrono::Utc::now() + chrono::Duration::days(2)
+                )
                 .await
                 .unwrap()
         );
@@ -290,13 +321,13 @@ async fn verify_schema_and_typed_errors_through_the_pooler() {
     bad.attributes.insert("no_such_column".into(), json!(1));
     assert!(matches!(
         adapter.set_session(&bad).await,
-        Err(Error::InvalidAttributes(_))
+        Err(Error::InvalidAttributes { .. })
     ));
     let mut nul = session("t-4", &user(1));
     nul.attributes.insert("country".into(), json!("a\u{0}b"));
     assert!(matches!(
         adapter.set_session(&nul).await,
-        Err(Error::InvalidAttributes(_))
+        Err(Error::InvalidAttributes { .. })
     ));
     assert_eq!(
         tables.count("").await,
@@ -304,7 +335,11 @@ async fn verify_schema_and_typed_errors_through_the_pooler() {
         "only the first session was written"
     );
     // The existing row is untouched by the duplicate.
-    let (s, u) = adapter.get_session_and_user("t-1").await.unwrap().unwrap();
+    let (s, u) = adapter
+        .get_session_and_user(&SessionId::from("t-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (s.user_id.as_str(), u.id.as_str()),
         (user(1).as_str(), user(1).as_str())
@@ -339,7 +374,7 @@ async fn statement_timeout_is_kept_by_the_client_and_cancels_the_statement() {
         .unwrap();
     let started = Instant::now();
     let err = adapter
-        .update_session_expiration("w-1", chrono::Utc::now())
+        .update_session_expiration(&SessionId::from("w-1"), chrono::Utc::now())
         .await
         .unwrap_err();
     let took = started.elapsed();
@@ -375,11 +410,20 @@ async fn statement_timeout_is_kept_by_the_client_and_cancels_the_statement() {
     // The row was not changed, and the pool serves the next call.
     assert!(
         adapter
-            .update_session_expiration("w-1", chrono::Utc::now() + chrono::Duration::days(3))
+            .update_session_expiration(
+                &SessionId::from("w-1"),
+                chrono::Utc::now() + chrono::Duration::days(3)
+            )
             .await
             .unwrap()
     );
-    assert!(adapter.get_session_and_user("w-1").await.unwrap().is_some());
+    assert!(
+        adapter
+            .get_session_and_user(&SessionId::from("w-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +446,10 @@ async fn the_pooler_going_away_is_a_typed_error_and_the_pool_recovers() {
     bouncer.kill();
     for _ in 0..3 {
         let started = Instant::now();
-        let err = adapter.get_session_and_user("d-1").await.unwrap_err();
+        let err = adapter
+            .get_session_and_user(&SessionId::from("d-1"))
+            .await
+            .unwrap_err();
         assert!(err.is_transient(), "{err:?}");
         assert!(
             started.elapsed() < Duration::from_secs(3),
@@ -413,7 +460,7 @@ async fn the_pooler_going_away_is_a_typed_error_and_the_pool_recovers() {
     bouncer.start_again();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match adapter.get_session_and_user("d-1").await {
+        match adapter.get_session_and_user(&SessionId::from("d-1")).await {
             Ok(found) => {
                 assert!(found.is_some());
                 break;
@@ -440,7 +487,13 @@ async fn statements_deallocated_under_a_pg_pool_cost_one_transient_error() {
         .set_session(&session("x-1", &user(1)))
         .await
         .unwrap();
-    assert!(adapter.get_session_and_user("x-1").await.unwrap().is_some());
+    assert!(
+        adapter
+            .get_session_and_user(&SessionId::from("x-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // What a pooler in transaction mode (or a `DISCARD ALL`) does.
     let mut conn: diesel_async::pooled_connection::bb8::PooledConnection<'_, AsyncPgConnection> =
@@ -448,11 +501,20 @@ async fn statements_deallocated_under_a_pg_pool_cost_one_transient_error() {
     conn.batch_execute("DEALLOCATE ALL").await.unwrap();
     drop(conn);
 
-    let err = adapter.get_session_and_user("x-1").await.unwrap_err();
+    let err = adapter
+        .get_session_and_user(&SessionId::from("x-1"))
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(!err.to_string().contains("x-1"));
     // The connection was dropped; the next one prepares its statements anew.
-    assert!(adapter.get_session_and_user("x-1").await.unwrap().is_some());
+    assert!(
+        adapter
+            .get_session_and_user(&SessionId::from("x-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(tables.count("").await, 1);
 }
 

@@ -245,7 +245,7 @@ async fn extension_never_resurrects_a_concurrently_deleted_session() {
     deleter
         .batch_execute(&format!(
             "BEGIN; DELETE FROM user_session WHERE id = '{}'; SELECT pg_backend_pid();",
-            created.session.id
+            created.session.id.as_str()
         ))
         .await
         .unwrap();
@@ -406,7 +406,7 @@ async fn lucia_compatible_storage_shares_rows_with_lucia() {
         .await
         .unwrap()
         .expect("Lucia's session validates");
-    assert_eq!(s.id, lucia_id);
+    assert_eq!(s.id, lucia_id.into());
     assert_eq!(s.attributes, country("se"));
     assert_eq!(u.id, alice);
     // And the reverse: the row holds the token itself.

@@ -263,11 +263,12 @@ async fn untrusted_or_missing_tls_is_refused() {
     // Bad CA input is a configuration error, not a panic.
     assert!(matches!(
         TlsConfig::from_pem(b"not a pem"),
-        Err(lucia_diesel::ConfigError::Invalid(_))
+        Err(lucia_diesel::ConfigError::NoCaCertificate
+            | lucia_diesel::ConfigError::CaCertificate(_))
     ));
     assert!(matches!(
         TlsConfig::from_pem(b""),
-        Err(lucia_diesel::ConfigError::Invalid(_))
+        Err(lucia_diesel::ConfigError::NoCaCertificate)
     ));
     let err = refused(establish(&url, &TlsConfig::webpki_roots()).await);
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");

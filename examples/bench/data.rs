@@ -9,7 +9,7 @@ use crate::{Res, USERS};
 /// The database the bench creates (and drops unless `--keep-db`).
 const DATABASE: &str = "session_bench";
 
-/// `targets::SessionId::new(n)` in SQL, for `n` below 2^31.
+/// `targets::LoadedId::new(n)` in SQL, for `n` below 2^31.
 const SESSION_ID_SQL: &str = "repeat(lpad(to_hex((n * 2654435761) % 4294967296), 8, '0'), 8)";
 
 /// Runs `{insert}` with the session table's constraints and indexes
@@ -83,7 +83,7 @@ pub async fn drop(server: &str) -> Res<()> {
 }
 
 /// Inserts sessions `from..to` server side (session `n`: id
-/// `targets::SessionId::new(n)`, user `n % USERS`), then vacuums and
+/// `targets::LoadedId::new(n)`, user `n % USERS`), then vacuums and
 /// analyzes the table.
 pub async fn load_sessions(
     conn: &mut AsyncPgConnection,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::Utc;
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, PgPool, PoolOptions, PoolerPool,
-    PostgresAdapter, SessionManager, SessionToken,
+    PostgresAdapter, SessionId, SessionManager, SessionToken,
 };
 use serde_json::json;
 
@@ -82,9 +82,9 @@ pub struct Job {
 /// the 8 hex digits of a bijective hash of `n` repeated 8 times, so that ids
 /// differ from their first character. Computed on the stack, no allocation;
 /// `data::SESSION_ID_SQL` computes the same in SQL.
-pub struct SessionId([u8; 64]);
+pub struct LoadedId([u8; 64]);
 
-impl SessionId {
+impl LoadedId {
     pub fn new(n: u64) -> Self {
         let hash = n.wrapping_mul(2_654_435_761) as u32;
         let mut id = [0u8; 64];
@@ -113,8 +113,8 @@ impl Pick {
 }
 
 /// The loaded session that call `i` of `job` reads.
-fn picked_session(job: Job, i: u64) -> SessionId {
-    SessionId::new(Pick(i + 1).next(job.sessions))
+fn picked_session(job: Job, i: u64) -> LoadedId {
+    LoadedId::new(Pick(i + 1).next(job.sessions))
 }
 
 fn picked_user(i: u64) -> String {
@@ -207,15 +207,25 @@ where
         match job.op {
             Op::Validate => {
                 let id = picked_session(job, i);
-                assert!(a.get_session_and_user(id.as_str()).await.unwrap().is_some());
+                assert!(
+                    a.get_session_and_user(&SessionId::from(id.as_str()))
+                        .await
+                        .unwrap()
+                        .is_some()
+                );
             }
             Op::Miss => {
                 let id = format!("miss-{i}");
-                assert!(a.get_session_and_user(&id).await.unwrap().is_none());
+                assert!(
+                    a.get_session_and_user(&SessionId::from(id))
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
             }
             Op::Touch => {
                 let id = picked_session(job, i);
-                a.update_session_expiration(id.as_str(), Utc::now())
+                a.update_session_expiration(&SessionId::from(id.as_str()), Utc::now())
                     .await
                     .unwrap();
             }
@@ -224,7 +234,7 @@ where
             }
             Op::Create => a.set_session(&self.created(job, i)).await.unwrap(),
             Op::Delete => {
-                let found = a.delete_session(&created_id(self.tag, job, i)).await;
+                let found = a.delete_session(&created_id(self.tag, job, i).into()).await;
                 assert!(found.unwrap(), "every delete finds its row");
             }
             Op::ValidateSession => {
@@ -242,7 +252,7 @@ where
 
     fn created(&self, job: Job, i: u64) -> DatabaseSession<String, SA> {
         DatabaseSession {
-            id: created_id(self.tag, job, i),
+            id: created_id(self.tag, job, i).into(),
             user_id: user_id(i % USERS),
             expires_at: Utc::now(),
             attributes: (self.attributes)(),
@@ -308,7 +318,7 @@ impl Target {
                     db: RawPool::connect(url, crate::POOL as usize).await?,
                     token_ids: tokens
                         .iter()
-                        .map(|t| manager.session_id(t.as_str()))
+                        .map(|t| manager.session_id(t.as_str()).into_string())
                         .collect(),
                 })
             }

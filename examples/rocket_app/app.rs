@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use lucia_diesel::rocket::{CurrentSession, MaybeSession, SessionFairing};
-use lucia_diesel::{PgPool, PostgresAdapter, SessionManager};
+use lucia_diesel::{PgPool, PostgresAdapter, SessionId, SessionManager};
 use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -279,7 +279,7 @@ async fn sessions_page(
         .into_iter()
         .map(|s| SessionRow {
             current: s.id == current.session.id,
-            id: s.id,
+            id: s.id.into_string(),
             created_at: s.attributes.created_at,
             expires_at: s.expires_at,
             user_agent: s.attributes.user_agent,
@@ -310,9 +310,10 @@ async fn revoke(
     sessions: &State<Sessions>,
     cookies: &CookieJar<'_>,
 ) -> Result<Redirect, Page> {
-    if form.id == current.session.id {
+    let id = SessionId::new(form.id);
+    if id == current.session.id {
         sessions
-            .invalidate_session(form.id)
+            .invalidate_session(&id)
             .await
             .map_err(|e| store_failure(&e))?;
         cookies.add(sessions.create_blank_session_cookie());
@@ -323,9 +324,9 @@ async fn revoke(
         .get_user_sessions(&current.user.id)
         .await
         .map_err(|e| store_failure(&e))?;
-    if own.iter().any(|s| s.id == form.id) {
+    if own.iter().any(|s| s.id == id) {
         sessions
-            .invalidate_session(form.id)
+            .invalidate_session(&id)
             .await
             .map_err(|e| store_failure(&e))?;
     }

@@ -1,14 +1,18 @@
-//! Attribute columns, read as a map of column names to JSON values and
-//! written from one JSON object, so the application never declares them to
-//! the crate. The statements name the columns once they are looked up in
-//! the catalog (see `columns`): reads then select the columns themselves,
-//! decoded here ([`from_columns`]). Until then, and for column types a cast
-//! cannot fill, they use `to_jsonb(row)` ([`Json`]) and `jsonb_populate_record`.
+//! Attributes: the extra columns of the tables, read into a map of column
+//! names to JSON values (or the application's own `serde` type) and written
+//! from the application's value serialized as a JSON object, so the
+//! application never declares them to the crate.
+//!
+//! Reads select the attribute columns themselves (see
+//! [`Statements::get_session_and_user`](super::statements::Statements::get_session_and_user));
+//! [`from_columns`] decodes them as the JSON object `to_jsonb(row)` would
+//! give, without the server building JSON. Inserts bind one `jsonb` value
+//! per attribute ([`insert_values`]).
 
-use std::fmt::Write as _;
-
-use diesel::deserialize::{self, FromSql};
-use diesel::pg::{Pg, PgValue};
+use diesel::QueryResult;
+use diesel::deserialize;
+use diesel::pg::Pg;
+use diesel::query_builder::AstPass;
 use diesel::sql_types::Jsonb;
 use serde::Serialize;
 use serde::de::{
@@ -18,37 +22,23 @@ use serde::de::{
 use serde_json::{Map, Value};
 
 use super::names::Ident;
-use super::query::Row;
+use super::run::{Binds, Row, next_part};
+use super::statements::{Column, MANAGED_SESSION_COLUMNS, Write};
 use crate::error::{ConfigError, Error, Result};
 
-/// Columns the crate manages; never attributes.
-pub(crate) const RESERVED_SESSION_COLUMNS: [&str; 3] = ["id", "expires_at", "user_id"];
-
-/// A `jsonb` value decoded straight into the application's type.
-pub(crate) struct Json<T>(pub(crate) T);
-
-impl<T: DeserializeOwned> FromSql<Jsonb, Pg> for Json<T> {
-    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        match value.as_bytes().split_first() {
-            Some((1, text)) => Ok(Self(serde_json::from_slice(text)?)),
-            _ => Err("unsupported jsonb encoding version".into()),
-        }
-    }
-}
-
-/// Attribute columns `start..start + names.len()` of `row`, decoded
+/// Attribute columns `start..start + columns.len()` of `row`, decoded
 /// straight into the application's type as the JSON object
 /// `{"name": value, ..}` would be: the same values `to_jsonb(row)` gives,
 /// without the server building JSON on every row.
 pub(crate) fn from_columns<T: DeserializeOwned>(
     row: &Row<'_>,
     start: usize,
-    names: &[Ident],
+    columns: &[Column],
 ) -> deserialize::Result<T> {
     Ok(T::deserialize(Columns {
         row,
         start,
-        names,
+        columns,
         next: 0,
     })?)
 }
@@ -57,7 +47,7 @@ pub(crate) fn from_columns<T: DeserializeOwned>(
 struct Columns<'a, 'r> {
     row: &'a Row<'r>,
     start: usize,
-    names: &'a [Ident],
+    columns: &'a [Column],
     next: usize,
 }
 
@@ -96,10 +86,10 @@ impl<'de> MapAccess<'de> for Columns<'_, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
-        let Some(name) = self.names.get(self.next) else {
+        let Some(column) = self.columns.get(self.next) else {
             return Ok(None);
         };
-        seed.deserialize(name.as_str().into_deserializer())
+        seed.deserialize(column.name.as_str().into_deserializer())
             .map(Some)
     }
 
@@ -117,7 +107,7 @@ impl<'de> MapAccess<'de> for Columns<'_, '_> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.names.len() - self.next)
+        Some(self.columns.len() - self.next)
     }
 }
 
@@ -159,14 +149,15 @@ fn column_value(value: Option<(u32, &[u8])>) -> deserialize::Result<Value> {
         },
         oid::UUID => {
             let bytes: &[u8; 16] = bytes.try_into()?;
-            let mut text = String::with_capacity(36);
-            for (i, b) in bytes.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    text.push('-');
-                }
-                let _ = write!(text, "{b:02x}");
-            }
-            Value::String(text)
+            let hex = hex::encode(bytes);
+            Value::String(format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            ))
         }
         oid::JSONB => match bytes.split_first() {
             Some((1, text)) => serde_json::from_slice(text)?,
@@ -178,40 +169,69 @@ fn column_value(value: Option<(u32, &[u8])>) -> deserialize::Result<Value> {
     })
 }
 
-/// Session attributes ready for an insert: the column names (validated)
-/// and the JSON object holding their values.
-pub(crate) struct AttributeColumns {
-    pub(crate) columns: Vec<Ident>,
-    pub(crate) values: Value,
-}
-
-/// Turns the application's attributes into columns and values.
-pub(crate) fn session_columns<A: Serialize>(attributes: &A) -> Result<AttributeColumns> {
+/// Session attributes ready for an insert: the attribute values by
+/// column name, in the order the application's value gives them.
+pub(crate) fn session_values<A: Serialize>(attributes: &A) -> Result<Map<String, Value>> {
     let map = match serde_json::to_value(attributes) {
         Ok(Value::Object(map)) => map,
         Ok(Value::Null) => Map::new(),
         Ok(other) => {
-            return Err(Error::InvalidAttributes(format!(
+            return Err(Error::invalid_attributes(format_args!(
                 "session attributes must serialize to a JSON object of column names to values, not {}",
                 json_kind(&other)
             )));
         }
-        Err(e) => return Err(Error::InvalidAttributes(e.to_string())),
-    };
-    let mut columns = Vec::with_capacity(map.len());
-    for key in map.keys() {
-        if RESERVED_SESSION_COLUMNS.contains(&key.as_str()) {
-            return Err(Error::InvalidAttributes(
-                ConfigError::ReservedColumn(key.clone()).to_string(),
-            ));
+        Err(e) => {
+            return Err(Error::InvalidAttributes {
+                message: e.to_string(),
+                source: Some(std::sync::Arc::new(e)),
+            });
         }
-        let ident = Ident::new(key, key).map_err(|e| Error::InvalidAttributes(e.to_string()))?;
-        columns.push(ident);
+    };
+    for key in map.keys() {
+        if MANAGED_SESSION_COLUMNS.contains(&key.as_str()) {
+            return Err(Error::invalid_attributes(ConfigError::ReservedColumn(
+                key.clone(),
+            )));
+        }
+        Ident::new(key, key).map_err(Error::invalid_attributes)?;
     }
-    Ok(AttributeColumns {
-        columns,
-        values: Value::Object(map),
-    })
+    Ok(map)
+}
+
+/// The insert's attribute binds, one per column of `columns` (the session
+/// table's columns named by `values`, in that order): the value itself, or
+/// `{"column": value}` for a column written through
+/// `jsonb_populate_record` ([`Write::Record`]).
+pub(crate) fn insert_values(columns: &[&Column], values: &Map<String, Value>) -> Vec<Value> {
+    columns
+        .iter()
+        .map(|c| {
+            let value = values.get(c.name.as_str()).cloned().unwrap_or(Value::Null);
+            match c.write {
+                Write::Record => {
+                    Value::Object(Map::from_iter([(c.name.as_str().to_owned(), value)]))
+                }
+                Write::Cast(_) | Write::Json(_) => value,
+            }
+        })
+        .collect()
+}
+
+/// [`insert_values`] as binds, one `jsonb` parameter each.
+pub(crate) struct JsonbBinds(pub(crate) Vec<Value>);
+
+impl Binds for JsonbBinds {
+    fn walk<'b>(
+        &'b self,
+        parts: &mut std::slice::Iter<'b, Box<str>>,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        self.0.iter().try_for_each(|value| {
+            next_part(parts, out);
+            out.push_bind_param::<Jsonb, Value>(value)
+        })
+    }
 }
 
 fn json_kind(v: &Value) -> &'static str {

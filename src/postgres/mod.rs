@@ -1,26 +1,27 @@
 //! [`PostgresAdapter`]: Lucia's PostgreSQL adapter on diesel-async.
 //!
-//! This module is the only place where identifiers meet SQL: table names
-//! are validated when the adapter is built ([`TableNames`]) and rendered by
-//! one quoting routine; every value is a bind parameter.
+//! The layer in four files: [`statements`] renders the adapter's SQL from
+//! its table names and columns (the only place identifiers meet SQL),
+//! [`run`] runs a statement on a lent connection and decodes its rows,
+//! [`columns`] knows the attribute columns, and this file holds the
+//! operations. Every value is a bind parameter.
 
 mod attributes;
 mod columns;
 mod names;
-pub(crate) mod query;
-pub(crate) mod raw;
+pub(crate) mod run;
 mod source;
 mod statements;
-pub(crate) mod unnamed;
 mod user_id;
 mod verify;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Bool, Jsonb, Text, Timestamptz, Untyped};
+use diesel::deserialize;
+use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
@@ -29,19 +30,26 @@ pub use self::names::{TableName, TableNames};
 pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
 
-use self::attributes::{Json, from_columns, session_columns};
-use self::columns::KnownColumns;
-use self::query::{Bind, Conn, Row, Stmt, UserIdBind, load_first, load_rows};
-use self::statements::Statements;
+use self::attributes::{JsonbBinds, from_columns, insert_values, session_values};
+use self::columns::{Known, KnownColumns};
+use self::run::{Bind, Binds, Statement, UserIdBind};
+use self::statements::{Column, Columns, Sql, Statements};
 use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, Extension, SessionAndUser,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
 };
-use crate::error::{DatabaseErrorKind, Error, Result};
+use crate::error::{ConfigError, DatabaseErrorKind, Error, ErrorClass, Result, undefined_table};
+use crate::token::SessionId;
 use crate::trace::traced;
 
 /// The longest session id the adapter stores or looks up, in bytes. Longer
 /// ids are never found, and `set_session` rejects them.
 pub const MAX_SESSION_ID_BYTES: usize = 512;
+
+/// How many expired sessions one `DELETE` of [`Adapter::delete_expired_sessions`]
+/// removes at most, and the default batch of the background cleanup
+/// ([`CleanupOptions`](crate::cleanup::CleanupOptions)): small enough that
+/// a large cleanup never holds locks on many rows at once.
+pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
 
 /// Lucia's PostgreSQL adapter on diesel-async.
 ///
@@ -54,14 +62,14 @@ pub const MAX_SESSION_ID_BYTES: usize = 512;
 /// Each operation is one SQL statement and, once its statement is prepared
 /// on a connection, one round trip.
 ///
-/// Attributes are read by name: on its first read the adapter looks up the
-/// tables' columns in the catalog (one more statement, once) and selects the
-/// extra columns themselves, which PostgreSQL serves much faster than
-/// `to_jsonb(row)`; common types (text, integers, boolean, uuid, jsonb) are
-/// decoded by the client, the rest turned into JSON by the server. A
-/// column dropped or renamed later costs no error: the failed read looks
-/// the columns up again and is retried once. A column added later is read
-/// after the application restarts.
+/// Attributes are read by name: before its first read or insert the
+/// adapter looks up the tables' columns in the catalog (one more statement,
+/// once) and names the extra columns in its statements; common types
+/// (text, integers, boolean, uuid, jsonb) are decoded by the client, the
+/// rest turned into JSON by the server. A column dropped, renamed or
+/// retyped later costs no error: the failed statement looks the columns up
+/// again and runs once more. A column added later is read after the
+/// application restarts.
 ///
 /// # Examples
 /// ```no_run
@@ -79,21 +87,15 @@ pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
     source: S,
     names: TableNames,
     statements: Statements,
-    /// The attribute columns, once looked up, and statements naming them.
     columns: KnownColumns,
-    cleanup_batch_size: i64,
-    _types: Types<U, SA, UA>,
+    _types: PhantomData<fn() -> (U, SA, UA)>,
 }
-
-/// The adapter's type parameters, held without owning values of them.
-type Types<U, SA, UA> = PhantomData<fn() -> (U, SA, UA)>;
 
 impl<S, U, SA, UA> fmt::Debug for PostgresAdapter<S, U, SA, UA> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresAdapter")
             .field("names", &self.names)
             .field("user_id", &std::any::type_name::<U>())
-            .field("cleanup_batch_size", &self.cleanup_batch_size)
             .finish_non_exhaustive()
     }
 }
@@ -107,9 +109,8 @@ impl<S: ConnectionSource> PostgresAdapter<S> {
         Self {
             source,
             statements: Statements::new(&names),
-            columns: KnownColumns::new(),
+            columns: KnownColumns::default(),
             names,
-            cleanup_batch_size: 10_000,
             _types: PhantomData,
         }
     }
@@ -122,7 +123,6 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
             names: self.names,
             statements: self.statements,
             columns: self.columns,
-            cleanup_batch_size: self.cleanup_batch_size,
             _types: PhantomData,
         }
     }
@@ -131,7 +131,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     #[must_use]
     pub fn with_table_names(mut self, names: TableNames) -> Self {
         self.statements = Statements::new(&names);
-        self.columns = KnownColumns::new();
+        self.columns = KnownColumns::default();
         self.names = names;
         self
     }
@@ -145,27 +145,21 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     /// Reads and writes session attributes as `SA2` (a `serde` type whose
     /// fields are the session table's extra columns) instead of [`Attributes`].
     #[must_use]
-    pub fn with_session_attributes<SA2>(self) -> PostgresAdapter<S, U, SA2, UA> {
+    pub fn with_session_attributes<SA2>(self) -> PostgresAdapter<S, U, SA2, UA>
+    where
+        SA2: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
         self.retype()
     }
 
     /// Reads user attributes as `UA2` (a `serde` type whose fields are the
     /// user table's extra columns) instead of [`Attributes`].
     #[must_use]
-    pub fn with_user_attributes<UA2>(self) -> PostgresAdapter<S, U, SA, UA2> {
+    pub fn with_user_attributes<UA2>(self) -> PostgresAdapter<S, U, SA, UA2>
+    where
+        UA2: DeserializeOwned + Send + Sync + 'static,
+    {
         self.retype()
-    }
-
-    /// How many expired sessions one `DELETE` removes at most during
-    /// [`Adapter::delete_expired_sessions`] (default 10,000), so that a
-    /// large cleanup never holds locks on millions of rows at once.
-    ///
-    /// # Panics
-    /// Never; a size of 0 is treated as 1.
-    #[must_use]
-    pub fn with_cleanup_batch_size(mut self, size: u32) -> Self {
-        self.cleanup_batch_size = i64::from(size.max(1));
-        self
     }
 
     /// The connection source.
@@ -183,8 +177,43 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
 
 /// Whether a session id can be looked up at all: PostgreSQL text cannot hold
 /// NUL, and ids longer than [`MAX_SESSION_ID_BYTES`] are never stored.
-fn storable(session_id: &str) -> bool {
-    !session_id.is_empty() && session_id.len() <= MAX_SESSION_ID_BYTES && !session_id.contains('\0')
+fn storable(id: &SessionId) -> bool {
+    let id = id.as_str();
+    !id.is_empty() && id.len() <= MAX_SESSION_ID_BYTES && !id.contains('\0')
+}
+
+fn text(value: &str) -> Bind<'_, Text, str> {
+    Bind::new(value)
+}
+
+fn time(value: &DateTime<Utc>) -> Bind<'_, Timestamptz, DateTime<Utc>> {
+    Bind::new(value)
+}
+
+/// A session row: id, expires_at, user_id, then the attribute columns.
+fn decode_session<U: UserId, SA: DeserializeOwned>(
+    row: &run::Row<'_>,
+    attributes: &[Column],
+) -> deserialize::Result<DatabaseSession<U, SA>> {
+    Ok(DatabaseSession {
+        id: SessionId::new(row.get::<Text, String>(0)?),
+        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+        user_id: row.get::<U::SqlType, U>(2)?,
+        attributes: from_columns(row, 3, attributes)?,
+    })
+}
+
+/// A session row followed by its user's attribute columns.
+fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
+    row: &run::Row<'_>,
+    columns: &Columns,
+) -> deserialize::Result<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
+    let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
+    let user = DatabaseUser {
+        id: session.user_id.clone(),
+        attributes: from_columns(row, 3 + columns.session.len(), &columns.user)?,
+    };
+    Ok((session, user))
 }
 
 impl<S, U, SA, UA> Adapter for PostgresAdapter<S, U, SA, UA>
@@ -198,58 +227,33 @@ where
     type SessionAttributes = SA;
     type UserAttributes = UA;
 
-    async fn get_session_and_user(&self, session_id: &str) -> Result<Option<SessionAndUser<Self>>> {
+    async fn get_session_and_user(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<SessionAndUser<Self>>> {
         let span = tracing::debug_span!("get_session_and_user", found = Empty);
         traced(&span, async {
-            if !storable(session_id) {
-                span.record("found", false);
-                return Ok(None);
+            let mut found = None;
+            if storable(session_id) {
+                let mut lent = self.source.connection().await?;
+                let mut conn = lent.conn().within(self.source.operation_timeout());
+                let rows = self
+                    .columns
+                    .load(
+                        &mut conn,
+                        &self.statements,
+                        &self.names,
+                        |known| {
+                            Ok((
+                                Cow::Borrowed(&known.get_session_and_user),
+                                (text(session_id.as_str()),),
+                            ))
+                        },
+                        decode_session_and_user,
+                    )
+                    .await?;
+                found = rows.into_iter().next();
             }
-            let mut conn = self.source.connection().await?;
-            let mut conn = conn.conn();
-            let mut attempts = self.columns.attempts();
-            let found = loop {
-                let named = attempts.named(&mut conn, &self.names).await;
-                let sql = named
-                    .as_deref()
-                    .map_or(&self.statements.get_session_and_user, |n| {
-                        &n.get_session_and_user
-                    });
-                let decode = |row: Row<'_>| {
-                    let user_id: U = row.get::<U::SqlType, U>(2)?;
-                    let (session_attributes, user_attributes) = match named.as_deref() {
-                        Some(n) => {
-                            let session = n.session_attributes();
-                            (
-                                from_columns(&row, 3, session)?,
-                                from_columns(&row, 3 + session.len(), n.user_attributes())?,
-                            )
-                        }
-                        None => (
-                            row.get::<Jsonb, Json<SA>>(3)?.0,
-                            row.get::<Jsonb, Json<UA>>(4)?.0,
-                        ),
-                    };
-                    Ok((
-                        DatabaseSession {
-                            id: row.get::<Text, String>(0)?,
-                            user_id: user_id.clone(),
-                            expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
-                            attributes: session_attributes,
-                        },
-                        DatabaseUser {
-                            id: user_id,
-                            attributes: user_attributes,
-                        },
-                    ))
-                };
-                let stmt = Stmt::<_, Untyped, _>::new(sql, (Bind::<Text, str>::new(session_id),));
-                let found = load_first(conn.reborrow(), stmt, &decode).await;
-                if let Some(found) = attempts.done(found, named.is_some()) {
-                    break found;
-                }
-            };
-            let found = found?;
             span.record("found", found.is_some());
             Ok(found)
         })
@@ -259,32 +263,26 @@ where
     async fn get_user_sessions(&self, user_id: &U) -> Result<Vec<DatabaseSession<U, SA>>> {
         let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, rows = Empty);
         traced(&span, async {
-            let mut conn = self.source.connection().await?;
-            let mut conn = conn.conn();
-            let mut attempts = self.columns.attempts();
-            let sessions = loop {
-                let named = attempts.named(&mut conn, &self.names).await;
-                let sql = named
-                    .as_deref()
-                    .map_or(&self.statements.get_user_sessions, |n| &n.get_user_sessions);
-                let decode = |row: Row<'_>| {
-                    Ok(DatabaseSession {
-                        id: row.get::<Text, String>(0)?,
-                        user_id: row.get::<U::SqlType, U>(2)?,
-                        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
-                        attributes: match named.as_deref() {
-                            Some(n) => from_columns(&row, 3, n.session_attributes())?,
-                            None => row.get::<Jsonb, Json<SA>>(3)?.0,
+            let mut sessions = Vec::new();
+            if user_id.storable() {
+                let mut lent = self.source.connection().await?;
+                let mut conn = lent.conn().within(self.source.operation_timeout());
+                sessions = self
+                    .columns
+                    .load(
+                        &mut conn,
+                        &self.statements,
+                        &self.names,
+                        |known| {
+                            Ok((
+                                Cow::Borrowed(&known.get_user_sessions),
+                                (UserIdBind(user_id),),
+                            ))
                         },
-                    })
-                };
-                let stmt = Stmt::<_, Untyped, _>::new(sql, (UserIdBind(user_id),));
-                let sessions = load_rows(conn.reborrow(), stmt, &decode).await;
-                if let Some(sessions) = attempts.done(sessions, named.is_some()) {
-                    break sessions;
-                }
-            };
-            let sessions = sessions?;
+                        |row, columns| decode_session(row, &columns.session),
+                    )
+                    .await?;
+            }
             span.record("rows", sessions.len());
             Ok(sessions)
         })
@@ -298,49 +296,38 @@ where
 
     async fn update_session_expiration(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         expires_at: DateTime<Utc>,
     ) -> Result<bool> {
         let span = tracing::debug_span!("update_session_expiration", found = Empty);
         traced(&span, async {
-            if !storable(session_id) {
-                span.record("found", false);
-                return Ok(false);
-            }
-            let mut conn = self.source.connection().await?;
-            let n = Stmt::exec(
-                &self.statements.update_expiration,
-                (
-                    Bind::<Timestamptz, _>::new(&expires_at),
-                    Bind::<Text, str>::new(session_id),
-                ),
-            )
-            .execute(conn.conn())
-            .await;
-            let n = n?;
-            span.record("found", n > 0);
-            Ok(n > 0)
+            let found = storable(session_id)
+                && self
+                    .execute(
+                        &self.statements.update_expiration,
+                        (time(&expires_at), text(session_id.as_str())),
+                    )
+                    .await?
+                    > 0;
+            span.record("found", found);
+            Ok(found)
         })
         .await
     }
 
-    async fn delete_session(&self, session_id: &str) -> Result<bool> {
+    async fn delete_session(&self, session_id: &SessionId) -> Result<bool> {
         let span = tracing::debug_span!("delete_session", found = Empty);
         traced(&span, async {
-            if !storable(session_id) {
-                span.record("found", false);
-                return Ok(false);
-            }
-            let mut conn = self.source.connection().await?;
-            let n = Stmt::exec(
-                &self.statements.delete_session,
-                (Bind::<Text, str>::new(session_id),),
-            )
-            .execute(conn.conn())
-            .await;
-            let n = n?;
-            span.record("found", n > 0);
-            Ok(n > 0)
+            let found = storable(session_id)
+                && self
+                    .execute(
+                        &self.statements.delete_session,
+                        (text(session_id.as_str()),),
+                    )
+                    .await?
+                    > 0;
+            span.record("found", found);
+            Ok(found)
         })
         .await
     }
@@ -348,14 +335,15 @@ where
     async fn delete_user_sessions(&self, user_id: &U) -> Result<u64> {
         let span = tracing::debug_span!("delete_user_sessions", user_id = ?user_id, rows = Empty);
         traced(&span, async {
-            let mut conn = self.source.connection().await?;
-            let n = Stmt::exec(
-                &self.statements.delete_user_sessions,
-                (UserIdBind(user_id),),
-            )
-            .execute(conn.conn())
-            .await;
-            let n = n?;
+            let mut n = 0;
+            if user_id.storable() {
+                n = self
+                    .execute(
+                        &self.statements.delete_user_sessions,
+                        (UserIdBind(user_id),),
+                    )
+                    .await?;
+            }
             span.record("rows", n);
             Ok(n)
         })
@@ -365,14 +353,12 @@ where
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_sessions", rows = Empty);
         traced(&span, async {
-            let mut total = 0u64;
+            let mut total = 0;
             loop {
-                let n = self
-                    .delete_expired_batch(now, self.cleanup_batch_size)
-                    .await?;
+                let n = self.delete_expired_batch(now, CLEANUP_BATCH_SIZE).await?;
                 total += n;
                 span.record("rows", total);
-                if n < self.cleanup_batch_size as u64 {
+                if n < u64::from(CLEANUP_BATCH_SIZE) {
                     return Ok(total);
                 }
             }
@@ -382,23 +368,41 @@ where
 
     async fn extend_session_expiration(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         expires_at: DateTime<Utc>,
         threshold: DateTime<Utc>,
-    ) -> Result<Extension> {
+    ) -> Result<SessionExtension> {
         let span = tracing::debug_span!("extend_session_expiration", extension = Empty);
         traced(&span, async {
-            let extension = if storable(session_id) {
-                self.extend(session_id, expires_at, threshold).await?
-            } else {
-                Extension::Gone
-            };
+            let mut extension = SessionExtension::Gone;
+            if storable(session_id) {
+                let mut lent = self.source.connection().await?;
+                let mut conn = lent.conn().within(self.source.operation_timeout());
+                let stmt = Statement::new(
+                    &self.statements.extend_expiration,
+                    (
+                        text(session_id.as_str()),
+                        time(&expires_at),
+                        time(&threshold),
+                    ),
+                );
+                let rows = conn
+                    .load(stmt, |row| {
+                        Ok((row.get::<Timestamptz, _>(0)?, row.get::<Bool, bool>(1)?))
+                    })
+                    .await?;
+                extension = match rows.first() {
+                    None => SessionExtension::Gone,
+                    Some(&(at, true)) => SessionExtension::Extended(at),
+                    Some(&(at, false)) => SessionExtension::Unchanged(at),
+                };
+            }
             span.record(
                 "extension",
                 match extension {
-                    Extension::Gone => "gone",
-                    Extension::Extended(_) => "extended",
-                    Extension::Unchanged(_) => "unchanged",
+                    SessionExtension::Gone => "gone",
+                    SessionExtension::Extended(_) => "extended",
+                    SessionExtension::Unchanged(_) => "unchanged",
                 },
             );
             Ok(extension)
@@ -417,113 +421,86 @@ where
     /// concurrent request are skipped, never waited for.
     ///
     /// # Errors
-    /// Any database error, typed as in [`Error`].
-    pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+    /// [`ConfigError::CleanupBatchSize`] for a `limit` of 0; any database
+    /// error, typed as in [`Error`].
+    pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_batch", limit, rows = Empty);
         traced(&span, async {
-            let mut conn = self.source.connection().await?;
-            let n = Stmt::exec(
-                &self.statements.delete_expired_batch,
-                (
-                    Bind::<Timestamptz, _>::new(&now),
-                    Bind::<diesel::sql_types::BigInt, _>::new(&limit),
-                ),
-            )
-            .execute(conn.conn())
-            .await;
-            let n = n?;
+            if limit == 0 {
+                return Err(ConfigError::CleanupBatchSize.into());
+            }
+            let limit = i64::from(limit);
+            let n = self
+                .execute(
+                    &self.statements.delete_expired_batch,
+                    (time(&now), Bind::<BigInt, i64>::new(&limit)),
+                )
+                .await?;
             span.record("rows", n);
             Ok(n)
         })
         .await
     }
 
-    /// The one statement behind [`Adapter::extend_session_expiration`].
-    async fn extend(
-        &self,
-        session_id: &str,
-        expires_at: DateTime<Utc>,
-        threshold: DateTime<Utc>,
-    ) -> Result<Extension> {
-        let mut conn = self.source.connection().await?;
-        let stmt = Stmt::<_, Untyped, _>::new(
-            &self.statements.extend_expiration,
-            (
-                Bind::<Text, str>::new(session_id),
-                Bind::<Timestamptz, _>::new(&expires_at),
-                Bind::<Timestamptz, _>::new(&threshold),
-            ),
-        );
-        let row = load_first(conn.conn(), stmt, |row| {
-            Ok((
-                row.get::<Timestamptz, DateTime<Utc>>(0)?,
-                row.get::<Bool, bool>(1)?,
-            ))
-        })
-        .await;
-        Ok(match row? {
-            None => Extension::Gone,
-            Some((at, true)) => Extension::Extended(at),
-            Some((at, false)) => Extension::Unchanged(at),
-        })
+    /// Runs one statement for its row count, on a connection of its own.
+    async fn execute(&self, sql: &Sql, binds: impl Binds) -> Result<u64> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        Ok(conn.execute(Statement::new(sql, binds)).await?)
     }
 
     /// The insert behind [`Adapter::set_session`].
     async fn insert(&self, session: &DatabaseSession<U, SA>) -> Result<()>
     where
-        SA: Serialize,
+        SA: Serialize + Sync,
     {
         if !storable(&session.id) {
             return Err(Error::InvalidSessionId);
         }
-        let attributes = session_columns(&session.attributes)?;
-        let mut conn = self.source.connection().await?;
-        let mut conn = conn.conn();
-        let inserted = if attributes.columns.is_empty() {
-            Stmt::exec(
-                &self.statements.insert_session,
-                (
-                    Bind::<Text, str>::new(&session.id),
-                    UserIdBind(&session.user_id),
-                    Bind::<Timestamptz, _>::new(&session.expires_at),
-                ),
-            )
-            .execute(conn.reborrow())
-            .await
+        if !session.user_id.storable() {
+            return Err(Error::UnknownUser);
+        }
+        let values = session_values(&session.attributes)?;
+        let (id, user, expires_at) = (
+            text(session.id.as_str()),
+            UserIdBind(&session.user_id),
+            time(&session.expires_at),
+        );
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        let inserted = if values.is_empty() {
+            let stmt = Statement::new(&self.statements.insert_session, (id, user, expires_at));
+            conn.load(stmt, |_| Ok(())).await.map_err(Error::from)
         } else {
-            let mut attempts = self.columns.attempts();
-            loop {
-                let named = attempts.named(&mut conn, &self.names).await;
-                // A cast per column where the column types are known, else
-                // `jsonb_populate_record`.
-                let cast = named
-                    .as_deref()
-                    .and_then(|n| n.insert_session_with(&attributes.columns));
-                let used = cast.is_some();
-                let sql = cast.unwrap_or_else(|| {
-                    Arc::new(self.statements.insert_session_with(&attributes.columns))
-                });
-                let inserted = Stmt::exec(
-                    &sql,
-                    (
-                        Bind::<Text, str>::new(&session.id),
-                        UserIdBind(&session.user_id),
-                        Bind::<Timestamptz, _>::new(&session.expires_at),
-                        Bind::<Jsonb, _>::new(&attributes.values),
-                    ),
+            let (statements, names) = (&self.statements, &self.names);
+            let statement = |known: &Known| {
+                let Some(columns) = known.session_columns(values.keys().map(String::as_str)) else {
+                    return Err(unknown_columns(known, names));
+                };
+                let attributes = JsonbBinds(insert_values(&columns, &values));
+                let binds = (
+                    text(session.id.as_str()),
+                    UserIdBind(&session.user_id),
+                    time(&session.expires_at),
+                    attributes,
+                );
+                Ok((statements.insert_session_with(&columns), binds))
+            };
+            self.columns
+                .load(
+                    &mut conn,
+                    statements,
+                    names,
+                    |known| statement(known).map(|(sql, binds)| (Cow::Owned(sql), binds)),
+                    |_, _| Ok(()),
                 )
-                .execute(conn.reborrow())
-                .await;
-                if let Some(inserted) = attempts.done(inserted, used) {
-                    break inserted;
-                }
-            }
+                .await
         };
-        match inserted {
+        match inserted.map(|rows| rows.len()) {
             Ok(1) => Ok(()),
             Ok(_) => Err(Error::DuplicateSessionId),
             Err(e) => Err(self
-                .insert_error(conn, &session.user_id, e, !attributes.columns.is_empty())
+                .insert_error(&mut conn, &session.user_id, e, !values.is_empty())
                 .await),
         }
     }
@@ -531,7 +508,7 @@ where
     /// Turns an insert failure into the error a caller can act on.
     async fn insert_error(
         &self,
-        conn: Conn<'_>,
+        conn: &mut run::Conn<'_>,
         user_id: &U,
         err: Error,
         has_attributes: bool,
@@ -539,40 +516,52 @@ where
         let Error::Database(db) = &err else {
             return err;
         };
+        let invalid_attributes = || Error::InvalidAttributes {
+            message: db.to_string(),
+            source: Some(std::sync::Arc::new(db.clone())),
+        };
         match db.kind() {
             DatabaseErrorKind::ForeignKeyViolation => {
                 // The foreign key may be on an attribute column: ask whether
                 // the user exists instead of parsing a localised message.
-                let stmt = Stmt::<_, Untyped, _>::new(
-                    &self.statements.user_exists,
-                    (UserIdBind(user_id),),
-                );
-                let exists = load_first(conn, stmt, |row| row.get::<Bool, bool>(0)).await;
-                match exists.map(|found| found.unwrap_or(false)) {
-                    Ok(false) => Error::UnknownUser,
-                    Ok(true) if has_attributes => Error::InvalidAttributes(db.to_string()),
-                    Ok(true) => err,
-                    Err(e) => e,
+                let stmt = Statement::new(&self.statements.user_exists, (UserIdBind(user_id),));
+                match conn.load(stmt, |row| row.get::<Bool, bool>(0)).await {
+                    Ok(rows) if rows.first() != Some(&true) => Error::UnknownUser,
+                    Ok(_) if has_attributes => invalid_attributes(),
+                    Ok(_) => err,
+                    Err(e) => e.into(),
                 }
             }
-            DatabaseErrorKind::NotNullViolation
-            | DatabaseErrorKind::CheckViolation
-            | DatabaseErrorKind::UniqueViolation
-                if has_attributes =>
+            _ if !has_attributes => err,
+            // Constraints, and values the column's type refuses (class 22:
+            // data exceptions). Without a code (a server reporting in
+            // another language) the values are the likely cause.
+            DatabaseErrorKind::Other
+                if db
+                    .code()
+                    .is_some_and(|c| !c.starts_with("22") && !c.starts_with("23")) =>
             {
-                Error::InvalidAttributes(db.to_string())
+                err
             }
-            DatabaseErrorKind::Other if has_attributes && !is_schema_problem(db.message()) => {
-                Error::InvalidAttributes(db.to_string())
-            }
-            _ => err,
+            _ => invalid_attributes(),
         }
     }
 }
 
-/// Errors that point at the tables or grants, not at the attribute values.
-fn is_schema_problem(message: &str) -> bool {
-    message.starts_with("relation ")
-        || message.starts_with("permission denied")
-        || message.starts_with("type ")
+/// The insert named an attribute the session table does not have (looked
+/// up again first, in case it was added), or the table is missing.
+fn unknown_columns(known: &Known, names: &TableNames) -> ErrorClass {
+    let error = if known.columns.complete {
+        Error::invalid_attributes(format_args!(
+            "an attribute names a column the session table {} does not have",
+            names.session()
+        ))
+    } else {
+        undefined_table(&names.session().to_sql())
+    };
+    ErrorClass {
+        error,
+        retire: false,
+        stale_columns: true,
+    }
 }

@@ -6,18 +6,20 @@
 
 use std::future::Future;
 use std::ops::DerefMut;
+use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::query::Conn;
+use super::run::Conn;
 
 #[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
 use crate::error::{Error, Result};
 
 /// Something that lends out a connection for one operation: an
 /// [`AsyncPgConnection`] (bb8 and deadpool pools, [`PgPool`](crate::PgPool),
-/// [`SingleConnection`]) or a pooler connection ([`PoolerPool`](crate::pooler::PoolerPool)).
+/// [`SingleConnection`]) or a pooler connection (`PoolerPool`, feature
+/// `pooler`).
 pub trait ConnectionSource: Send + Sync + 'static {
     /// The borrowed connection; returned to the source when dropped.
     type Connection<'a>: SourceConnection
@@ -30,12 +32,27 @@ pub trait ConnectionSource: Send + Sync + 'static {
     /// [`Error::PoolTimeout`] when none became free in time,
     /// [`Error::Unavailable`] when a new one could not be opened.
     fn connection(&self) -> impl Future<Output = Result<Self::Connection<'_>>> + Send;
+
+    /// How long one operation may take on a lent connection, all its
+    /// statements together, before the client gives up on it: the call
+    /// fails with [`Error::Timeout`], a cancel request is sent for the
+    /// statement, and the connection is retired. This bounds every call
+    /// even when the server stops answering without closing the socket (a
+    /// frozen server, a network partition), where the server's own
+    /// `statement_timeout` cannot act.
+    ///
+    /// [`PgPool`](crate::PgPool) and `PoolerPool` give their statement
+    /// timeout plus a margin; the default, for sources that keep no
+    /// statement timeout, is `None` (no client-side deadline).
+    fn operation_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A connection lent by a [`ConnectionSource`]: anything that dereferences
 /// to an [`AsyncPgConnection`] (a pool's guard, a mutex guard, a `Box`), or
-/// a [`PoolerPool`](crate::pooler::PoolerPool)'s connection. Sealed: the
-/// adapter knows how to run its statements on these two kinds only.
+/// a `PoolerPool`'s connection. Sealed: the adapter knows how to run its
+/// statements on these two kinds only.
 pub trait SourceConnection: Send + sealed::Sealed {
     #[doc(hidden)]
     fn conn(&mut self) -> Conn<'_>;
@@ -49,17 +66,17 @@ impl<T: DerefMut<Target = AsyncPgConnection> + Send> sealed::Sealed for T {}
 
 impl<T: DerefMut<Target = AsyncPgConnection> + Send> SourceConnection for T {
     fn conn(&mut self) -> Conn<'_> {
-        Conn::Diesel(self)
+        Conn::diesel(self)
     }
 }
 
-#[cfg(feature = "bb8")]
+#[cfg(feature = "pooler")]
 impl sealed::Sealed for crate::pooler::PooledClient<'_> {}
 
-#[cfg(feature = "bb8")]
+#[cfg(feature = "pooler")]
 impl SourceConnection for crate::pooler::PooledClient<'_> {
     fn conn(&mut self) -> Conn<'_> {
-        Conn::Pooler(self.connection())
+        Conn::pooler(self.connection())
     }
 }
 
@@ -118,7 +135,7 @@ impl ConnectionSource for SingleConnection {
         // without one a closed connection shows up as the query's error.
         #[cfg(any(feature = "bb8", feature = "deadpool"))]
         if diesel_async::pooled_connection::PoolableConnection::is_broken(&mut *guard) {
-            return Err(Error::unavailable("the connection is closed"));
+            return Err(Error::unavailable("the connection is closed or broken"));
         }
         Ok(guard)
     }
@@ -158,5 +175,9 @@ impl<S: ConnectionSource> ConnectionSource for std::sync::Arc<S> {
 
     fn connection(&self) -> impl Future<Output = Result<Self::Connection<'_>>> + Send {
         (**self).connection()
+    }
+
+    fn operation_timeout(&self) -> Option<Duration> {
+        (**self).operation_timeout()
     }
 }

@@ -5,10 +5,9 @@ use std::fmt;
 use diesel::QueryResult;
 use diesel::deserialize::FromSql;
 use diesel::pg::Pg;
-use diesel::query_builder::AstPass;
-use diesel::query_builder::QueryId;
+use diesel::query_builder::{AstPass, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::SingleValue;
+use diesel::sql_types::{BigInt, Integer, SingleValue, Text};
 
 mod sealed {
     pub trait Sealed {}
@@ -35,25 +34,55 @@ pub trait UserId:
     /// The column type used in generated DDL.
     const SQL_TYPE: &'static str;
 
+    /// Whether PostgreSQL can hold this id at all (text cannot hold NUL):
+    /// an id it cannot hold belongs to no user, and is never sent.
+    #[doc(hidden)]
+    fn storable(&self) -> bool {
+        true
+    }
+
+    /// Binds the id with its SQL type.
     #[doc(hidden)]
     fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }
 
-macro_rules! user_id {
-    ($t:ty, $st:ty, $name:literal) => {
-        impl sealed::Sealed for $t {}
-        impl UserId for $t {
-            type SqlType = $st;
-            const SQL_TYPE: &'static str = $name;
-            fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-                out.push_bind_param::<$st, $t>(self)
-            }
-        }
-    };
+impl sealed::Sealed for String {}
+impl UserId for String {
+    type SqlType = Text;
+    const SQL_TYPE: &'static str = "TEXT";
+    fn storable(&self) -> bool {
+        !self.contains('\0')
+    }
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Text, Self>(self)
+    }
 }
 
-user_id!(String, diesel::sql_types::Text, "TEXT");
-user_id!(i32, diesel::sql_types::Integer, "INTEGER");
-user_id!(i64, diesel::sql_types::BigInt, "BIGINT");
+impl sealed::Sealed for i32 {}
+impl UserId for i32 {
+    type SqlType = Integer;
+    const SQL_TYPE: &'static str = "INTEGER";
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Integer, Self>(self)
+    }
+}
+
+impl sealed::Sealed for i64 {}
+impl UserId for i64 {
+    type SqlType = BigInt;
+    const SQL_TYPE: &'static str = "BIGINT";
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<BigInt, Self>(self)
+    }
+}
+
 #[cfg(feature = "uuid")]
-user_id!(uuid::Uuid, diesel::sql_types::Uuid, "UUID");
+impl sealed::Sealed for uuid::Uuid {}
+#[cfg(feature = "uuid")]
+impl UserId for uuid::Uuid {
+    type SqlType = diesel::sql_types::Uuid;
+    const SQL_TYPE: &'static str = "UUID";
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<diesel::sql_types::Uuid, Self>(self)
+    }
+}

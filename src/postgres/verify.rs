@@ -6,9 +6,10 @@
 //! connection's `search_path`, privileges of the role it connects as.
 
 use diesel::deserialize;
-use diesel::sql_types::{BigInt, Bool, Integer, Text, Untyped};
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
 
-use super::query::{Bind, Conn, Row, Sql, SqlBuilder, Stmt, load_first, load_rows};
+use super::run::{Bind, Conn, Row, Statement};
+use super::statements::{Sql, SqlBuilder};
 use super::{ConnectionSource, PostgresAdapter, SourceConnection as _, TableName, UserId};
 use crate::error::{Error, Result, SchemaError, SchemaProblem};
 use crate::trace::traced;
@@ -56,7 +57,7 @@ struct RelationRow {
 }
 
 impl RelationRow {
-    fn decode(row: Row<'_>) -> deserialize::Result<Self> {
+    fn decode(row: &Row<'_>) -> deserialize::Result<Self> {
         Ok(Self {
             oid: row.get::<BigInt, _>(0)?,
             kind: row.get::<Text, _>(1)?,
@@ -80,7 +81,7 @@ struct ColumnRow {
 }
 
 impl ColumnRow {
-    fn decode(row: Row<'_>) -> deserialize::Result<Self> {
+    fn decode(row: &Row<'_>) -> deserialize::Result<Self> {
         Ok(Self {
             name: row.get::<Text, _>(0)?,
             not_null: row.get::<Bool, _>(1)?,
@@ -214,7 +215,8 @@ where
     pub async fn verify_schema(&self) -> Result<()> {
         let span = tracing::debug_span!("verify_schema");
         traced(&span, async {
-            let mut conn = self.source.connection().await?;
+            let mut lent = self.source.connection().await?;
+            let mut conn = lent.conn().within(self.source.operation_timeout());
             let queries = Queries::new();
             let mut problems = Vec::new();
             let user_id = Want::user_id::<U>();
@@ -249,7 +251,7 @@ where
                 update: false,
             }];
             check_table(
-                conn.conn(),
+                &mut conn,
                 &queries,
                 self.names.user(),
                 &user_needs,
@@ -258,7 +260,7 @@ where
             )
             .await?;
             check_table(
-                conn.conn(),
+                &mut conn,
                 &queries,
                 self.names.session(),
                 &session_needs,
@@ -278,7 +280,7 @@ where
 
 /// Adds what is wrong with one table to `problems`.
 async fn check_table(
-    mut conn: Conn<'_>,
+    conn: &mut Conn<'_>,
     queries: &Queries,
     name: &TableName,
     needs: &[Need],
@@ -287,9 +289,9 @@ async fn check_table(
 ) -> Result<()> {
     let table = name.to_sql();
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
-        let stmt = Stmt::<_, Untyped, _>::new(&queries.schema, (Bind::<Text, str>::new(schema),));
-        let usable = load_first(conn.reborrow(), stmt, |row| row.get::<Bool, bool>(0)).await?;
-        match usable {
+        let stmt = Statement::new(&queries.schema, (Bind::<Text, str>::new(schema),));
+        let usable = conn.load(stmt, |row| row.get::<Bool, bool>(0)).await?;
+        match usable.first().copied() {
             None => {
                 problems.push(SchemaProblem::SchemaNotFound { schema: quoted });
                 return Ok(());
@@ -301,9 +303,9 @@ async fn check_table(
             Some(_) => {}
         }
     }
-    let stmt = Stmt::<_, Untyped, _>::new(&queries.relation, (Bind::<Text, str>::new(&table),));
-    let relation = load_first(conn.reborrow(), stmt, RelationRow::decode).await?;
-    let Some(relation) = relation else {
+    let stmt = Statement::new(&queries.relation, (Bind::<Text, str>::new(&table),));
+    let relation = conn.load(stmt, RelationRow::decode).await?;
+    let Some(relation) = relation.into_iter().next() else {
         problems.push(SchemaProblem::TableNotFound { table });
         return Ok(());
     };
@@ -314,9 +316,8 @@ async fn check_table(
         });
         return Ok(());
     }
-    let stmt =
-        Stmt::<_, Untyped, _>::new(&queries.columns, (Bind::<BigInt, i64>::new(&relation.oid),));
-    let columns = load_rows(conn, stmt, ColumnRow::decode).await?;
+    let stmt = Statement::new(&queries.columns, (Bind::<BigInt, i64>::new(&relation.oid),));
+    let columns = conn.load(stmt, ColumnRow::decode).await?;
     for need in needs {
         let Some(column) = columns.iter().find(|c| c.name == need.column) else {
             problems.push(SchemaProblem::MissingColumn {
@@ -352,7 +353,7 @@ async fn check_table(
             });
         }
     }
-    // Rows are read whole (`to_jsonb(row)`), so every column must be readable.
+    // Every column is read (attributes are all the other columns).
     let mut missing = Vec::new();
     if columns.iter().any(|c| !c.can_select) {
         missing.push("SELECT");

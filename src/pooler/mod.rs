@@ -11,10 +11,9 @@
 //! Execute and Sync go out together and are answered together, inside one
 //! implicit transaction, so the pooler keeps them on one server connection.
 //! That is one round trip per operation, like a cached prepared statement,
-//! at the cost of the server parsing and planning the statement each time:
-//! in `examples/bench` on a 2-core machine, about 130-165 µs of server CPU
-//! per `validate` against 31-34 µs with [`PgPool`](crate::PgPool), so 3-4x
-//! fewer validations a second.
+//! at the cost of the server parsing and planning the statement each time,
+//! which makes each operation several times as expensive for the server as
+//! with [`PgPool`](crate::PgPool) (see `BENCHMARKS.md`).
 //!
 //! # When to use it
 //! - Behind PgBouncer in `pool_mode = transaction` without protocol-level
@@ -32,11 +31,12 @@
 //! # Statement timeout
 //! Session settings do not survive a transaction-mode pooler (a `SET` lands
 //! on whichever server connection runs it), so the pool's statement
-//! timeout ([`PoolOptions::with_statement_timeout`]) is kept by the client:
-//! a statement that takes longer fails with [`Error::Timeout`], a cancel
-//! request is sent for it, and its connection is closed rather than reused.
-//! Set `statement_timeout` on the database role as well if the server should
-//! stop such statements by itself.
+//! timeout ([`PoolOptions::with_statement_timeout`]) is kept by the client
+//! alone, as one deadline per operation (the statement timeout plus its
+//! margin): an operation that takes longer fails with [`Error::Timeout`], a
+//! cancel request is sent for its statement, and its connection is closed
+//! rather than reused. Set `statement_timeout` on the database role as well
+//! if the server should stop such statements by itself.
 //!
 //! # Examples
 //! ```no_run
@@ -52,22 +52,26 @@
 //! # Ok(()) }
 //! ```
 
+mod connection;
+mod raw;
+
 use std::time::Duration;
 
 use tokio::sync::SemaphorePermit;
 use tokio_postgres::NoTls;
 
-use crate::error::{ConfigError, Error, Result};
-use crate::pool::{LastError, PoolOptions, Turns, record_connect_error};
+use crate::error::{ConfigError, Error, ErrorSource, Result, classify_postgres};
+use crate::pool::{LastError, PoolOptions, Queue};
 use crate::postgres::ConnectionSource;
-use crate::postgres::raw;
-use crate::postgres::unnamed::PoolerConnection;
+
+pub use self::connection::PoolerConnection;
+pub(crate) use self::raw::{get, value};
 
 impl PoolOptions {
     /// Builds a [`PoolerPool`] (for a pooler in transaction mode) and opens
     /// its first connection. The same sizes and timeouts apply as for
     /// [`build`](Self::build); the statement timeout is kept by the client
-    /// (see the [`pooler`](crate::pooler) module).
+    /// (see the [`pooler`](crate::pooler) module). Feature `pooler`.
     ///
     /// # Errors
     /// [`Error::Config`] for a URL that cannot be parsed or a zero pool size
@@ -89,20 +93,23 @@ impl PoolOptions {
         self.check()?;
         let config: tokio_postgres::Config = database_url
             .parse()
-            .map_err(|e| ConfigError::Invalid(format!("the database URL cannot be parsed: {e}")))?;
-        let turns = Turns::new(&self);
+            .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))?;
+        let queue = Queue::new(&self);
         let manager = Manager {
             config,
-            statement_timeout: self.statement_timeout,
             verified_checkout: self.verified_checkout,
             #[cfg(feature = "rustls")]
             tls: self.tls.clone(),
         };
         let pool = self
             .bb8_builder()
-            .error_sink(Box::new(Sink(turns.last_error.clone())))
+            .error_sink(Box::new(Sink(queue.last_error.clone())))
             .build_unchecked(manager);
-        Ok(PoolerPool { pool, turns })
+        Ok(PoolerPool {
+            pool,
+            queue,
+            operation_timeout: self.operation_timeout(),
+        })
     }
 }
 
@@ -113,7 +120,8 @@ impl PoolOptions {
 #[derive(Debug, Clone)]
 pub struct PoolerPool {
     pool: bb8::Pool<Manager>,
-    turns: Turns,
+    queue: Queue,
+    operation_timeout: Option<Duration>,
 }
 
 impl PoolerPool {
@@ -128,15 +136,22 @@ impl ConnectionSource for PoolerPool {
     type Connection<'a> = PooledClient<'a>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
-        let (conn, turn) = self.turns.checkout(&self.pool, from_bb8_error).await?;
+        let (conn, turn) = self.queue.checkout(&self.pool, from_bb8_error).await?;
         Ok(PooledClient { conn, _turn: turn })
+    }
+
+    fn operation_timeout(&self) -> Option<Duration> {
+        self.operation_timeout
     }
 }
 
-fn from_bb8_error(err: bb8::RunError<tokio_postgres::Error>, last_error: Option<String>) -> Error {
+fn from_bb8_error(
+    err: bb8::RunError<tokio_postgres::Error>,
+    last_error: Option<ErrorSource>,
+) -> Error {
     match err {
         bb8::RunError::TimedOut => Error::PoolTimeout { last_error },
-        bb8::RunError::User(e) => raw::error(&e),
+        bb8::RunError::User(e) => classify_postgres(e).into_error(),
     }
 }
 
@@ -164,7 +179,6 @@ impl PooledClient<'_> {
 #[derive(Debug)]
 struct Manager {
     config: tokio_postgres::Config,
-    statement_timeout: Option<Duration>,
     verified_checkout: bool,
     #[cfg(feature = "rustls")]
     tls: Option<crate::tls::TlsConfig>,
@@ -189,11 +203,7 @@ impl bb8::ManageConnection for Manager {
     type Error = tokio_postgres::Error;
 
     async fn connect(&self) -> Result<PoolerConnection, tokio_postgres::Error> {
-        Ok(PoolerConnection::new(
-            self.client().await?,
-            &self.config,
-            self.statement_timeout,
-        ))
+        Ok(PoolerConnection::new(self.client().await?, &self.config))
     }
 
     async fn is_valid(&self, conn: &mut PoolerConnection) -> Result<(), tokio_postgres::Error> {
@@ -216,7 +226,7 @@ struct Sink(LastError);
 
 impl bb8::ErrorSink<tokio_postgres::Error> for Sink {
     fn sink(&self, error: tokio_postgres::Error) {
-        record_connect_error(&self.0, raw::error(&error).to_string());
+        self.0.record(classify_postgres(error).into_error());
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {

@@ -13,25 +13,24 @@
 //!   `SELECT 1` when that matters more than latency.
 //! - **Bounded waits that say why.** Checkout waits 5 s by default (bb8:
 //!   30 s), and a [`Error::PoolTimeout`] carries the last error seen while
-//!   connecting during that wait instead of hiding it. A caller queued
-//!   behind others may wait up to an eighth longer: one timer per pool,
-//!   not one per wait, ends queued waits. Connect errors are logged
-//!   through `tracing` (they never contain a token).
-//! - **First come, first served.** bb8 puts a returned connection back in
-//!   its idle queue and wakes one waiter, so a task that asks again at once
-//!   can take it first; with more callers than connections some waiters
-//!   starve until their checkout times out, although the pool is healthy
-//!   and busy. `PgPool` queues callers fairly (a FIFO semaphore with one
-//!   permit per connection) in front of bb8, so a saturated pool makes
-//!   callers wait their turn, not fail.
+//!   connecting during that wait instead of hiding it. Connect errors are
+//!   logged through `tracing` (they never contain a token).
+//! - **Every call bounded, even when the server freezes.** Each operation
+//!   gets a client-side deadline of the statement timeout plus a margin
+//!   (see [`PoolOptions::with_statement_timeout`]): a server that stops
+//!   answering without closing the socket (a frozen process, a network
+//!   partition) costs the caller an [`Error::Timeout`], a cancel request
+//!   and the connection, never a hang.
+//! - **First come, first served.** bb8 can hand a returned connection to a
+//!   task that asks again at once, ahead of those waiting, so with more
+//!   callers than connections some starve until their checkout times out.
+//!   `PgPool` queues callers fairly in front of bb8, so a saturated pool
+//!   makes callers wait their turn, not fail.
 //! - **The warmest connection first.** bb8 lends its idle connections
-//!   last in, first out (its default is first in, first out). At low load
-//!   the same connection serves call after call, so its server process
-//!   warms up once and stays warm. In the bench at concurrency 1, the
-//!   server's CPU per `touch` fell to raw's 61-62 µs after one 2 s run;
-//!   rotating over ten connections, it took two runs at 70-80 µs.
-//!   Connections the load does not need sit idle and close after the idle
-//!   timeout.
+//!   last in, first out (its default is first in, first out): at low load
+//!   the same connection, and its warmed-up server process, serves call
+//!   after call. Connections the load does not need sit idle and close
+//!   after the idle timeout.
 //! - **Nothing raced against each query.** The pool drives each
 //!   connection's tokio-postgres connection itself and builds the
 //!   [`AsyncPgConnection`] from the client alone, so diesel-async does not
@@ -44,10 +43,10 @@
 //!
 //! # Under faults
 //! What a [`SessionManager`](crate::SessionManager) over a `PgPool` does,
-//! as tested in `tests/faults.rs` against a real server. In every case a call
-//! returns within the checkout timeout (an eighth more when queued) plus the
-//! statement timeout, an error is typed and never taken for a valid session,
-//! and the pool recovers by itself once the cause is gone.
+//! as tested in `tests/faults/` against a real server. In every case a call
+//! returns within the checkout timeout plus the statement timeout and its
+//! margin, an error is typed and never taken for a valid session, and the
+//! pool recovers by itself once the cause is gone.
 //!
 //! | fault | what callers see |
 //! |---|---|
@@ -61,10 +60,12 @@
 //! | read-only database | writes fail with [`Error::ReadOnly`]; valid sessions validate (unextended), expired ones are invalid |
 //! | disk full (or any other failed write) | a typed error ([`Error::Database`]); nothing partly written |
 //! | schema drift | [`Error::Database`] at run time; [`PostgresAdapter::verify_schema`](crate::PostgresAdapter::verify_schema) names it at startup |
+//! | the server stops answering (a frozen backend, a partition) | [`Error::Timeout`] at the statement timeout plus its margin; a cancel request is sent and the connection retired |
 //! | a future dropped mid-query | nothing: the connection serves later calls correctly |
 
+mod queue;
+
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
@@ -74,11 +75,10 @@ use diesel_async::pooled_connection::{
 use futures_util::FutureExt as _;
 use tokio::sync::SemaphorePermit;
 
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{ConfigError, Error, ErrorSource, Result};
 use crate::postgres::ConnectionSource;
 
-mod turns;
-pub(crate) use turns::{LastError, Turns, record_connect_error};
+pub(crate) use self::queue::{LastError, Queue};
 
 type Bb8Pool = diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection>;
 
@@ -133,8 +133,7 @@ impl PoolOptions {
     }
 
     /// How long a call waits for a connection, including opening a new one,
-    /// before [`Error::PoolTimeout`] (default 5 s). A call queued behind
-    /// others gives up between this and an eighth more.
+    /// before [`Error::PoolTimeout`] (default 5 s).
     pub fn with_checkout_timeout(mut self, timeout: Duration) -> Self {
         self.checkout_timeout = timeout;
         self
@@ -155,6 +154,13 @@ impl PoolOptions {
     /// PostgreSQL's `statement_timeout` for the pool's connections
     /// (default 10 s; `None` keeps the server's setting). A statement that
     /// runs longer fails with [`Error::Timeout`].
+    ///
+    /// The client keeps a deadline of its own for each operation, all its
+    /// statements together: the statement timeout plus a margin of a tenth
+    /// of it, at least 250 ms and at most 2 s. It ends a call whose server
+    /// stopped answering (which its `statement_timeout` cannot), with
+    /// [`Error::Timeout`], a cancel request for the statement and the
+    /// connection closed. With `None` there is no such deadline.
     pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
         self
@@ -237,25 +243,37 @@ impl PoolOptions {
             }))
         };
         let manager = AsyncDieselConnectionManager::new_with_config(database_url, config);
-        let turns = Turns::new(&self);
+        let queue = Queue::new(&self);
         let pool = self
             .bb8_builder()
-            .error_sink(Box::new(LastErrorSink(Arc::clone(&turns.last_error))))
+            .error_sink(Box::new(LastErrorSink(queue.last_error.clone())))
             .build_unchecked(manager);
-        Ok(PgPool { pool, turns })
+        Ok(PgPool {
+            pool,
+            queue,
+            operation_timeout: self.operation_timeout(),
+        })
     }
 
     /// Rejects settings no pool can work with.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.max_size == 0 {
-            return Err(ConfigError::Invalid("the pool size must be at least 1".into()).into());
+            return Err(ConfigError::PoolSize);
         }
         if self.checkout_timeout.is_zero() {
-            return Err(
-                ConfigError::Invalid("the checkout timeout must be positive".into()).into(),
-            );
+            return Err(ConfigError::CheckoutTimeout);
+        }
+        if self.statement_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::StatementTimeout);
         }
         Ok(())
+    }
+
+    /// The client-side deadline of one operation: the statement timeout
+    /// plus its margin (see [`with_statement_timeout`](Self::with_statement_timeout)).
+    pub(crate) fn operation_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+            .map(|t| t + (t / 10).clamp(Duration::from_millis(250), Duration::from_secs(2)))
     }
 
     /// A bb8 builder with these sizes and timeouts.
@@ -317,7 +335,8 @@ async fn connect(
 #[derive(Debug, Clone)]
 pub struct PgPool {
     pool: Bb8Pool,
-    turns: Turns,
+    queue: Queue,
+    operation_timeout: Option<Duration>,
 }
 
 impl PgPool {
@@ -365,12 +384,19 @@ impl ConnectionSource for PgPool {
     type Connection<'a> = PooledPgConnection<'a>;
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
-        let (conn, turn) = self.turns.checkout(&self.pool, from_bb8_error).await?;
+        let (conn, turn) = self.queue.checkout(&self.pool, from_bb8_error).await?;
         Ok(PooledPgConnection { conn, _turn: turn })
+    }
+
+    fn operation_timeout(&self) -> Option<Duration> {
+        self.operation_timeout
     }
 }
 
-pub(crate) fn from_bb8_error(err: bb8::RunError<PoolError>, last_error: Option<String>) -> Error {
+pub(crate) fn from_bb8_error(
+    err: bb8::RunError<PoolError>,
+    last_error: Option<ErrorSource>,
+) -> Error {
     match err {
         bb8::RunError::TimedOut => Error::PoolTimeout { last_error },
         bb8::RunError::User(PoolError::ConnectionError(e)) => Error::from(e),
@@ -390,7 +416,10 @@ impl bb8::ErrorSink<PoolError> for LastErrorSink {
             tracing::debug!(target: "lucia_diesel::pool", "dropped a broken pooled connection");
             return;
         }
-        record_connect_error(&self.0, error.to_string());
+        self.0.record(match error {
+            PoolError::ConnectionError(e) => Error::from(e),
+            PoolError::QueryError(e) => Error::from(e),
+        });
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {

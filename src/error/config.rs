@@ -1,0 +1,91 @@
+//! Configuration rejected when it is built: one variant per setting.
+
+/// A configuration value rejected when it was built. Each variant names
+/// the setting that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A table, schema or column name is empty (or has an empty part around a dot).
+    #[error("the name {0:?} is empty or has an empty part")]
+    EmptyIdentifier(String),
+    /// A name contains a NUL character, which PostgreSQL identifiers cannot hold.
+    #[error("the name {0:?} contains a NUL character")]
+    NulInIdentifier(String),
+    /// A name part is longer than PostgreSQL's 63-byte limit (it would be
+    /// silently truncated and then name a different object).
+    #[error("the name {name:?} has a part of {len} bytes; PostgreSQL identifiers hold at most 63")]
+    IdentifierTooLong {
+        /// The name as given.
+        name: String,
+        /// The byte length of its longest part.
+        len: usize,
+    },
+    /// A name has more than one dot; use `schema.table`.
+    #[error("the name {0:?} has more than one dot; write `table` or `schema.table`")]
+    TooManyDots(String),
+    /// A column name that the crate manages itself (`id`, `user_id`,
+    /// `expires_at`) was given as an attribute.
+    #[error("{0:?} is managed by lucia-diesel and cannot be set as an attribute")]
+    ReservedColumn(String),
+    /// The session lifetime is shorter than 2 seconds or longer than ten
+    /// years (3650 days).
+    #[error("the session lifetime must be at least 2 seconds and at most 3650 days")]
+    SessionLifetime,
+    /// The pool size is zero.
+    #[error("the pool size must be at least 1")]
+    PoolSize,
+    /// The pool's checkout timeout is zero.
+    #[error("the checkout timeout must be positive")]
+    CheckoutTimeout,
+    /// The pool's statement timeout is zero.
+    #[error("the statement timeout must be positive (or None to keep the server's)")]
+    StatementTimeout,
+    /// The database URL cannot be parsed; the reason never repeats the URL.
+    #[error("the database URL cannot be parsed: {0}")]
+    DatabaseUrl(String),
+    /// The cookie name is empty or not an RFC 6265 token.
+    #[error(
+        "the cookie name {0:?} is not a valid cookie name: use ASCII letters, digits and `!#$%&'*+-.^_`|~`"
+    )]
+    CookieName(String),
+    /// A `__Host-` cookie must be `Secure`, have path `/` and no domain.
+    #[error(
+        "the cookie name {0:?} has the `__Host-` prefix, which requires Secure, path \"/\" and no domain"
+    )]
+    HostPrefix(String),
+    /// A `__Secure-` cookie must be `Secure`.
+    #[error("the cookie name {0:?} has the `__Secure-` prefix, which requires Secure")]
+    SecurePrefix(String),
+    /// `SameSite=None` without `Secure`, which browsers reject.
+    #[error("SameSite=None requires Secure; browsers reject the cookie otherwise")]
+    SameSiteNoneWithoutSecure,
+    /// The cookie path does not start with `/` or holds `;` or a control character.
+    #[error("the cookie path {0:?} must start with `/` and contain no `;` or control characters")]
+    CookiePath(String),
+    /// The cookie domain is not a host name of ASCII letters, digits, `-` and `.`.
+    #[error(
+        "the cookie domain {0:?} must be a host name of at most 253 ASCII letters, digits, `-` and `.`"
+    )]
+    CookieDomain(String),
+    /// The cleanup interval is zero.
+    #[error("the cleanup interval must be positive")]
+    CleanupInterval,
+    /// The cleanup batch size is zero.
+    #[error("the cleanup batch size must be at least 1")]
+    CleanupBatchSize,
+    /// A background task was to be started outside a tokio runtime.
+    #[error("{0} must be started within a tokio runtime")]
+    NoRuntime(&'static str),
+    /// A CA certificate for TLS cannot be read or used as a trust anchor.
+    #[error("the CA certificate cannot be used: {0}")]
+    CaCertificate(String),
+    /// The CA bundle for TLS holds no certificate.
+    #[error("the CA PEM holds no certificate")]
+    NoCaCertificate,
+    /// A web framework integration found no session manager where it looks
+    /// for one (Rocket's managed state).
+    #[error(
+        "no SessionManager<{0}> in the web framework's state: add it (Rocket: `rocket.manage(session_manager)`)"
+    )]
+    MissingSessionManager(&'static str),
+}
