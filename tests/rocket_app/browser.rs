@@ -1,19 +1,29 @@
-//! A real browser (headless Chromium through chromedriver) drives the
-//! example app: sign-up -> login -> sessions page -> revoke -> logout, with
-//! a screenshot of each page under `target/browser-screenshots/`.
+//! A real browser (headless Chromium through chromedriver, driven with
+//! fantoccini) runs the example app: sign-up -> login -> sessions page ->
+//! revoke -> logout, with a screenshot of each page under
+//! `target/browser-screenshots/`.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`; `.ci/run`
 //! installs them. Without them the test says so and stops (in CI, where
 //! `CI` is set, that is a failure).
 
+use std::error::Error;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cookie::SameSite;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
+use serde_json::{Value, json};
 
-use super::webdriver::WebDriver;
 use super::{Sessions, accounts, app as example, app_database};
+
+/// What a step of a browser script returns: fantoccini's errors and the
+/// waits' own messages alike.
+type Step<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
 
 fn find(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
@@ -41,6 +51,104 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A new headless Chromium session through chromedriver on `driver_port`
+/// (plain http on loopback: no TLS connector).
+async fn start_browser(driver_port: u16, chromium: &str, profile_dir: &str) -> Client {
+    let Value::Object(capabilities) = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1100,820",
+                format!("--user-data-dir={profile_dir}"),
+            ],
+        },
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromedriver session")
+}
+
+/// Runs `script` in a new browser session, then ends the session (and its
+/// Chromium) whether the script passed, returned an error or panicked.
+async fn with_browser<S, F>(driver_port: u16, chromium: &str, profile_dir: &str, script: S)
+where
+    S: FnOnce(Client) -> F,
+    F: Future<Output = Step> + Send + 'static,
+{
+    let client = start_browser(driver_port, chromium, profile_dir).await;
+    let run = tokio::spawn(script(client.clone())).await;
+    let closed = client.close().await;
+    match run {
+        Ok(result) => result.unwrap(),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+    closed.expect("end the browser session");
+}
+
+async fn click(b: &Client, css: &str) -> Step {
+    b.find(Locator::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+async fn type_into(b: &Client, css: &str, text: &str) -> Step {
+    b.find(Locator::Css(css)).await?.send_keys(text).await?;
+    Ok(())
+}
+
+async fn count(b: &Client, css: &str) -> Step<usize> {
+    Ok(b.find_all(Locator::Css(css)).await?.len())
+}
+
+/// Waits (up to 15 s) until the URL ends with `suffix`: a click that
+/// submits a form returns before the next page has loaded.
+async fn wait_url(b: &Client, suffix: &str) -> Step {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = b.current_url().await?;
+        if url.as_str().ends_with(suffix) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("waited for a URL ending in {suffix:?}, still at {url}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 15 s) until the element's text contains `text`.
+async fn wait_text(b: &Client, css: &str, text: &str) -> Step {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = match b.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if got.contains(text) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("waited for {css:?} to contain {text:?}, it says {got:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn screenshot(b: &Client, path: PathBuf) -> Step {
+    let png = b.screenshot().await?;
+    if !png.starts_with(b"\x89PNG") {
+        return Err("the screenshot is not a PNG".into());
+    }
+    std::fs::write(path, png)?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,58 +216,57 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     let chromium = chromium.to_string_lossy().into_owned();
     let profile_dir = profile.to_string_lossy().into_owned();
 
-    let chromium2 = chromium.clone();
-    let script = tokio::task::spawn_blocking({
+    with_browser(driver_port, &chromium, &profile_dir, |b| {
         let base = base.clone();
         let shots = shots.clone();
-        move || -> Result<(), String> {
-            let b = WebDriver::start(driver_port, &chromium, &profile_dir)?;
-            let shot = |name: &str| b.screenshot(&shots.join(format!("{name}.png")));
+        async move {
+            let shot = |name: &str| screenshot(&b, shots.join(format!("{name}.png")));
 
-            b.goto(&format!("{base}/"))?;
-            b.wait_url("/login")?;
-            b.click("a[href='/signup']")?;
-            b.wait_url("/signup")?;
-            b.type_into("#username", "browser_user")?;
-            b.type_into("#password", "correct-horse-battery")?;
-            b.type_into("#confirm", "correct-horse-battery")?;
-            shot("01-signup")?;
-            b.click("button[type=submit]")?;
-            b.wait_text("h1", "Hello, browser_user")?;
-            shot("02-home-after-signup")?;
+            b.goto(&format!("{base}/")).await?;
+            wait_url(&b, "/login").await?;
+            click(&b, "a[href='/signup']").await?;
+            wait_url(&b, "/signup").await?;
+            type_into(&b, "#username", "browser_user").await?;
+            type_into(&b, "#password", "correct-horse-battery").await?;
+            type_into(&b, "#confirm", "correct-horse-battery").await?;
+            shot("01-signup").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, "h1", "Hello, browser_user").await?;
+            shot("02-home-after-signup").await?;
 
-            let cookies = b.cookies()?;
+            let cookies = b.get_all_cookies().await?;
             let session = cookies
                 .iter()
-                .find(|c| c["name"] == "auth_session")
+                .find(|c| c.name() == "auth_session")
                 .ok_or("no session cookie")?;
-            assert_eq!(session["httpOnly"], true);
-            assert_eq!(session["secure"], true);
-            assert_eq!(session["sameSite"], "Lax");
-            assert_eq!(session["path"], "/");
+            assert_eq!(session.http_only(), Some(true));
+            assert_eq!(session.secure(), Some(true));
+            assert_eq!(session.same_site(), Some(SameSite::Lax));
+            assert_eq!(session.path(), Some("/"));
 
-            b.click("header form button")?; // Sign out
-            b.wait_url("/login")?;
+            click(&b, "header form button").await?; // Sign out
+            wait_url(&b, "/login").await?;
             assert!(
-                !b.cookies()?.iter().any(|c| c["name"] == "auth_session"),
+                !b.get_all_cookies()
+                    .await?
+                    .iter()
+                    .any(|c| c.name() == "auth_session"),
                 "logout removed the cookie"
             );
 
-            b.type_into("#username", "browser_user")?;
-            b.type_into("#password", "wrong-password")?;
-            b.click("button[type=submit]")?;
-            b.wait_text(".error", "Wrong username or password")?;
-            shot("03-login-wrong-password")?;
-            b.type_into("#password", "correct-horse-battery")?;
-            b.click("button[type=submit]")?;
-            b.wait_text("h1", "Hello, browser_user")?;
-            shot("04-home-after-login")?;
+            type_into(&b, "#username", "browser_user").await?;
+            type_into(&b, "#password", "wrong-password").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, ".error", "Wrong username or password").await?;
+            shot("03-login-wrong-password").await?;
+            type_into(&b, "#password", "correct-horse-battery").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, "h1", "Hello, browser_user").await?;
+            shot("04-home-after-login").await?;
             Ok(())
         }
     })
-    .await
-    .unwrap();
-    script.unwrap();
+    .await;
 
     // Another device signs in, so there is something to revoke.
     let user_id =
@@ -178,43 +285,41 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
         .await
         .unwrap();
 
-    let shots2 = shots.clone();
-    let script = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let shots = shots2;
-        let b = WebDriver::start(driver_port, &chromium2, &format!("{}-2", profile.display()))?;
-        let shot = |name: &str| b.screenshot(&shots.join(format!("{name}.png")));
-        b.goto(&format!("{base}/login"))?;
-        b.type_into("#username", "browser_user")?;
-        b.type_into("#password", "correct-horse-battery")?;
-        b.click("button[type=submit]")?;
-        b.wait_text("h1", "Hello, browser_user")?;
-        b.click("header a[href='/sessions']")?;
-        b.wait_text("h1", "Your sessions")?;
-        assert_eq!(
-            b.count("tbody tr")?,
-            3,
-            "this browser, the first browser and the phone"
-        );
-        assert_eq!(b.count(".tag")?, 1, "the current session is marked");
-        shot("05-sessions")?;
-        b.click("button.danger[type=submit]")?; // Revoke the phone
-        b.wait_text(".notice", "signed out")?;
-        assert_eq!(b.count("tbody tr")?, 2);
-        shot("06-sessions-after-revoke")?;
-        b.click("form[action='/sessions/revoke-others'] button")?;
-        b.wait_text(".notice", "Every other session")?;
-        assert_eq!(b.count("tbody tr")?, 1, "only this browser is left");
-        shot("07-sessions-after-sign-out-elsewhere")?;
-        b.click("header form button")?; // Sign out
-        b.wait_url("/login")?;
-        shot("08-after-logout")?;
-        b.goto(&format!("{base}/sessions"))?;
-        b.wait_url("/login")?;
-        Ok(())
+    with_browser(driver_port, &chromium, &format!("{profile_dir}-2"), |b| {
+        let shots = shots.clone();
+        async move {
+            let shot = |name: &str| screenshot(&b, shots.join(format!("{name}.png")));
+            b.goto(&format!("{base}/login")).await?;
+            type_into(&b, "#username", "browser_user").await?;
+            type_into(&b, "#password", "correct-horse-battery").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, "h1", "Hello, browser_user").await?;
+            click(&b, "header a[href='/sessions']").await?;
+            wait_text(&b, "h1", "Your sessions").await?;
+            assert_eq!(
+                count(&b, "tbody tr").await?,
+                3,
+                "this browser, the first browser and the phone"
+            );
+            assert_eq!(count(&b, ".tag").await?, 1, "the current session is marked");
+            shot("05-sessions").await?;
+            click(&b, "button.danger[type=submit]").await?; // Revoke the phone
+            wait_text(&b, ".notice", "signed out").await?;
+            assert_eq!(count(&b, "tbody tr").await?, 2);
+            shot("06-sessions-after-revoke").await?;
+            click(&b, "form[action='/sessions/revoke-others'] button").await?;
+            wait_text(&b, ".notice", "Every other session").await?;
+            assert_eq!(count(&b, "tbody tr").await?, 1, "only this browser is left");
+            shot("07-sessions-after-sign-out-elsewhere").await?;
+            click(&b, "header form button").await?; // Sign out
+            wait_url(&b, "/login").await?;
+            shot("08-after-logout").await?;
+            b.goto(&format!("{base}/sessions")).await?;
+            wait_url(&b, "/login").await?;
+            Ok(())
+        }
     })
-    .await
-    .unwrap();
-    script.unwrap();
+    .await;
 
     assert!(
         other_device

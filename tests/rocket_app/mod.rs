@@ -10,7 +10,6 @@ mod app;
 mod pages;
 
 mod browser;
-mod webdriver;
 
 use chrono::{Duration, Utc};
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, migrations};
