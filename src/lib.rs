@@ -86,6 +86,7 @@ pub mod rocket;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod session;
+mod source;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

@@ -189,7 +189,14 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
         let c = session("custom-user", 10 + round);
         default.set_session(&d).await.unwrap();
         custom.set_session(&c).await.unwrap();
-        assert_eq!(counter.take(), (2, prepares), "set_session, round {round}");
+        // Each adapter's first statement comes after its one catalog lookup
+        // of the attribute columns (the same text for both: prepared once).
+        let lookups = 2 * usize::from(round == 0);
+        assert_eq!(
+            counter.take(),
+            (2 + lookups, prepares + lookups / 2),
+            "set_session, round {round}"
+        );
 
         let found_d = default
             .get_session_and_user(&SessionId::from("shared-id"))

@@ -1,16 +1,15 @@
 //! [`PostgresAdapter`]: Lucia's PostgreSQL adapter on diesel-async.
 //!
-//! The layer in four files: [`statements`] renders the adapter's SQL from
-//! its table names and columns (the only place identifiers meet SQL),
-//! [`run`] runs a statement on a lent connection and decodes its rows,
-//! [`columns`] knows the attribute columns, and this file holds the
-//! operations. Every value is a bind parameter.
+//! `statements` renders the adapter's SQL from its table names and
+//! columns (the only place identifiers meet SQL), `run` runs a statement on
+//! a lent connection and decodes its rows, `columns` knows the attribute
+//! columns, and this file holds the operations. Every value is a bind
+//! parameter.
 
 mod attributes;
 mod columns;
 mod names;
 pub(crate) mod run;
-mod source;
 mod statements;
 mod user_id;
 mod verify;
@@ -27,12 +26,12 @@ use serde::de::DeserializeOwned;
 use tracing::field::Empty;
 
 pub use self::names::{TableName, TableNames};
-pub use self::source::{ConnectionSource, SingleConnection, SourceConnection};
 pub use self::user_id::UserId;
+pub use crate::source::{ConnectionSource, SingleConnection, SourceConnection};
 
 use self::attributes::{JsonbBinds, from_columns, insert_values, session_values};
 use self::columns::{Known, KnownColumns};
-use self::run::{Bind, Binds, Statement, UserIdBind};
+use self::run::{Bind, Binds, Row, RunResult, Statement, UserIdBind};
 use self::statements::{Column, Columns, Sql, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
@@ -192,7 +191,7 @@ fn time(value: &DateTime<Utc>) -> Bind<'_, Timestamptz, DateTime<Utc>> {
 
 /// A session row: id, expires_at, user_id, then the attribute columns.
 fn decode_session<U: UserId, SA: DeserializeOwned>(
-    row: &run::Row<'_>,
+    row: &Row<'_>,
     attributes: &[Column],
 ) -> deserialize::Result<DatabaseSession<U, SA>> {
     Ok(DatabaseSession {
@@ -205,7 +204,7 @@ fn decode_session<U: UserId, SA: DeserializeOwned>(
 
 /// A session row followed by its user's attribute columns.
 fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
-    row: &run::Row<'_>,
+    row: &Row<'_>,
     columns: &Columns,
 ) -> deserialize::Result<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
     let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
@@ -227,32 +226,14 @@ where
     type SessionAttributes = SA;
     type UserAttributes = UA;
 
-    async fn get_session_and_user(
-        &self,
-        session_id: &SessionId,
-    ) -> Result<Option<SessionAndUser<Self>>> {
+    async fn get_session_and_user(&self, id: &SessionId) -> Result<Option<SessionAndUser<Self>>> {
         let span = tracing::debug_span!("get_session_and_user", found = Empty);
         traced(&span, async {
             let mut found = None;
-            if storable(session_id) {
-                let mut lent = self.source.connection().await?;
-                let mut conn = lent.conn().within(self.source.operation_timeout());
-                let rows = self
-                    .columns
-                    .load(
-                        &mut conn,
-                        &self.statements,
-                        &self.names,
-                        |known| {
-                            Ok((
-                                Cow::Borrowed(&known.get_session_and_user),
-                                (text(session_id.as_str()),),
-                            ))
-                        },
-                        decode_session_and_user,
-                    )
-                    .await?;
-                found = rows.into_iter().next();
+            if storable(id) {
+                let binds = (text(id.as_str()),);
+                let rows = self.read(|k| &k.get_session_and_user, binds, decode_session_and_user);
+                found = rows.await?.pop();
             }
             span.record("found", found.is_some());
             Ok(found)
@@ -265,23 +246,9 @@ where
         traced(&span, async {
             let mut sessions = Vec::new();
             if user_id.storable() {
-                let mut lent = self.source.connection().await?;
-                let mut conn = lent.conn().within(self.source.operation_timeout());
-                sessions = self
-                    .columns
-                    .load(
-                        &mut conn,
-                        &self.statements,
-                        &self.names,
-                        |known| {
-                            Ok((
-                                Cow::Borrowed(&known.get_user_sessions),
-                                (UserIdBind(user_id),),
-                            ))
-                        },
-                        |row, columns| decode_session(row, &columns.session),
-                    )
-                    .await?;
+                let decode = |row: &Row<'_>, c: &Columns| decode_session(row, &c.session);
+                let binds = (UserIdBind(user_id),);
+                sessions = self.read(|k| &k.get_user_sessions, binds, decode).await?;
             }
             span.record("rows", sessions.len());
             Ok(sessions)
@@ -294,38 +261,23 @@ where
         traced(&span, self.insert(session)).await
     }
 
-    async fn update_session_expiration(
-        &self,
-        session_id: &SessionId,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool> {
+    async fn update_session_expiration(&self, id: &SessionId, at: DateTime<Utc>) -> Result<bool> {
         let span = tracing::debug_span!("update_session_expiration", found = Empty);
         traced(&span, async {
-            let found = storable(session_id)
-                && self
-                    .execute(
-                        &self.statements.update_expiration,
-                        (time(&expires_at), text(session_id.as_str())),
-                    )
-                    .await?
-                    > 0;
+            let binds = (time(&at), text(id.as_str()));
+            let sql = &self.statements.update_expiration;
+            let found = storable(id) && self.execute(sql, binds).await? > 0;
             span.record("found", found);
             Ok(found)
         })
         .await
     }
 
-    async fn delete_session(&self, session_id: &SessionId) -> Result<bool> {
+    async fn delete_session(&self, id: &SessionId) -> Result<bool> {
         let span = tracing::debug_span!("delete_session", found = Empty);
         traced(&span, async {
-            let found = storable(session_id)
-                && self
-                    .execute(
-                        &self.statements.delete_session,
-                        (text(session_id.as_str()),),
-                    )
-                    .await?
-                    > 0;
+            let sql = &self.statements.delete_session;
+            let found = storable(id) && self.execute(sql, (text(id.as_str()),)).await? > 0;
             span.record("found", found);
             Ok(found)
         })
@@ -337,12 +289,8 @@ where
         traced(&span, async {
             let mut n = 0;
             if user_id.storable() {
-                n = self
-                    .execute(
-                        &self.statements.delete_user_sessions,
-                        (UserIdBind(user_id),),
-                    )
-                    .await?;
+                let sql = &self.statements.delete_user_sessions;
+                n = self.execute(sql, (UserIdBind(user_id),)).await?;
             }
             span.record("rows", n);
             Ok(n)
@@ -368,43 +316,30 @@ where
 
     async fn extend_session_expiration(
         &self,
-        session_id: &SessionId,
+        id: &SessionId,
         expires_at: DateTime<Utc>,
         threshold: DateTime<Utc>,
     ) -> Result<SessionExtension> {
         let span = tracing::debug_span!("extend_session_expiration", extension = Empty);
         traced(&span, async {
             let mut extension = SessionExtension::Gone;
-            if storable(session_id) {
-                let mut lent = self.source.connection().await?;
-                let mut conn = lent.conn().within(self.source.operation_timeout());
-                let stmt = Statement::new(
-                    &self.statements.extend_expiration,
-                    (
-                        text(session_id.as_str()),
-                        time(&expires_at),
-                        time(&threshold),
-                    ),
-                );
-                let rows = conn
-                    .load(stmt, |row| {
-                        Ok((row.get::<Timestamptz, _>(0)?, row.get::<Bool, bool>(1)?))
-                    })
-                    .await?;
-                extension = match rows.first() {
+            if storable(id) {
+                let binds = (text(id.as_str()), time(&expires_at), time(&threshold));
+                let decode =
+                    |row: &Row<'_>| Ok((row.get::<Timestamptz, _>(0)?, row.get::<Bool, bool>(1)?));
+                let rows = self.load(&self.statements.extend_expiration, binds, decode);
+                extension = match rows.await?.first() {
                     None => SessionExtension::Gone,
                     Some(&(at, true)) => SessionExtension::Extended(at),
                     Some(&(at, false)) => SessionExtension::Unchanged(at),
                 };
             }
-            span.record(
-                "extension",
-                match extension {
-                    SessionExtension::Gone => "gone",
-                    SessionExtension::Extended(_) => "extended",
-                    SessionExtension::Unchanged(_) => "unchanged",
-                },
-            );
+            let outcome = match extension {
+                SessionExtension::Gone => "gone",
+                SessionExtension::Extended(_) => "extended",
+                SessionExtension::Unchanged(_) => "unchanged",
+            };
+            span.record("extension", outcome);
             Ok(extension)
         })
         .await
@@ -430,11 +365,9 @@ where
                 return Err(ConfigError::CleanupBatchSize.into());
             }
             let limit = i64::from(limit);
+            let binds = (time(&now), Bind::<BigInt, i64>::new(&limit));
             let n = self
-                .execute(
-                    &self.statements.delete_expired_batch,
-                    (time(&now), Bind::<BigInt, i64>::new(&limit)),
-                )
+                .execute(&self.statements.delete_expired_batch, binds)
                 .await?;
             span.record("rows", n);
             Ok(n)
@@ -449,7 +382,46 @@ where
         Ok(conn.execute(Statement::new(sql, binds)).await?)
     }
 
-    /// The insert behind [`Adapter::set_session`].
+    /// Runs one query on a connection of its own, decoding each row.
+    async fn load<T: Send>(
+        &self,
+        sql: &Sql,
+        binds: impl Binds,
+        decode: impl FnMut(&Row<'_>) -> deserialize::Result<T> + Send,
+    ) -> Result<Vec<T>> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        Ok(conn.load(Statement::new(sql, binds), decode).await?)
+    }
+
+    /// Runs a statement that names the attribute columns (see
+    /// [`KnownColumns::load`]) on a connection of its own.
+    async fn load_named<B: Binds, T: Send>(
+        &self,
+        statement: impl for<'k> Fn(&'k Known) -> RunResult<(Cow<'k, Sql>, B)> + Sync,
+        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        let (statements, names) = (&self.statements, &self.names);
+        self.columns
+            .load(&mut conn, statements, names, statement, decode)
+            .await
+    }
+
+    /// [`Self::load_named`] for a read whose SQL the columns keep.
+    async fn read<B: Binds + Copy, T: Send>(
+        &self,
+        sql: fn(&Known) -> &Sql,
+        binds: B,
+        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        self.load_named(|known| Ok((Cow::Borrowed(sql(known)), binds)), decode)
+            .await
+    }
+
+    /// The insert behind [`Adapter::set_session`]: one statement naming the
+    /// attribute columns the application's value has.
     async fn insert(&self, session: &DatabaseSession<U, SA>) -> Result<()>
     where
         SA: Serialize + Sync,
@@ -461,58 +433,32 @@ where
             return Err(Error::UnknownUser);
         }
         let values = session_values(&session.attributes)?;
-        let (id, user, expires_at) = (
-            text(session.id.as_str()),
-            UserIdBind(&session.user_id),
-            time(&session.expires_at),
-        );
-        let mut lent = self.source.connection().await?;
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        let inserted = if values.is_empty() {
-            let stmt = Statement::new(&self.statements.insert_session, (id, user, expires_at));
-            conn.load(stmt, |_| Ok(())).await.map_err(Error::from)
-        } else {
-            let (statements, names) = (&self.statements, &self.names);
-            let statement = |known: &Known| {
+        let (id, user, at) = (session.id.as_str(), &session.user_id, &session.expires_at);
+        let inserted = self.load_named(
+            |known| {
                 let Some(columns) = known.session_columns(values.keys().map(String::as_str)) else {
-                    return Err(unknown_columns(known, names));
+                    return Err(unknown_columns(known, &self.names));
                 };
                 let attributes = JsonbBinds(insert_values(&columns, &values));
-                let binds = (
-                    text(session.id.as_str()),
-                    UserIdBind(&session.user_id),
-                    time(&session.expires_at),
-                    attributes,
-                );
-                Ok((statements.insert_session_with(&columns), binds))
-            };
-            self.columns
-                .load(
-                    &mut conn,
-                    statements,
-                    names,
-                    |known| statement(known).map(|(sql, binds)| (Cow::Owned(sql), binds)),
-                    |_, _| Ok(()),
-                )
-                .await
-        };
-        match inserted.map(|rows| rows.len()) {
+                let sql = self.statements.insert_session(&columns);
+                Ok((
+                    Cow::Owned(sql),
+                    (text(id), UserIdBind(user), time(at), attributes),
+                ))
+            },
+            |_, _| Ok(()),
+        );
+        match inserted.await.map(|rows| rows.len()) {
             Ok(1) => Ok(()),
             Ok(_) => Err(Error::DuplicateSessionId),
             Err(e) => Err(self
-                .insert_error(&mut conn, &session.user_id, e, !values.is_empty())
+                .insert_error(&session.user_id, e, !values.is_empty())
                 .await),
         }
     }
 
     /// Turns an insert failure into the error a caller can act on.
-    async fn insert_error(
-        &self,
-        conn: &mut run::Conn<'_>,
-        user_id: &U,
-        err: Error,
-        has_attributes: bool,
-    ) -> Error {
+    async fn insert_error(&self, user_id: &U, err: Error, has_attributes: bool) -> Error {
         let Error::Database(db) = &err else {
             return err;
         };
@@ -524,17 +470,18 @@ where
             DatabaseErrorKind::ForeignKeyViolation => {
                 // The foreign key may be on an attribute column: ask whether
                 // the user exists instead of parsing a localised message.
-                let stmt = Statement::new(&self.statements.user_exists, (UserIdBind(user_id),));
-                match conn.load(stmt, |row| row.get::<Bool, bool>(0)).await {
+                let sql = &self.statements.user_exists;
+                let exists = self.load(sql, (UserIdBind(user_id),), |row| row.get::<Bool, bool>(0));
+                match exists.await {
                     Ok(rows) if rows.first() != Some(&true) => Error::UnknownUser,
                     Ok(_) if has_attributes => invalid_attributes(),
                     Ok(_) => err,
-                    Err(e) => e.into(),
+                    Err(e) => e,
                 }
             }
             _ if !has_attributes => err,
-            // Constraints, and values the column's type refuses (class 22:
-            // data exceptions). Without a code (a server reporting in
+            // Values the column's type refuses (class 22: data exceptions)
+            // and constraints (23). Without a code (a server reporting in
             // another language) the values are the likely cause.
             DatabaseErrorKind::Other
                 if db

@@ -8,7 +8,7 @@
 //! statement unnamed instead.
 //!
 //! Every operation gets one client-side deadline from its source
-//! ([`ConnectionSource::operation_timeout`](super::ConnectionSource::operation_timeout)),
+//! ([`ConnectionSource::operation_timeout`](crate::ConnectionSource::operation_timeout)),
 //! shared by all its statements: when it passes, the call fails with
 //! [`Error::Timeout`], a cancel request is sent, and the connection is
 //! retired (never lent again). The server's own `statement_timeout` cannot
@@ -90,6 +90,14 @@ pub(crate) trait Binds: Send + Sync {
 /// One bind value with its SQL type.
 pub(crate) struct Bind<'a, ST, V: ?Sized>(&'a V, PhantomData<ST>);
 
+impl<ST, V: ?Sized> Clone for Bind<'_, ST, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<ST, V: ?Sized> Copy for Bind<'_, ST, V> {}
+
 impl<'a, ST, V: ?Sized> Bind<'a, ST, V> {
     pub(crate) fn new(value: &'a V) -> Self {
         Self(value, PhantomData)
@@ -124,6 +132,14 @@ where
 
 /// A user id, bound with its own SQL type.
 pub(crate) struct UserIdBind<'a, U>(pub(crate) &'a U);
+
+impl<U> Clone for UserIdBind<'_, U> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<U> Copy for UserIdBind<'_, U> {}
 
 impl<U: UserId> Binds for UserIdBind<'_, U> {
     fn walk<'b>(

@@ -163,9 +163,6 @@ pub(crate) struct Statements {
     names: TableNames,
     /// `$1` session table, `$2` user table (as SQL text) -> see [`TABLE_COLUMNS`].
     pub(crate) table_columns: Sql,
-    /// `$1` id, `$2` user id, `$3` expires_at; no attribute columns. One row
-    /// (`true`) when inserted, none when the id is taken.
-    pub(crate) insert_session: Sql,
     /// `$1` expires_at, `$2` id.
     pub(crate) update_expiration: Sql,
     /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is at or
@@ -187,11 +184,6 @@ impl Statements {
         Self {
             names: names.clone(),
             table_columns: SqlBuilder::new().template(TABLE_COLUMNS).build(),
-            insert_session: SqlBuilder::new()
-                .sql("INSERT INTO ")
-                .table(s)
-                .template(" (id, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING true")
-                .build(),
             update_expiration: SqlBuilder::new()
                 .sql("UPDATE ")
                 .table(s)
@@ -278,8 +270,9 @@ impl Statements {
 
     /// `$1` id, `$2` user id, `$3` expires_at, then one `jsonb` parameter per
     /// attribute column, in the order given (see [`Write`]). Columns left
-    /// out keep their defaults. Returns a row as `insert_session` does.
-    pub(crate) fn insert_session_with(&self, columns: &[&Column]) -> Sql {
+    /// out keep their defaults. One row (`true`) when inserted, none when the
+    /// id is taken (never an overwrite).
+    pub(crate) fn insert_session(&self, columns: &[&Column]) -> Sql {
         let session = self.names.session();
         let mut b = SqlBuilder::new()
             .sql("INSERT INTO ")
@@ -403,7 +396,7 @@ mod tests {
             column("j'son", true, Write::Json(ty("jsonb"))),
             column("arr", false, Write::Record),
         );
-        let sql = s.insert_session_with(&[&a, &b, &c]);
+        let sql = s.insert_session(&[&a, &b, &c]);
         assert_eq!(
             sql.text(),
             "INSERT INTO \"user_session\" (id, user_id, expires_at, \"n\", \"j'son\", \"arr\") \

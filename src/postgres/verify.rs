@@ -177,6 +177,18 @@ struct Need {
     update: bool,
 }
 
+impl Need {
+    fn new(column: &'static str, want: Want, unique: bool, insert: bool, update: bool) -> Self {
+        Self {
+            column,
+            want,
+            unique,
+            insert,
+            update,
+        }
+    }
+}
+
 impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
 where
     S: ConnectionSource,
@@ -218,56 +230,16 @@ where
             let mut lent = self.source.connection().await?;
             let mut conn = lent.conn().within(self.source.operation_timeout());
             let queries = Queries::new();
-            let mut problems = Vec::new();
             let user_id = Want::user_id::<U>();
             let session_needs = [
-                Need {
-                    column: "id",
-                    want: Want::SessionId,
-                    unique: true,
-                    insert: true,
-                    update: false,
-                },
-                Need {
-                    column: "expires_at",
-                    want: Want::Timestamptz,
-                    unique: false,
-                    insert: true,
-                    update: true,
-                },
-                Need {
-                    column: "user_id",
-                    want: user_id,
-                    unique: false,
-                    insert: true,
-                    update: false,
-                },
+                Need::new("id", Want::SessionId, true, true, false),
+                Need::new("expires_at", Want::Timestamptz, false, true, true),
+                Need::new("user_id", user_id, false, true, false),
             ];
-            let user_needs = [Need {
-                column: "id",
-                want: user_id,
-                unique: true,
-                insert: false,
-                update: false,
-            }];
-            check_table(
-                &mut conn,
-                &queries,
-                self.names.user(),
-                &user_needs,
-                false,
-                &mut problems,
-            )
-            .await?;
-            check_table(
-                &mut conn,
-                &queries,
-                self.names.session(),
-                &session_needs,
-                true,
-                &mut problems,
-            )
-            .await?;
+            let user_needs = [Need::new("id", user_id, true, false, false)];
+            let (user, session) = (self.names.user(), self.names.session());
+            let mut problems = check_table(&mut conn, &queries, user, &user_needs, false).await?;
+            problems.extend(check_table(&mut conn, &queries, session, &session_needs, true).await?);
             if problems.is_empty() {
                 Ok(())
             } else {
@@ -278,43 +250,33 @@ where
     }
 }
 
-/// Adds what is wrong with one table to `problems`.
+/// What is wrong with one table.
 async fn check_table(
     conn: &mut Conn<'_>,
     queries: &Queries,
     name: &TableName,
     needs: &[Need],
     writable: bool,
-    problems: &mut Vec<SchemaProblem>,
-) -> Result<()> {
+) -> Result<Vec<SchemaProblem>> {
+    let mut problems = Vec::new();
     let table = name.to_sql();
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
         let stmt = Statement::new(&queries.schema, (Bind::<Text, str>::new(schema),));
         let usable = conn.load(stmt, |row| row.get::<Bool, bool>(0)).await?;
         match usable.first().copied() {
-            None => {
-                problems.push(SchemaProblem::SchemaNotFound { schema: quoted });
-                return Ok(());
-            }
-            Some(false) => {
-                problems.push(SchemaProblem::SchemaNotUsable { schema: quoted });
-                return Ok(());
-            }
-            Some(_) => {}
+            None => return Ok(vec![SchemaProblem::SchemaNotFound { schema: quoted }]),
+            Some(false) => return Ok(vec![SchemaProblem::SchemaNotUsable { schema: quoted }]),
+            Some(true) => {}
         }
     }
     let stmt = Statement::new(&queries.relation, (Bind::<Text, str>::new(&table),));
     let relation = conn.load(stmt, RelationRow::decode).await?;
     let Some(relation) = relation.into_iter().next() else {
-        problems.push(SchemaProblem::TableNotFound { table });
-        return Ok(());
+        return Ok(vec![SchemaProblem::TableNotFound { table }]);
     };
     if !matches!(relation.kind.as_str(), "r" | "p") {
-        problems.push(SchemaProblem::NotATable {
-            table,
-            kind: relation_kind(&relation.kind).to_owned(),
-        });
-        return Ok(());
+        let kind = relation_kind(&relation.kind).to_owned();
+        return Ok(vec![SchemaProblem::NotATable { table, kind }]);
     }
     let stmt = Statement::new(&queries.columns, (Bind::<BigInt, i64>::new(&relation.oid),));
     let columns = conn.load(stmt, ColumnRow::decode).await?;
@@ -388,7 +350,7 @@ async fn check_table(
                 privilege,
             }),
     );
-    Ok(())
+    Ok(problems)
 }
 
 /// `pg_class.relkind` in words.
@@ -437,35 +399,11 @@ mod tests {
 
     #[test]
     fn user_ids_match_their_rust_type() {
+        let fits = |want: Want, base| want.mismatch(&column(base, -1)).is_none();
         assert!(
-            Want::user_id::<String>()
-                .mismatch(&column("varchar", 20))
-                .is_none()
+            fits(Want::user_id::<String>(), "varchar") && !fits(Want::user_id::<String>(), "uuid")
         );
-        assert!(
-            Want::user_id::<String>()
-                .mismatch(&column("uuid", -1))
-                .is_some()
-        );
-        assert!(
-            Want::user_id::<i32>()
-                .mismatch(&column("int4", -1))
-                .is_none()
-        );
-        assert!(
-            Want::user_id::<i32>()
-                .mismatch(&column("int8", -1))
-                .is_some()
-        );
-        assert!(
-            Want::user_id::<i64>()
-                .mismatch(&column("int8", -1))
-                .is_none()
-        );
-        assert!(
-            Want::user_id::<i64>()
-                .mismatch(&column("int4", -1))
-                .is_some()
-        );
+        assert!(fits(Want::user_id::<i32>(), "int4") && !fits(Want::user_id::<i32>(), "int8"));
+        assert!(fits(Want::user_id::<i64>(), "int8") && !fits(Want::user_id::<i64>(), "int4"));
     }
 }

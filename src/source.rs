@@ -11,7 +11,7 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::run::Conn;
+use crate::postgres::run::Conn;
 
 #[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
 use crate::error::{Error, Result};
