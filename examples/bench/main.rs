@@ -32,9 +32,6 @@
 //! per operation; scenario runs add `phase`), a progress line on stderr,
 //! and tables at the end with peak (VmHWM) and current (VmRSS) memory.
 
-#[path = "../../tests/support/cluster.rs"]
-mod cluster;
-
 mod batches;
 mod data;
 mod measure;
@@ -213,15 +210,15 @@ impl Args {
 
 /// The server: `DATABASE_URL`, or a throwaway cluster with
 /// `pg_stat_statements` loaded when the server has it.
-fn server() -> Res<(String, Option<cluster::Cluster>)> {
+fn server() -> Res<(String, Option<testkit::Cluster>)> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Ok((url, None)),
         _ => {
-            let cluster = cluster::Cluster::start_with(
+            let cluster = testkit::Cluster::start_with(
                 "shared_preload_libraries = 'pg_stat_statements'",
                 &[],
             )
-            .or_else(|_| cluster::Cluster::start())?;
+            .or_else(|_| testkit::Cluster::start())?;
             Ok((cluster.url("postgres"), Some(cluster)))
         }
     }
