@@ -38,10 +38,12 @@ mod measure;
 mod raw;
 mod report;
 mod scenario;
+mod table;
 mod targets;
 
 use std::str::FromStr;
 
+use report::Memory;
 use scenario::Bench;
 use targets::{Op, Target};
 
@@ -236,7 +238,7 @@ async fn main() -> Res<()> {
         Scenario::Cleanup => bench.cleanup().await,
         Scenario::Soak => bench.soak().await,
     };
-    bench.report.print();
+    bench.report.print(&Memory::now());
     drop(bench);
     if !keep {
         data::drop(&server).await?;
