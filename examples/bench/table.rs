@@ -1,5 +1,5 @@
-//! A table of results: a caption, columns and rows, rendered in padded
-//! columns for the terminal.
+//! A table of results, built once and rendered twice: padded columns for
+//! the terminal, Markdown for `BENCHMARKS.md`.
 
 /// A column: its heading, its width on the terminal and its alignment.
 pub struct Column {
@@ -73,6 +73,29 @@ impl Table {
         out.extend(self.rows.iter().map(|row| line(row)));
         out.join("\n")
     }
+
+    /// The headings and the rows as a Markdown table (the caption is left to
+    /// the document).
+    pub fn markdown(&self) -> String {
+        let mut out = vec![
+            markdown_row(self.columns.iter().map(|c| c.name)),
+            markdown_row(
+                self.columns
+                    .iter()
+                    .map(|c| if c.left { "---" } else { "---:" }),
+            ),
+        ];
+        out.extend(
+            self.rows
+                .iter()
+                .map(|row| markdown_row(row.iter().map(String::as_str))),
+        );
+        out.join("\n")
+    }
+}
+
+fn markdown_row<'a>(cells: impl Iterator<Item = &'a str>) -> String {
+    format!("| {} |", cells.collect::<Vec<_>>().join(" | "))
 }
 
 #[cfg(test)]
@@ -91,5 +114,13 @@ mod tests {
     #[test]
     fn text_pads_each_column() {
         assert_eq!(table().text(), "caption\nimpl     ops/s\nraw      12345");
+    }
+
+    #[test]
+    fn markdown_aligns_numbers_right() {
+        assert_eq!(
+            table().markdown(),
+            "| impl | ops/s |\n| --- | ---: |\n| raw | 12345 |"
+        );
     }
 }
