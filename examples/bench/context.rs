@@ -97,6 +97,9 @@ pub struct Machine {
     pub cpu: String,
     pub memory_gib: Option<f64>,
     pub kernel: String,
+    /// The one-minute load average when the run started: other work on a
+    /// shared machine shows here.
+    pub load: Option<String>,
 }
 
 impl Machine {
@@ -130,21 +133,31 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|release| format!("Linux {}", release.trim()))
             .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|loadavg| loadavg.split_whitespace().next().map(str::to_owned));
         Self {
             cores,
             cpu,
             memory_gib,
             kernel,
+            load,
         }
     }
 
-    /// `2 cores (AMD EPYC), 23.5 GiB memory, Linux 6.1.0`.
+    /// `2 cores (AMD EPYC), 23.5 GiB memory, Linux 6.1.0; load average
+    /// 0.12 at the start`.
     pub fn describe(&self) -> String {
         let memory = self
             .memory_gib
             .map_or("unknown".to_owned(), |gib| format!("{gib:.1} GiB"));
+        let load = self
+            .load
+            .as_ref()
+            .map(|load| format!("; load average {load} at the start"))
+            .unwrap_or_default();
         format!(
-            "{} cores ({}), {memory} memory, {}",
+            "{} cores ({}), {memory} memory, {}{load}",
             self.cores, self.cpu, self.kernel
         )
     }
