@@ -1,5 +1,5 @@
-//! Faults, each against a PostgreSQL cluster of the test's own (see
-//! `support/cluster.rs`): restart and crash under load, the database down at
+//! Faults, each against a PostgreSQL cluster of the test's own (see the
+//! `testkit` crate): restart and crash under load, the database down at
 //! pool build and at call time, terminated and cancelled backends, pool
 //! exhaustion, timeouts, a read-only database, a full disk, and futures
 //! dropped mid-query.
@@ -19,9 +19,9 @@ use lucia_diesel::{
     Attributes, ConnectionSource, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager,
     SessionToken, migrations,
 };
+use testkit::Cluster;
 
 use crate::support::clock::ManualClock;
-use crate::support::cluster::Cluster;
 use crate::support::scalar;
 
 /// `application_name` of the connections under test (the admin's differ).

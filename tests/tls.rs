@@ -8,8 +8,7 @@ use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
 use lucia_diesel::tls::{TlsConfig, establish};
 use lucia_diesel::{Attributes, Error, PoolOptions, PostgresAdapter, SessionManager, migrations};
-
-use crate::support::cluster::Cluster;
+use testkit::Cluster;
 
 /// A CA and a server certificate for `localhost` / `127.0.0.1`, made with
 /// the `openssl` command.

@@ -31,20 +31,28 @@
 //! `sessions`, CPU per operation and, with `pg_stat_statements`, statements
 //! per operation; scenario runs add `phase`), a progress line on stderr,
 //! and tables at the end with peak (VmHWM) and current (VmRSS) memory.
-
-#[path = "../../tests/support/cluster.rs"]
-mod cluster;
+//!
+//! Then writes the tables into `BENCHMARKS.md` at the repository root, with
+//! the date, command, commit, machine and server: the scenario's section is
+//! replaced in place between its markers (`<!-- bench:ops -->` ..
+//! `<!-- /bench:ops -->`), the rest of the file kept. `--no-write` skips
+//! that.
 
 mod batches;
+mod context;
 mod data;
+mod document;
 mod measure;
 mod raw;
 mod report;
 mod scenario;
+mod table;
 mod targets;
 
 use std::str::FromStr;
 
+use context::{Context, Server, Source};
+use report::Memory;
 use scenario::Bench;
 use targets::{Op, Target};
 
@@ -57,6 +65,7 @@ const USAGE: &str = "\
 usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N[,N...]]
              [--concurrency C[,C...]] [--ops OP[,OP...]] [--impl IMPL[,IMPL...]]
              [--expired N] [--cleanup-batch N] [--soak SECS] [--sample-secs S] [--keep-db]
+             [--no-write]
 
   --scenario      ops (default), cleanup or soak
   --secs          seconds per run (default 2 for ops, 5 for cleanup; the soak's length)
@@ -73,7 +82,8 @@ usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N
   --cleanup-batch cleanup: rows per DELETE (default 10000, the crate's default)
   --soak SECS     same as --scenario soak --secs SECS
   --sample-secs   soak: seconds between VmRSS samples (default 5)
-  --keep-db       keep the session_bench database at the end";
+  --keep-db       keep the session_bench database at the end
+  --no-write      do not write the scenario's section of BENCHMARKS.md";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -82,6 +92,26 @@ enum Scenario {
     Soak,
 }
 
+impl Scenario {
+    /// Its name in `--scenario` and in `BENCHMARKS.md`'s markers.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Ops => "ops",
+            Scenario::Cleanup => "cleanup",
+            Scenario::Soak => "soak",
+        }
+    }
+
+    fn default_secs(self) -> f64 {
+        if self == Scenario::Ops { 2.0 } else { 5.0 }
+    }
+
+    fn default_rounds(self) -> u32 {
+        if self == Scenario::Ops { 3 } else { 1 }
+    }
+}
+
+#[derive(Clone)]
 pub struct Args {
     scenario: Scenario,
     secs: f64,
@@ -94,6 +124,8 @@ pub struct Args {
     cleanup_batch: u32,
     sample_secs: f64,
     keep: bool,
+    /// Whether to write the results into `BENCHMARKS.md`.
+    write: bool,
 }
 
 /// `--flag value` parsed as `T`.
@@ -125,6 +157,7 @@ fn parse_args() -> Result<Args, String> {
         cleanup_batch: 10_000,
         sample_secs: 5.0,
         keep: false,
+        write: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -143,6 +176,7 @@ fn parse_args() -> Result<Args, String> {
             "--soak" => (args.scenario, args.secs) = (Scenario::Soak, num(flag, &value()?)?),
             "--sample-secs" => args.sample_secs = num(flag, &value()?)?,
             "--keep-db" => args.keep = true,
+            "--no-write" => args.write = false,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -154,12 +188,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn scenario(name: &str) -> Result<Scenario, String> {
-    match name {
-        "ops" => Ok(Scenario::Ops),
-        "cleanup" => Ok(Scenario::Cleanup),
-        "soak" => Ok(Scenario::Soak),
-        other => Err(format!("unknown scenario {other}; see --help")),
-    }
+    [Scenario::Ops, Scenario::Cleanup, Scenario::Soak]
+        .into_iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| format!("unknown scenario {name}; see --help"))
 }
 
 impl Args {
@@ -175,10 +207,10 @@ impl Args {
         }
         if self.secs.is_nan() {
             // Not given.
-            self.secs = if ops { 2.0 } else { 5.0 };
+            self.secs = self.scenario.default_secs();
         }
         if self.rounds == 0 {
-            self.rounds = if ops { 3 } else { 1 };
+            self.rounds = self.scenario.default_rounds();
         }
         if self.concurrency.is_empty() {
             self.concurrency = if ops { vec![1, 32] } else { vec![32] };
@@ -213,15 +245,15 @@ impl Args {
 
 /// The server: `DATABASE_URL`, or a throwaway cluster with
 /// `pg_stat_statements` loaded when the server has it.
-fn server() -> Res<(String, Option<cluster::Cluster>)> {
+fn server() -> Res<(String, Option<testkit::Cluster>)> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Ok((url, None)),
         _ => {
-            let cluster = cluster::Cluster::start_with(
+            let cluster = testkit::Cluster::start_with(
                 "shared_preload_libraries = 'pg_stat_statements'",
                 &[],
             )
-            .or_else(|_| cluster::Cluster::start())?;
+            .or_else(|_| testkit::Cluster::start())?;
             Ok((cluster.url("postgres"), Some(cluster)))
         }
     }
@@ -230,19 +262,43 @@ fn server() -> Res<(String, Option<cluster::Cluster>)> {
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = parse_args().inspect_err(|e| eprintln!("{e}"))?;
-    let (scenario, keep) = (args.scenario, args.keep);
-    let (server, _cluster) = server()?;
+    // The cluster, if any, stops when dropped at the end.
+    let (server, cluster) = server()?;
     let url = data::create(&server).await?;
-    let mut bench = Bench::open(&url, args).await?;
-    let outcome = match scenario {
+    let source = if cluster.is_some() {
+        Source::Throwaway
+    } else {
+        Source::database_url(&server)
+    };
+    let context = Context::new(Server::query(&url, source).await?);
+    let mut bench = Bench::open(&url, args.clone()).await?;
+    let outcome = match args.scenario {
         Scenario::Ops => bench.ops().await,
         Scenario::Cleanup => bench.cleanup().await,
         Scenario::Soak => bench.soak().await,
     };
-    bench.report.print();
+    let memory = Memory::now();
+    bench.report.print(&memory);
+    let written = if !args.write {
+        Ok(())
+    } else if outcome.is_ok() {
+        write(&args, &context, &bench.report, &memory)
+    } else {
+        eprintln!("BENCHMARKS.md not written: the run failed");
+        Ok(())
+    };
     drop(bench);
-    if !keep {
+    if !args.keep {
         data::drop(&server).await?;
     }
-    outcome
+    outcome.and(written)
+}
+
+/// Writes the run's section of `BENCHMARKS.md`.
+fn write(args: &Args, context: &Context, report: &report::Report, memory: &Memory) -> Res<()> {
+    let name = args.scenario.name();
+    let body = document::section(args.scenario, args, context, report, memory);
+    let path = document::write(name, &body).inspect_err(|e| eprintln!("{e}"))?;
+    eprintln!("wrote the `{name}` section of {}", path.display());
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! The results: one JSON line per run on stdout as it finishes, tables on
-//! stderr at the end.
+//! stderr at the end (and in `BENCHMARKS.md`, see `document.rs`).
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::POOL;
 use crate::measure::{Run, memory_kb};
+use crate::table::{Column, Table};
 use crate::targets::Job;
 
 /// `x` rounded to `places` decimals, for JSON.
@@ -193,6 +194,31 @@ pub struct Soak {
     pub rss_kb: Vec<u64>,
 }
 
+/// This process's memory at the end: peak (VmHWM) and current (VmRSS), kB.
+pub struct Memory {
+    pub hwm_kb: Option<u64>,
+    pub rss_kb: Option<u64>,
+}
+
+impl Memory {
+    pub fn now() -> Self {
+        Self {
+            hwm_kb: memory_kb("VmHWM"),
+            rss_kb: memory_kb("VmRSS"),
+        }
+    }
+
+    /// `memory: peak (VmHWM) N kB, now (VmRSS) N kB`.
+    pub fn text(&self) -> String {
+        let kb = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        format!(
+            "memory: peak (VmHWM) {} kB, now (VmRSS) {} kB",
+            kb(self.hwm_kb),
+            kb(self.rss_kb)
+        )
+    }
+}
+
 #[derive(Default)]
 pub struct Report {
     pub rows: Vec<Row>,
@@ -201,138 +227,148 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn print(&self) {
-        eprintln!();
-        self.print_rows();
-        self.print_cleanups();
-        self.print_soaks();
-        let (hwm, rss) = (memory_kb("VmHWM"), memory_kb("VmRSS"));
+    /// The tables on stderr and the memory line on stdout and stderr.
+    pub fn print(&self, memory: &Memory) {
+        for table in self.tables() {
+            eprintln!();
+            eprintln!("{}", table.text());
+        }
         println!(
             "{}",
-            json!({"memory": "end", "vm_hwm_kb": hwm, "vm_rss_kb": rss})
+            json!({"memory": "end", "vm_hwm_kb": memory.hwm_kb, "vm_rss_kb": memory.rss_kb})
         );
-        let kb = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
-        eprintln!(
-            "memory: peak (VmHWM) {} kB, now (VmRSS) {} kB",
-            kb(hwm),
-            kb(rss)
-        );
+        eprintln!("{}", memory.text());
     }
 
-    fn print_rows(&self) {
+    /// The tables of whatever ran: runs, then cleanups, then soaks.
+    pub fn tables(&self) -> Vec<Table> {
+        [self.runs_table(), self.cleanups_table(), self.soaks_table()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Every series of runs: medians over rounds and the ratio to raw.
+    fn runs_table(&self) -> Option<Table> {
         if self.rows.is_empty() {
-            return;
+            return None;
         }
-        eprintln!(
+        let mut table = Table::new(
             "medians over rounds; x raw: median ratio to raw's run of the same round (lowest-highest);\n\
-             raw validate_session: raw validate of the sessions the manager validates"
+             raw validate_session: raw validate of the sessions the manager validates",
+            vec![
+                Column::left("impl", 20),
+                Column::left("op", 17),
+                Column::right("sessions", 8),
+                Column::right("c", 4),
+                Column::right("rounds", 6),
+                Column::right("ops/s", 9),
+                Column::right("p50 us", 7),
+                Column::right("p99 us", 7),
+                Column::right("x raw", 16),
+                Column::right("stmts/op", 8),
+                Column::right("client us", 9),
+                Column::right("server us", 9),
+            ],
         );
-        eprintln!(
-            "{:<20} {:<17} {:>8} {:>4} {:>6} {:>9} {:>7} {:>7} {:>16} {:>8} {:>9} {:>9}",
-            "impl",
-            "op",
-            "sessions",
-            "c",
-            "rounds",
-            "ops/s",
-            "p50 us",
-            "p99 us",
-            "x raw",
-            "stmts/op",
-            "client us",
-            "server us"
-        );
-        let opt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
         for s in Summary::all(&self.rows) {
             let r = &self.rows[s.first];
             let ratio = s
                 .ratio
                 .map(|(m, lo, hi)| format!("{m:.2} ({lo:.2}-{hi:.2})"))
                 .unwrap_or_default();
-            eprintln!(
-                "{:<20} {:<17} {:>8} {:>4} {:>6} {:>9.0} {:>7.0} {:>7.0} {:>16} {:>8} {:>9.1} {:>9.1}",
-                r.imp,
-                r.label,
-                r.job.sessions,
-                r.job.c,
-                s.rounds,
-                s.ops_per_sec,
-                s.p50,
-                s.p99,
+            table.push(vec![
+                r.imp.into(),
+                r.label.clone(),
+                r.job.sessions.to_string(),
+                r.job.c.to_string(),
+                s.rounds.to_string(),
+                format!("{:.0}", s.ops_per_sec),
+                format!("{:.0}", s.p50),
+                format!("{:.0}", s.p99),
                 ratio,
-                opt(s.stmts),
-                s.cpu,
-                s.server_cpu
-            );
+                s.stmts.map(|x| format!("{x:.2}")).unwrap_or_default(),
+                format!("{:.1}", s.cpu),
+                format!("{:.1}", s.server_cpu),
+            ]);
         }
+        Some(table)
     }
 
-    fn print_cleanups(&self) {
+    fn cleanups_table(&self) -> Option<Table> {
         if self.cleanups.is_empty() {
-            return;
+            return None;
         }
-        eprintln!(
-            "\ncleanup: delete_expired_sessions while validate runs (ops/s p50/p99 us: before -> during)"
-        );
-        eprintln!(
-            "{:<20} {:>4} {:>8} {:>7} {:>6} {:>7} {:>8} {:>8} {:>15} {:>15} {:>15}",
-            "impl",
-            "c",
-            "rows",
-            "batches",
-            "size",
-            "secs",
-            "max ms",
-            "mean ms",
-            "ops/s",
-            "p50 us",
-            "p99 us"
+        let mut table = Table::new(
+            "cleanup: delete_expired_sessions while validate runs (ops/s p50/p99 us: before -> during)",
+            vec![
+                Column::left("impl", 20),
+                Column::right("c", 4),
+                Column::right("rows", 8),
+                Column::right("batches", 7),
+                Column::right("size", 6),
+                Column::right("secs", 7),
+                Column::right("max ms", 8),
+                Column::right("mean ms", 8),
+                Column::right("ops/s", 15),
+                Column::right("p50 us", 15),
+                Column::right("p99 us", 15),
+            ],
         );
         for r in &self.cleanups {
             let (b, d) = (r.before, r.during);
-            eprintln!(
-                "{:<20} {:>4} {:>8} {:>7} {:>6} {:>7.2} {:>8.1} {:>8.1} {:>15} {:>15} {:>15}",
-                r.imp,
-                r.job.c,
-                r.rows,
-                r.batches.len(),
-                r.batch_size,
-                r.secs,
-                r.batch_max_ms(),
-                r.batch_mean_ms(),
+            table.push(vec![
+                r.imp.into(),
+                r.job.c.to_string(),
+                r.rows.to_string(),
+                r.batches.len().to_string(),
+                r.batch_size.to_string(),
+                format!("{:.2}", r.secs),
+                format!("{:.1}", r.batch_max_ms()),
+                format!("{:.1}", r.batch_mean_ms()),
                 format!("{:.0} -> {:.0}", b.0, d.0),
                 format!("{} -> {}", b.1, d.1),
-                format!("{} -> {}", b.2, d.2)
-            );
+                format!("{} -> {}", b.2, d.2),
+            ]);
         }
+        Some(table)
     }
 
-    fn print_soaks(&self) {
+    fn soaks_table(&self) -> Option<Table> {
         if self.soaks.is_empty() {
-            return;
+            return None;
         }
-        eprintln!("\nsoak: VmRSS sampled during the run (kB)");
-        eprintln!(
-            "{:<20} {:<17} {:>4} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}",
-            "impl", "op", "c", "secs", "samples", "first", "last", "max", "growth"
+        let mut table = Table::new(
+            "soak: VmRSS sampled during the run (kB)",
+            vec![
+                Column::left("impl", 20),
+                Column::left("op", 17),
+                Column::right("c", 4),
+                Column::right("secs", 6),
+                Column::right("samples", 8),
+                Column::right("first", 9),
+                Column::right("last", 9),
+                Column::right("max", 9),
+                Column::right("growth", 8),
+            ],
         );
         for s in &self.soaks {
             let (first, last) = (s.rss_kb.first(), s.rss_kb.last());
             let max = s.rss_kb.iter().max();
             let growth = last.zip(first).map(|(l, f)| *l as i64 - *f as i64);
             let kb = |v: Option<&u64>| v.map_or("?".into(), |v| v.to_string());
-            eprintln!(
-                "{:<20} {:<17} {:>4} {:>6.0} {:>8} {:>9} {:>9} {:>9} {:>8}",
-                s.imp,
-                s.job.op.name(),
-                s.job.c,
-                s.secs,
-                s.rss_kb.len(),
+            table.push(vec![
+                s.imp.into(),
+                s.job.op.name().into(),
+                s.job.c.to_string(),
+                format!("{:.0}", s.secs),
+                s.rss_kb.len().to_string(),
                 kb(first),
                 kb(last),
                 kb(max),
-                growth.map_or("?".into(), |g| g.to_string())
-            );
+                growth.map_or("?".into(), |g| g.to_string()),
+            ]);
         }
+        Some(table)
     }
 }

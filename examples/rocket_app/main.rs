@@ -15,9 +15,6 @@
 //! special; to test over plain http on another host, set
 //! `APP_INSECURE_COOKIES=1` (never in production).
 
-#[path = "../../tests/support/cluster.rs"]
-mod cluster;
-
 mod accounts;
 mod app;
 mod pages;
@@ -35,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
             eprintln!("DATABASE_URL is not set: starting a throwaway PostgreSQL cluster");
-            let c = cluster::Cluster::start()?;
+            let c = testkit::Cluster::start()?;
             let url = c.url("postgres");
             _cluster = Some(c);
             url

@@ -1,15 +1,14 @@
 //! Test database plumbing: one server per test run, one schema per test.
+//! The throwaway cluster itself is the `testkit` crate (`testkit/`).
 
 pub mod clock;
-pub mod cluster;
 pub mod pgbouncer;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-
-use self::cluster::Cluster;
+use testkit::Cluster;
 
 /// The server every test shares: `DATABASE_URL` when set, otherwise a
 /// private cluster started on first use and stopped when the process exits.

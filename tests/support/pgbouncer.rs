@@ -115,7 +115,7 @@ impl PgBouncer {
             log = dir.join("pgbouncer.log").display(),
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write ini");
-        let user = super::cluster::is_root()
+        let user = testkit::is_root()
             .then(|| Some((id("-u")?, id("-g")?)))
             .flatten();
         if let Some((uid, gid)) = user {
@@ -209,7 +209,7 @@ impl PgBouncer {
             bouncer = child.id(),
             dir = self.dir.display(),
         );
-        if super::cluster::after_this_process(&cleanup) {
+        if testkit::after_this_process(&cleanup) {
             std::mem::forget(child);
             std::mem::forget(self);
         } else {
