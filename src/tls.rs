@@ -119,6 +119,7 @@ pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgCon
 
 /// A tokio-postgres client over verified TLS, its connection driven by a
 /// task of its own (for the pools).
+#[cfg(feature = "bb8")]
 pub(crate) async fn connect_client(
     config: &tokio_postgres::Config,
     tls: &TlsConfig,

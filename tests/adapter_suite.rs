@@ -570,6 +570,7 @@ adapter_suite!(
     .await
 );
 
+#[cfg(feature = "pooler")]
 adapter_suite!(
     pooler_pool_behind_pgbouncer,
     custom_fixture::<String, _, _, _>(
@@ -587,6 +588,7 @@ adapter_suite!(
     .await
 );
 
+#[cfg(all(feature = "pooler", feature = "uuid"))]
 adapter_suite!(
     pooler_pool_uuid_user_ids,
     custom_fixture::<uuid::Uuid, _, _, _>(

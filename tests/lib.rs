@@ -10,6 +10,7 @@ mod faults;
 mod load;
 mod migrations;
 mod observability;
+#[cfg(feature = "pooler")]
 mod pooler;
 #[cfg(feature = "rocket")]
 mod rocket_app;

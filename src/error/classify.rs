@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 
-use super::{DatabaseError, DatabaseErrorKind, Error};
+use super::{DatabaseError, DatabaseErrorKind, DatabaseErrorParts, Error};
 
 /// What a failed statement means: the error for the caller, and what to
 /// do with the connection and with the adapter's knowledge of its columns.
@@ -33,14 +33,14 @@ impl From<ErrorClass> for Error {
 /// PostgreSQL's error for a table that does not exist, for statements the
 /// adapter cannot even render without it.
 pub(crate) fn undefined_table(table: &str) -> Error {
-    Error::Database(DatabaseError {
+    Error::Database(DatabaseError::new(DatabaseErrorParts {
         kind: DatabaseErrorKind::Other,
         code: Some(SqlState::UNDEFINED_TABLE.code().to_owned()),
         message: format!("relation {table} does not exist"),
         table: None,
         column: None,
         constraint: None,
-    })
+    }))
 }
 
 impl ErrorClass {
@@ -75,14 +75,14 @@ struct ServerError<'a> {
 
 impl ServerError<'_> {
     fn database_error(&self, kind: DatabaseErrorKind) -> DatabaseError {
-        DatabaseError {
+        DatabaseError::new(DatabaseErrorParts {
             kind,
             code: self.code.as_ref().map(|c| c.code().to_owned()),
             message: self.message.to_owned(),
             table: self.table.map(str::to_owned),
             column: self.column.map(str::to_owned),
             constraint: self.constraint.map(str::to_owned),
-        }
+        })
     }
 
     /// The table: what each SQLSTATE means for the caller and the connection.
@@ -202,14 +202,14 @@ pub(crate) fn classify_diesel(err: diesel::result::Error) -> ErrorClass {
                 "the connection's transaction state is broken",
             ))
         },
-        other => ErrorClass::new(Error::Database(DatabaseError {
+        other => ErrorClass::new(Error::Database(DatabaseError::new(DatabaseErrorParts {
             kind: DatabaseErrorKind::Other,
             code: None,
             message: other.to_string(),
             table: None,
             column: None,
             constraint: None,
-        })),
+        }))),
     }
 }
 

@@ -215,13 +215,18 @@ impl Error {
 /// the SQLSTATE, the primary message and the names of the table, column and
 /// constraint involved.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseError {
-    kind: DatabaseErrorKind,
-    code: Option<String>,
-    message: String,
-    table: Option<String>,
-    column: Option<String>,
-    constraint: Option<String>,
+pub struct DatabaseError(Arc<DatabaseErrorParts>);
+
+/// The parts of a [`DatabaseError`], behind one pointer so that [`Error`]
+/// stays small.
+#[derive(PartialEq, Eq)]
+pub(crate) struct DatabaseErrorParts {
+    pub(crate) kind: DatabaseErrorKind,
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
+    pub(crate) table: Option<String>,
+    pub(crate) column: Option<String>,
+    pub(crate) constraint: Option<String>,
 }
 
 /// The broad kind of a [`DatabaseError`].
@@ -243,46 +248,50 @@ pub enum DatabaseErrorKind {
 }
 
 impl DatabaseError {
+    pub(crate) fn new(parts: DatabaseErrorParts) -> Self {
+        Self(Arc::new(parts))
+    }
+
     /// The broad kind of error.
     #[must_use]
     pub fn kind(&self) -> DatabaseErrorKind {
-        self.kind
+        self.0.kind
     }
     /// The SQLSTATE code (`"42P01"`), when it is known. Errors that came
     /// through diesel-async carry it for the kinds diesel knows and for the
     /// messages listed in the crate's classifier; others may not.
     #[must_use]
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.0.code.as_deref()
     }
     /// PostgreSQL's primary message.
     #[must_use]
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
     /// The table involved, when PostgreSQL named one.
     #[must_use]
     pub fn table(&self) -> Option<&str> {
-        self.table.as_deref()
+        self.0.table.as_deref()
     }
     /// The column involved, when PostgreSQL named one.
     #[must_use]
     pub fn column(&self) -> Option<&str> {
-        self.column.as_deref()
+        self.0.column.as_deref()
     }
     /// The constraint involved, when PostgreSQL named one.
     #[must_use]
     pub fn constraint(&self) -> Option<&str> {
-        self.constraint.as_deref()
+        self.0.constraint.as_deref()
     }
 }
 
 impl fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(c) = &self.constraint {
+        f.write_str(self.message())?;
+        if let Some(c) = self.constraint() {
             write!(f, " (constraint {c:?})")?;
-        } else if let Some(c) = &self.column {
+        } else if let Some(c) = self.column() {
             write!(f, " (column {c:?})")?;
         }
         Ok(())
@@ -292,12 +301,12 @@ impl fmt::Display for DatabaseError {
 impl fmt::Debug for DatabaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseError")
-            .field("kind", &self.kind)
-            .field("code", &self.code)
-            .field("message", &self.message)
-            .field("table", &self.table)
-            .field("column", &self.column)
-            .field("constraint", &self.constraint)
+            .field("kind", &self.kind())
+            .field("code", &self.code())
+            .field("message", &self.message())
+            .field("table", &self.table())
+            .field("column", &self.column())
+            .field("constraint", &self.constraint())
             .finish()
     }
 }

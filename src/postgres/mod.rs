@@ -87,8 +87,11 @@ pub struct PostgresAdapter<S, U = String, SA = Attributes, UA = Attributes> {
     names: TableNames,
     statements: Statements,
     columns: KnownColumns,
-    _types: PhantomData<fn() -> (U, SA, UA)>,
+    _types: Types<U, SA, UA>,
 }
+
+/// The adapter's type parameters, held without owning values of them.
+type Types<U, SA, UA> = PhantomData<fn() -> (U, SA, UA)>;
 
 impl<S, U, SA, UA> fmt::Debug for PostgresAdapter<S, U, SA, UA> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,6 +2,7 @@
 //! The throwaway cluster itself is the `testkit` crate (`testkit/`).
 
 pub mod clock;
+#[cfg(feature = "pooler")]
 pub mod pgbouncer;
 
 use std::sync::OnceLock;
