@@ -51,6 +51,12 @@ use crate::error::ConfigError;
 use crate::postgres::{ConnectionSource, PostgresAdapter, UserId};
 use crate::session::SessionManager;
 
+/// How many expired sessions one `DELETE` removes at most, in
+/// [`Adapter::delete_expired_sessions`](crate::Adapter::delete_expired_sessions)
+/// and by default in the background task: small enough that a large
+/// cleanup never holds locks on many rows at once.
+pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
+
 /// The `target` of the cleanup task's spans and events.
 const TARGET: &str = "lucia_diesel::cleanup";
 
@@ -67,7 +73,7 @@ impl Default for CleanupOptions {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(600),
-            batch_size: crate::postgres::CLEANUP_BATCH_SIZE,
+            batch_size: CLEANUP_BATCH_SIZE,
             pause: Duration::from_millis(100),
         }
     }
@@ -87,7 +93,7 @@ impl CleanupOptions {
     }
 
     /// The most sessions one `DELETE` removes (default
-    /// [`CLEANUP_BATCH_SIZE`](crate::postgres::CLEANUP_BATCH_SIZE), 1,000,
+    /// [`CLEANUP_BATCH_SIZE`], 1,000,
     /// the same batch as [`SessionManager::delete_expired_sessions`]);
     /// at least 1. Smaller batches hold fewer row locks for less time.
     pub fn with_batch_size(mut self, batch_size: u32) -> Self {

@@ -60,7 +60,7 @@
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(all(doctest, feature = "rocket", feature = "rustls"))]
+#[cfg(all(doctest, feature = "rocket", feature = "rustls", feature = "pooler"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -92,6 +92,7 @@ mod source;
 pub mod tls;
 pub mod token;
 mod trace;
+mod user_id;
 
 #[doc(inline)]
 pub use crate::adapter::{

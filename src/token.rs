@@ -113,6 +113,31 @@ pub enum TokenStorage {
 /// In the default storage mode an id is safe to show, for example to let a
 /// user revoke a session from a list ([`as_str`](Self::as_str)); in the
 /// Lucia-compatible mode it is the token. Its `Debug` output never shows it.
+///
+/// # Examples
+/// ```no_run
+/// use lucia_diesel::{PostgresAdapter, SessionManager, SingleConnection};
+///
+/// # async fn logout(
+/// #     sessions: &SessionManager<PostgresAdapter<SingleConnection>>,
+/// #     token: &str,
+/// # ) -> lucia_diesel::Result<()> {
+/// // Log out the session a request presented:
+/// sessions.invalidate_session(&sessions.session_id(token)).await?;
+/// # Ok(()) }
+/// ```
+///
+/// A token where a stored id belongs does not compile:
+/// ```compile_fail
+/// use lucia_diesel::{PostgresAdapter, SessionManager, SingleConnection};
+///
+/// # async fn logout(
+/// #     sessions: &SessionManager<PostgresAdapter<SingleConnection>>,
+/// #     token: &str,
+/// # ) -> lucia_diesel::Result<()> {
+/// sessions.invalidate_session(token).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(String);
 

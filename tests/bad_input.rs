@@ -51,6 +51,33 @@ fn table_names_rejected_at_construction() {
     }
 }
 
+#[test]
+fn table_names_are_quoted_and_limited_by_bytes() {
+    for (name, sql) in [
+        (r#"we"ird name"#, r#""we""ird name""#),
+        ("public.user_session", r#""public"."user_session""#),
+        ("x; DROP TABLE y;--", r#""x; DROP TABLE y;--""#),
+        ("Select", r#""Select""#),
+    ] {
+        assert_eq!(TableName::parse(name).unwrap().to_sql(), sql);
+    }
+    let dotted = TableName::qualified(Some("my.schema"), "a.b").unwrap();
+    assert_eq!(dotted.to_sql(), r#""my.schema"."a.b""#);
+    // 63 bytes, PostgreSQL's limit, counted in bytes, not characters.
+    assert!(TableName::parse(&"x".repeat(63)).is_ok());
+    assert!(TableName::parse(&"\u{e9}".repeat(32)).is_err());
+    assert!(TableName::parse(&"\u{e9}".repeat(31)).is_ok());
+    // Index names derived from a long name still fit.
+    let long = TableNames::new("auth_user", &"\u{e9}".repeat(31)).unwrap();
+    let ddl = lucia_diesel::migrations::create_tables_sql::<String>(&long).up;
+    let index = ddl.lines().find(|l| l.starts_with("CREATE INDEX")).unwrap();
+    let name = index.split('"').nth(1).unwrap();
+    assert!(
+        name.len() <= 63 && name.ends_with("_user_id_idx"),
+        "{index}"
+    );
+}
+
 /// Names that are valid but hostile work end to end, quoted.
 #[tokio::test]
 async fn hostile_but_valid_table_names_work_end_to_end() {
@@ -158,6 +185,31 @@ async fn unknown_user_is_a_typed_error_and_writes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UnknownUser), "{err:?}");
+    assert_eq!(f.session_rows().await, 0);
+}
+
+/// A text user id holding NUL (which PostgreSQL text cannot hold) belongs
+/// to no user: an empty answer, or `UnknownUser`, never a database error.
+#[tokio::test]
+async fn user_ids_holding_nul_give_typed_answers() {
+    let f = default_fixture().await;
+    let nul = "user\0id".to_owned();
+    assert!(f.adapter.get_user_sessions(&nul).await.unwrap().is_empty());
+    assert_eq!(f.adapter.delete_user_sessions(&nul).await.unwrap(), 0);
+    let err = f
+        .adapter
+        .set_session(&session("s", nul.clone(), Attributes::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownUser), "{err:?}");
+    let m = lucia_diesel::SessionManager::new(PostgresAdapter::new(pool(&f.db).await));
+    let err = m
+        .create_session(nul.clone(), Attributes::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownUser), "{err:?}");
+    assert!(m.get_user_sessions(&nul).await.unwrap().is_empty());
+    assert_eq!(m.invalidate_user_sessions(&nul).await.unwrap(), 0);
     assert_eq!(f.session_rows().await, 0);
 }
 

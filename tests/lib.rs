@@ -6,6 +6,8 @@ mod support;
 mod adapter_suite;
 mod bad_input;
 mod cleanup;
+mod cookies;
+mod errors;
 mod faults;
 mod load;
 mod migrations;

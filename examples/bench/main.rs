@@ -79,7 +79,7 @@ usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N
   --impl          raw,lucia-diesel,lucia-diesel-dynamic,lucia-diesel-pooler
                   (default raw,lucia-diesel; soak: lucia-diesel)
   --expired       cleanup: expired sessions to load and delete (default 1000000)
-  --cleanup-batch cleanup: rows per DELETE (default 10000, the crate's default)
+  --cleanup-batch cleanup: rows per DELETE (default 1000, the crate's CLEANUP_BATCH_SIZE)
   --soak SECS     same as --scenario soak --secs SECS
   --sample-secs   soak: seconds between VmRSS samples (default 5)
   --keep-db       keep the session_bench database at the end
@@ -154,7 +154,7 @@ fn parse_args() -> Result<Args, String> {
         ops: Vec::new(),
         impls: Vec::new(),
         expired: 1_000_000,
-        cleanup_batch: 10_000,
+        cleanup_batch: lucia_diesel::postgres::CLEANUP_BATCH_SIZE,
         sample_secs: 5.0,
         keep: false,
         write: true,

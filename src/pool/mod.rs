@@ -199,9 +199,15 @@ impl PoolOptions {
     /// closes idle connections).
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero pool size or timeout.
+    /// [`Error::Config`] for a zero pool size or timeout, or a database URL
+    /// that cannot be parsed.
     pub fn build_lazy(self, database_url: &str) -> Result<PgPool> {
         self.check()?;
+        // Checked now, so that a wrong URL is a configuration error at
+        // startup, not a connect error at the first call.
+        let _: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))?;
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         let set = self
             .statement_timeout

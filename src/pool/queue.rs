@@ -10,6 +10,7 @@
 //! instead (a correctness property: no caller starves while others are
 //! served).
 
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::PoolOptions;
 use crate::error::{Error, ErrorSource, Result};
+use crate::postgres::run::race;
 
 /// The last error seen while opening a connection, and when, for
 /// [`Error::PoolTimeout`].
@@ -78,18 +80,17 @@ impl Queue {
             // go to waiters first); bb8's own wait is bounded by its
             // connection timeout, the checkout timeout.
             Ok(turn) => Box::pin(pool.get()).await.map(|conn| (conn, turn)),
+            // Waiting: the turn, then the connection, within one timer.
             Err(_) => {
-                let waited = async {
-                    let turn = self
-                        .turns
-                        .acquire()
-                        .await
-                        .map_err(|_| Error::unavailable("the pool is closed"))?;
-                    Ok::<_, Error>(Box::pin(pool.get()).await.map(|conn| (conn, turn)))
-                };
-                tokio::time::timeout(self.checkout_timeout, waited)
+                let mut timer = pin!(tokio::time::sleep(self.checkout_timeout));
+                let turn = race(pin!(self.turns.acquire()), timer.as_mut())
                     .await
-                    .map_err(|_| timed_out())??
+                    .ok_or_else(timed_out)?
+                    .map_err(|_| Error::unavailable("the pool is closed"))?;
+                let conn = race(Box::pin(pool.get()).as_mut(), timer)
+                    .await
+                    .ok_or_else(timed_out)?;
+                conn.map(|conn| (conn, turn))
             }
         };
         conn.map_err(|e| error(e, self.last_error.since(start)))

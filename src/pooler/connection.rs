@@ -11,7 +11,7 @@ use tokio_postgres::NoTls;
 
 use super::raw::binds;
 use crate::error::{ErrorClass, classify_postgres};
-use crate::postgres::run::{Binds, CANCEL_WAIT, RunResult, Statement};
+use crate::postgres::run::{CANCEL_WAIT, RunResult, Statement};
 
 /// One tokio-postgres connection of a [`PoolerPool`](super::PoolerPool).
 /// Opaque: the adapter runs its statements on it.
@@ -52,9 +52,9 @@ impl PoolerConnection {
 
     /// Runs `stmt` as an unnamed statement and hands each row to `f`;
     /// returns the number of rows affected.
-    pub(crate) async fn run<B: Binds>(
+    pub(crate) async fn run(
         &mut self,
-        stmt: &Statement<'_, B>,
+        stmt: &Statement<'_>,
         mut f: impl FnMut(&tokio_postgres::Row) -> deserialize::Result<()> + Send,
     ) -> RunResult<u64> {
         let binds = binds(stmt).map_err(ErrorClass::from_error)?;

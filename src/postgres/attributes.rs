@@ -9,11 +9,7 @@
 //! give, without the server building JSON. Inserts bind one `jsonb` value
 //! per attribute ([`insert_values`]).
 
-use diesel::QueryResult;
 use diesel::deserialize;
-use diesel::pg::Pg;
-use diesel::query_builder::AstPass;
-use diesel::sql_types::Jsonb;
 use serde::Serialize;
 use serde::de::{
     DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IntoDeserializer, MapAccess,
@@ -22,7 +18,7 @@ use serde::de::{
 use serde_json::{Map, Value};
 
 use super::names::Ident;
-use super::run::{Binds, Row, next_part};
+use super::run::Row;
 use super::statements::{Column, MANAGED_SESSION_COLUMNS, Write};
 use crate::error::{ConfigError, Error, Result};
 
@@ -175,11 +171,10 @@ pub(crate) fn session_values<A: Serialize>(attributes: &A) -> Result<Map<String,
     let map = match serde_json::to_value(attributes) {
         Ok(Value::Object(map)) => map,
         Ok(Value::Null) => Map::new(),
-        Ok(other) => {
-            return Err(Error::invalid_attributes(format_args!(
-                "session attributes must serialize to a JSON object of column names to values, not {}",
-                json_kind(&other)
-            )));
+        Ok(_) => {
+            return Err(Error::invalid_attributes(
+                "session attributes must serialize to a JSON object of column names to values",
+            ));
         }
         Err(e) => {
             return Err(Error::InvalidAttributes {
@@ -216,31 +211,4 @@ pub(crate) fn insert_values(columns: &[&Column], values: &Map<String, Value>) ->
             }
         })
         .collect()
-}
-
-/// [`insert_values`] as binds, one `jsonb` parameter each.
-pub(crate) struct JsonbBinds(pub(crate) Vec<Value>);
-
-impl Binds for JsonbBinds {
-    fn walk<'b>(
-        &'b self,
-        parts: &mut std::slice::Iter<'b, Box<str>>,
-        out: &mut AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        self.0.iter().try_for_each(|value| {
-            next_part(parts, out);
-            out.push_bind_param::<Jsonb, Value>(value)
-        })
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -1,24 +1,19 @@
-//! The attribute columns: looked up in the catalog once per adapter, kept
-//! with the statements that name them, and looked up again when a
-//! statement finds them out of date.
-//!
-//! Lucia's adapter reads every extra column of the tables as an attribute.
-//! The adapter's reads and inserts name those columns (see
-//! [`super::statements`]), so it needs them before its first such
-//! statement: one catalog query per adapter. A column dropped, renamed or
-//! retyped later makes the next statement fail; [`KnownColumns::load`] then
-//! looks the columns up again and runs the statement once more (a failed
-//! statement wrote nothing). A column added later is read after a restart,
-//! or after such a failure.
+//! The attribute columns (every extra column of the tables, as in Lucia's
+//! adapter): looked up in the catalog before the adapter's first statement
+//! that names them, once, and kept with those statements. A column
+//! dropped, renamed or retyped later makes the next statement fail;
+//! [`KnownColumns::load`] then looks the columns up again and runs the
+//! statement once more (a failed statement wrote nothing). A column added
+//! later is read after a restart, or after such a failure.
 
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use diesel::deserialize;
 use diesel::sql_types::{Bool, Text};
 
 use super::names::{Ident, TableName, TableNames};
-use super::run::{Bind, Binds, Conn, Row, RunResult, Statement};
+use super::run::{Conn, Param, Row, RunResult, Statement};
 use super::statements::{Column, Columns, MANAGED_SESSION_COLUMNS, Sql, Statements, Write};
 use crate::error::Result;
 
@@ -28,7 +23,7 @@ pub(crate) struct KnownColumns {
     known: RwLock<Option<Arc<Known>>>,
 }
 
-/// The columns, and the reads that name them.
+/// The columns, and the statements that name them.
 #[derive(Debug)]
 pub(crate) struct Known {
     pub(crate) columns: Columns,
@@ -36,23 +31,45 @@ pub(crate) struct Known {
     pub(crate) get_session_and_user: Sql,
     /// See [`Statements::get_user_sessions`].
     pub(crate) get_user_sessions: Sql,
+    /// Inserts already rendered, by their attribute columns' names (at most
+    /// [`MAX_INSERTS`]): an application writes few column sets, typically
+    /// one per attribute type.
+    inserts: Mutex<Vec<Rendered>>,
 }
 
+/// An insert's attribute column names and its SQL.
+type Rendered = (Box<[Box<str>]>, Sql);
+
+/// How many column sets' inserts [`Known`] keeps rendered.
+const MAX_INSERTS: usize = 16;
+
 impl Known {
-    /// The session table's attribute columns named in `names`, in that
-    /// order; `None` when one is not a column of the table.
-    pub(crate) fn session_columns<'a>(
-        &'a self,
-        names: impl Iterator<Item = &'a str>,
-    ) -> Option<Vec<&'a Column>> {
-        names
-            .map(|name| {
-                self.columns
-                    .session
-                    .iter()
-                    .find(|c| c.name.as_str() == name)
-            })
-            .collect()
+    /// The insert for a session with the attribute columns `names`, in that
+    /// order (see [`Statements::insert_session`]), and those columns; `None`
+    /// when one is not a column of the session table.
+    pub(crate) fn insert(
+        &self,
+        statements: &Statements,
+        names: &[&str],
+    ) -> Option<(Vec<&Column>, Sql)> {
+        let session = &self.columns.session;
+        let columns = names
+            .iter()
+            .map(|name| session.iter().find(|c| c.name.as_str() == *name))
+            .collect::<Option<Vec<_>>>()?;
+        let rendered = |(kept, _): &&Rendered| kept.iter().map(|k| &**k).eq(names.iter().copied());
+        if let Ok(inserts) = self.inserts.lock()
+            && let Some((_, sql)) = inserts.iter().find(rendered)
+        {
+            return Some((columns, sql.clone()));
+        }
+        let sql = statements.insert_session(&columns);
+        if let Ok(mut inserts) = self.inserts.lock()
+            && inserts.len() < MAX_INSERTS
+        {
+            inserts.push((names.iter().map(|&n| n.into()).collect(), sql.clone()));
+        }
+        Some((columns, sql))
     }
 }
 
@@ -63,12 +80,12 @@ impl KnownColumns {
     /// column it names is gone or has another type (or `statement` says a
     /// column is missing), the columns are looked up again and the
     /// statement runs once more: a failed statement wrote nothing.
-    pub(crate) async fn load<B: Binds, T: Send>(
+    pub(crate) async fn load<'p, T: Send>(
         &self,
         conn: &mut Conn<'_>,
         statements: &Statements,
         names: &TableNames,
-        statement: impl for<'k> Fn(&'k Known) -> RunResult<(Cow<'k, Sql>, B)> + Sync,
+        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let known = self.get(conn, statements, names).await?;
@@ -105,6 +122,7 @@ impl KnownColumns {
             get_session_and_user: statements.get_session_and_user(&columns),
             get_user_sessions: statements.get_user_sessions(&columns),
             columns,
+            inserts: Mutex::new(Vec::new()),
         });
         // Not kept while a table is missing: the migrations may not have
         // run yet, and the next call looks again.
@@ -125,18 +143,20 @@ impl KnownColumns {
     }
 }
 
+/// A statement that names the attribute columns: its SQL (kept with the
+/// columns) and its parameters.
+pub(crate) type Named<'p> = (Sql, Cow<'p, [Param<'p>]>);
+
 /// One run of [`KnownColumns::load`]'s statement.
-async fn attempt<B: Binds, T: Send>(
+async fn attempt<'p, T: Send>(
     conn: &mut Conn<'_>,
     known: &Known,
-    statement: &(impl for<'k> Fn(&'k Known) -> RunResult<(Cow<'k, Sql>, B)> + Sync),
+    statement: &(impl Fn(&Known) -> RunResult<Named<'p>> + Sync),
     decode: &(impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync),
 ) -> RunResult<Vec<T>> {
-    let (sql, binds) = statement(known)?;
-    conn.load(Statement::new(&sql, binds), |row| {
-        decode(row, &known.columns)
-    })
-    .await
+    let (sql, params) = statement(known)?;
+    let stmt = Statement::new(&sql, &params);
+    conn.load(stmt, |row| decode(row, &known.columns)).await
 }
 
 /// Reads the columns of both tables from the catalog.
@@ -146,13 +166,8 @@ async fn look_up(
     names: &TableNames,
 ) -> RunResult<Columns> {
     let (session_table, user_table) = (names.session().to_sql(), names.user().to_sql());
-    let stmt = Statement::new(
-        &statements.table_columns,
-        (
-            Bind::<Text, str>::new(&session_table),
-            Bind::<Text, str>::new(&user_table),
-        ),
-    );
+    let params = [Param::Text(&session_table), Param::Text(&user_table)];
+    let stmt = Statement::new(&statements.table_columns, &params);
     let rows = conn
         .load(stmt, |row| {
             Ok((

@@ -8,10 +8,10 @@
 
 mod attributes;
 mod columns;
+mod insert;
 mod names;
 pub(crate) mod run;
 mod statements;
-mod user_id;
 mod verify;
 
 use std::borrow::Cow;
@@ -20,23 +20,23 @@ use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize;
-use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
+use diesel::sql_types::{Bool, Text, Timestamptz};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
 
 pub use self::names::{TableName, TableNames};
-pub use self::user_id::UserId;
 pub use crate::source::{ConnectionSource, SingleConnection, SourceConnection};
+pub use crate::user_id::UserId;
 
-use self::attributes::{JsonbBinds, from_columns, insert_values, session_values};
-use self::columns::{Known, KnownColumns};
-use self::run::{Bind, Binds, Row, RunResult, Statement, UserIdBind};
+use self::attributes::from_columns;
+use self::columns::{Known, KnownColumns, Named};
+use self::run::{Param, Row, RunResult, Statement};
 use self::statements::{Column, Columns, Sql, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
 };
-use crate::error::{ConfigError, DatabaseErrorKind, Error, ErrorClass, Result, undefined_table};
+use crate::error::{ConfigError, Result};
 use crate::token::SessionId;
 use crate::trace::traced;
 
@@ -44,11 +44,7 @@ use crate::trace::traced;
 /// ids are never found, and `set_session` rejects them.
 pub const MAX_SESSION_ID_BYTES: usize = 512;
 
-/// How many expired sessions one `DELETE` of [`Adapter::delete_expired_sessions`]
-/// removes at most, and the default batch of the background cleanup
-/// ([`CleanupOptions`](crate::cleanup::CleanupOptions)): small enough that
-/// a large cleanup never holds locks on many rows at once.
-pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
+pub use crate::cleanup::CLEANUP_BATCH_SIZE;
 
 /// Lucia's PostgreSQL adapter on diesel-async.
 ///
@@ -184,14 +180,6 @@ fn storable(id: &SessionId) -> bool {
     !id.is_empty() && id.len() <= MAX_SESSION_ID_BYTES && !id.contains('\0')
 }
 
-fn text(value: &str) -> Bind<'_, Text, str> {
-    Bind::new(value)
-}
-
-fn time(value: &DateTime<Utc>) -> Bind<'_, Timestamptz, DateTime<Utc>> {
-    Bind::new(value)
-}
-
 /// A session row: id, expires_at, user_id, then the attribute columns.
 fn decode_session<U: UserId, SA: DeserializeOwned>(
     row: &Row<'_>,
@@ -234,8 +222,12 @@ where
         traced(&span, async {
             let mut found = None;
             if storable(id) {
-                let binds = (text(id.as_str()),);
-                let rows = self.read(|k| &k.get_session_and_user, binds, decode_session_and_user);
+                let params = [Param::Text(id.as_str())];
+                let rows = self.read(
+                    |k| &k.get_session_and_user,
+                    &params,
+                    decode_session_and_user,
+                );
                 found = rows.await?.pop();
             }
             span.record("found", found.is_some());
@@ -250,8 +242,8 @@ where
             let mut sessions = Vec::new();
             if user_id.storable() {
                 let decode = |row: &Row<'_>, c: &Columns| decode_session(row, &c.session);
-                let binds = (UserIdBind(user_id),);
-                sessions = self.read(|k| &k.get_user_sessions, binds, decode).await?;
+                let params = [user_id.param()];
+                sessions = self.read(|k| &k.get_user_sessions, &params, decode).await?;
             }
             span.record("rows", sessions.len());
             Ok(sessions)
@@ -267,9 +259,9 @@ where
     async fn update_session_expiration(&self, id: &SessionId, at: DateTime<Utc>) -> Result<bool> {
         let span = tracing::debug_span!("update_session_expiration", found = Empty);
         traced(&span, async {
-            let binds = (time(&at), text(id.as_str()));
+            let params = [Param::Timestamptz(at), Param::Text(id.as_str())];
             let sql = &self.statements.update_expiration;
-            let found = storable(id) && self.execute(sql, binds).await? > 0;
+            let found = storable(id) && self.execute(sql, &params).await? > 0;
             span.record("found", found);
             Ok(found)
         })
@@ -280,7 +272,7 @@ where
         let span = tracing::debug_span!("delete_session", found = Empty);
         traced(&span, async {
             let sql = &self.statements.delete_session;
-            let found = storable(id) && self.execute(sql, (text(id.as_str()),)).await? > 0;
+            let found = storable(id) && self.execute(sql, &[Param::Text(id.as_str())]).await? > 0;
             span.record("found", found);
             Ok(found)
         })
@@ -293,7 +285,7 @@ where
             let mut n = 0;
             if user_id.storable() {
                 let sql = &self.statements.delete_user_sessions;
-                n = self.execute(sql, (UserIdBind(user_id),)).await?;
+                n = self.execute(sql, &[user_id.param()]).await?;
             }
             span.record("rows", n);
             Ok(n)
@@ -327,10 +319,14 @@ where
         traced(&span, async {
             let mut extension = SessionExtension::Gone;
             if storable(id) {
-                let binds = (text(id.as_str()), time(&expires_at), time(&threshold));
+                let params = [
+                    Param::Text(id.as_str()),
+                    Param::Timestamptz(expires_at),
+                    Param::Timestamptz(threshold),
+                ];
                 let decode =
                     |row: &Row<'_>| Ok((row.get::<Timestamptz, _>(0)?, row.get::<Bool, bool>(1)?));
-                let rows = self.load(&self.statements.extend_expiration, binds, decode);
+                let rows = self.load(&self.statements.extend_expiration, &params, decode);
                 extension = match rows.await?.first() {
                     None => SessionExtension::Gone,
                     Some(&(at, true)) => SessionExtension::Extended(at),
@@ -360,17 +356,16 @@ where
     ///
     /// # Errors
     /// [`ConfigError::CleanupBatchSize`] for a `limit` of 0; any database
-    /// error, typed as in [`Error`].
+    /// error, typed as in [`Error`](crate::Error).
     pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_batch", limit, rows = Empty);
         traced(&span, async {
             if limit == 0 {
                 return Err(ConfigError::CleanupBatchSize.into());
             }
-            let limit = i64::from(limit);
-            let binds = (time(&now), Bind::<BigInt, i64>::new(&limit));
+            let params = [Param::Timestamptz(now), Param::BigInt(i64::from(limit))];
             let n = self
-                .execute(&self.statements.delete_expired_batch, binds)
+                .execute(&self.statements.delete_expired_batch, &params)
                 .await?;
             span.record("rows", n);
             Ok(n)
@@ -379,29 +374,29 @@ where
     }
 
     /// Runs one statement for its row count, on a connection of its own.
-    async fn execute(&self, sql: &Sql, binds: impl Binds) -> Result<u64> {
+    async fn execute(&self, sql: &Sql, params: &[Param<'_>]) -> Result<u64> {
         let mut lent = self.source.connection().await?;
         let mut conn = lent.conn().within(self.source.operation_timeout());
-        Ok(conn.execute(Statement::new(sql, binds)).await?)
+        Ok(conn.execute(Statement::new(sql, params)).await?)
     }
 
     /// Runs one query on a connection of its own, decoding each row.
     async fn load<T: Send>(
         &self,
         sql: &Sql,
-        binds: impl Binds,
+        params: &[Param<'_>],
         decode: impl FnMut(&Row<'_>) -> deserialize::Result<T> + Send,
     ) -> Result<Vec<T>> {
         let mut lent = self.source.connection().await?;
         let mut conn = lent.conn().within(self.source.operation_timeout());
-        Ok(conn.load(Statement::new(sql, binds), decode).await?)
+        Ok(conn.load(Statement::new(sql, params), decode).await?)
     }
 
     /// Runs a statement that names the attribute columns (see
     /// [`KnownColumns::load`]) on a connection of its own.
-    async fn load_named<B: Binds, T: Send>(
+    async fn load_named<'p, T: Send>(
         &self,
-        statement: impl for<'k> Fn(&'k Known) -> RunResult<(Cow<'k, Sql>, B)> + Sync,
+        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let mut lent = self.source.connection().await?;
@@ -412,106 +407,17 @@ where
             .await
     }
 
-    /// [`Self::load_named`] for a read whose SQL the columns keep.
-    async fn read<B: Binds + Copy, T: Send>(
-        &self,
+    /// [`Self::load_named`] for a read whose SQL the columns keep. Not an
+    /// `async fn`: one would copy the future it awaits once more.
+    fn read<'a, T: Send + 'a>(
+        &'a self,
         sql: fn(&Known) -> &Sql,
-        binds: B,
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        self.load_named(|known| Ok((Cow::Borrowed(sql(known)), binds)), decode)
-            .await
-    }
-
-    /// The insert behind [`Adapter::set_session`]: one statement naming the
-    /// attribute columns the application's value has.
-    async fn insert(&self, session: &DatabaseSession<U, SA>) -> Result<()>
-    where
-        SA: Serialize + Sync,
-    {
-        if !storable(&session.id) {
-            return Err(Error::InvalidSessionId);
-        }
-        if !session.user_id.storable() {
-            return Err(Error::UnknownUser);
-        }
-        let values = session_values(&session.attributes)?;
-        let (id, user, at) = (session.id.as_str(), &session.user_id, &session.expires_at);
-        let inserted = self.load_named(
-            |known| {
-                let Some(columns) = known.session_columns(values.keys().map(String::as_str)) else {
-                    return Err(unknown_columns(known, &self.names));
-                };
-                let attributes = JsonbBinds(insert_values(&columns, &values));
-                let sql = self.statements.insert_session(&columns);
-                Ok((
-                    Cow::Owned(sql),
-                    (text(id), UserIdBind(user), time(at), attributes),
-                ))
-            },
-            |_, _| Ok(()),
-        );
-        match inserted.await.map(|rows| rows.len()) {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(Error::DuplicateSessionId),
-            Err(e) => Err(self
-                .insert_error(&session.user_id, e, !values.is_empty())
-                .await),
-        }
-    }
-
-    /// Turns an insert failure into the error a caller can act on.
-    async fn insert_error(&self, user_id: &U, err: Error, has_attributes: bool) -> Error {
-        let Error::Database(db) = &err else {
-            return err;
-        };
-        let invalid_attributes = || Error::InvalidAttributes {
-            message: db.to_string(),
-            source: Some(std::sync::Arc::new(db.clone())),
-        };
-        match db.kind() {
-            DatabaseErrorKind::ForeignKeyViolation => {
-                // The foreign key may be on an attribute column: ask whether
-                // the user exists instead of parsing a localised message.
-                let sql = &self.statements.user_exists;
-                let exists = self.load(sql, (UserIdBind(user_id),), |row| row.get::<Bool, bool>(0));
-                match exists.await {
-                    Ok(rows) if rows.first() != Some(&true) => Error::UnknownUser,
-                    Ok(_) if has_attributes => invalid_attributes(),
-                    Ok(_) => err,
-                    Err(e) => e,
-                }
-            }
-            _ if !has_attributes => err,
-            // Values the column's type refuses (class 22: data exceptions)
-            // and constraints (23). Without a code (a server reporting in
-            // another language) the values are the likely cause.
-            DatabaseErrorKind::Other
-                if db
-                    .code()
-                    .is_some_and(|c| !c.starts_with("22") && !c.starts_with("23")) =>
-            {
-                err
-            }
-            _ => invalid_attributes(),
-        }
-    }
-}
-
-/// The insert named an attribute the session table does not have (looked
-/// up again first, in case it was added), or the table is missing.
-fn unknown_columns(known: &Known, names: &TableNames) -> ErrorClass {
-    let error = if known.columns.complete {
-        Error::invalid_attributes(format_args!(
-            "an attribute names a column the session table {} does not have",
-            names.session()
-        ))
-    } else {
-        undefined_table(&names.session().to_sql())
-    };
-    ErrorClass {
-        error,
-        retire: false,
-        stale_columns: true,
+        params: &'a [Param<'a>],
+        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Send + Sync + 'a,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
+        self.load_named(
+            move |known| Ok((sql(known).clone(), Cow::Borrowed(params))),
+            decode,
+        )
     }
 }

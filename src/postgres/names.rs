@@ -6,7 +6,7 @@
 //! with `"Auth_User"` refers to a table created as `"Auth_User"`, not to one
 //! created unquoted as `Auth_User` (which PostgreSQL folds to `auth_user`).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use crate::error::ConfigError;
 
@@ -49,12 +49,6 @@ impl Ident {
             out.push(c);
         }
         out.push('"');
-    }
-
-    pub(crate) fn quoted(&self) -> String {
-        let mut s = String::with_capacity(self.0.len() + 2);
-        self.write_quoted(&mut s);
-        s
     }
 }
 
@@ -130,33 +124,24 @@ impl TableName {
         self.table.write_quoted(out);
     }
 
-    /// A name derived from this one for an index or constraint:
-    /// `<table>_<suffix>`, cut to fit 63 bytes on a character boundary.
-    pub(crate) fn derived_ident(&self, suffix: &str) -> Ident {
-        let mut base = self.table.as_str().to_owned();
-        let budget = MAX_IDENTIFIER_BYTES - suffix.len() - 1;
-        if base.len() > budget {
-            let mut cut = budget;
-            while !base.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            base.truncate(cut);
-        }
-        let mut name = String::new();
-        let _ = write!(name, "{base}_{suffix}");
-        Ident(name.into())
-    }
-}
-
-impl TableName {
     /// The quoted schema, if the name is qualified.
     pub(crate) fn schema_sql(&self) -> Option<String> {
-        self.schema.as_ref().map(Ident::quoted)
+        let mut out = String::new();
+        self.schema.as_ref()?.write_quoted(&mut out);
+        Some(out)
     }
 
-    /// [`TableName::derived_ident`], quoted.
+    /// A name derived from this one for an index or constraint, quoted:
+    /// `<table>_<suffix>`, cut to fit 63 bytes on a character boundary.
     pub(crate) fn derived_ident_sql(&self, suffix: &str) -> String {
-        self.derived_ident(suffix).quoted()
+        let table = self.table.as_str();
+        let mut cut = table.len().min(MAX_IDENTIFIER_BYTES - suffix.len() - 1);
+        while !table.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut out = String::new();
+        Ident(format!("{}_{suffix}", &table[..cut]).into()).write_quoted(&mut out);
+        out
     }
 }
 
@@ -236,37 +221,5 @@ impl Default for TableNames {
                 table: Ident("user_session".into()),
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_and_doubles() {
-        for (name, sql) in [
-            (r#"we"ird name"#, r#""we""ird name""#),
-            ("public.user_session", r#""public"."user_session""#),
-            ("x; DROP TABLE y;--", r#""x; DROP TABLE y;--""#),
-            ("Select", r#""Select""#),
-        ] {
-            assert_eq!(TableName::parse(name).unwrap().to_sql(), sql);
-        }
-        let n = TableName::qualified(Some("my.schema"), "a.b").unwrap();
-        assert_eq!(n.to_sql(), r#""my.schema"."a.b""#);
-    }
-
-    /// The other rejections are tested through the public API in
-    /// `tests/bad_input.rs`.
-    #[test]
-    fn the_length_limit_counts_bytes() {
-        assert!(TableName::parse(&"x".repeat(63)).is_ok());
-        assert!(TableName::parse(&"é".repeat(32)).is_err());
-        assert!(TableName::parse(&"é".repeat(31)).is_ok());
-        let derived = TableName::parse(&"é".repeat(31))
-            .unwrap()
-            .derived_ident("expires_at_idx");
-        assert!(derived.as_str().len() <= 63 && derived.as_str().ends_with("_expires_at_idx"));
     }
 }

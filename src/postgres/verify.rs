@@ -8,7 +8,7 @@
 use diesel::deserialize;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 
-use super::run::{Bind, Conn, Row, Statement};
+use super::run::{Conn, Param, Row, Statement};
 use super::statements::{Sql, SqlBuilder};
 use super::{ConnectionSource, PostgresAdapter, SourceConnection as _, TableName, UserId};
 use crate::error::{Error, Result, SchemaError, SchemaProblem};
@@ -261,7 +261,8 @@ async fn check_table(
     let mut problems = Vec::new();
     let table = name.to_sql();
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
-        let stmt = Statement::new(&queries.schema, (Bind::<Text, str>::new(schema),));
+        let params = [Param::Text(schema)];
+        let stmt = Statement::new(&queries.schema, &params);
         let usable = conn.load(stmt, |row| row.get::<Bool, bool>(0)).await?;
         match usable.first().copied() {
             None => return Ok(vec![SchemaProblem::SchemaNotFound { schema: quoted }]),
@@ -269,7 +270,8 @@ async fn check_table(
             Some(true) => {}
         }
     }
-    let stmt = Statement::new(&queries.relation, (Bind::<Text, str>::new(&table),));
+    let params = [Param::Text(&table)];
+    let stmt = Statement::new(&queries.relation, &params);
     let relation = conn.load(stmt, RelationRow::decode).await?;
     let Some(relation) = relation.into_iter().next() else {
         return Ok(vec![SchemaProblem::TableNotFound { table }]);
@@ -278,7 +280,8 @@ async fn check_table(
         let kind = relation_kind(&relation.kind).to_owned();
         return Ok(vec![SchemaProblem::NotATable { table, kind }]);
     }
-    let stmt = Statement::new(&queries.columns, (Bind::<BigInt, i64>::new(&relation.oid),));
+    let params = [Param::BigInt(relation.oid)];
+    let stmt = Statement::new(&queries.columns, &params);
     let columns = conn.load(stmt, ColumnRow::decode).await?;
     for need in needs {
         let Some(column) = columns.iter().find(|c| c.name == need.column) else {
@@ -364,46 +367,5 @@ fn relation_kind(kind: &str) -> &'static str {
         "c" => "composite type",
         "t" => "TOAST table",
         _ => "relation of another kind",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn column(base: &str, typmod: i32) -> ColumnRow {
-        ColumnRow {
-            name: "id".into(),
-            not_null: true,
-            declared: base.into(),
-            base: base.into(),
-            typmod,
-            can_select: true,
-            can_insert: true,
-            can_update: true,
-            unique_alone: true,
-            deferrable: false,
-        }
-    }
-
-    #[test]
-    fn session_ids_need_room_for_a_hash() {
-        let want = Want::SessionId;
-        assert!(want.mismatch(&column("text", -1)).is_none());
-        assert!(want.mismatch(&column("varchar", -1)).is_none());
-        assert!(want.mismatch(&column("varchar", 64 + 4)).is_none());
-        assert!(want.mismatch(&column("varchar", 40 + 4)).is_some());
-        assert!(want.mismatch(&column("bpchar", 64 + 4)).is_some());
-        assert!(want.mismatch(&column("int8", -1)).is_some());
-    }
-
-    #[test]
-    fn user_ids_match_their_rust_type() {
-        let fits = |want: Want, base| want.mismatch(&column(base, -1)).is_none();
-        assert!(
-            fits(Want::user_id::<String>(), "varchar") && !fits(Want::user_id::<String>(), "uuid")
-        );
-        assert!(fits(Want::user_id::<i32>(), "int4") && !fits(Want::user_id::<i32>(), "int8"));
-        assert!(fits(Want::user_id::<i64>(), "int8") && !fits(Want::user_id::<i64>(), "int4"));
     }
 }

@@ -2,12 +2,13 @@
 
 use std::fmt;
 
-use diesel::QueryResult;
 use diesel::deserialize::FromSql;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryId};
+use diesel::query_builder::QueryId;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Integer, SingleValue, Text};
+
+use crate::postgres::run::Param;
 
 mod sealed {
     pub trait Sealed {}
@@ -41,9 +42,9 @@ pub trait UserId:
         true
     }
 
-    /// Binds the id with its SQL type.
+    /// The id as a statement parameter.
     #[doc(hidden)]
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+    fn param(&self) -> Param<'_>;
 }
 
 impl sealed::Sealed for String {}
@@ -53,8 +54,8 @@ impl UserId for String {
     fn storable(&self) -> bool {
         !self.contains('\0')
     }
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<Text, Self>(self)
+    fn param(&self) -> Param<'_> {
+        Param::Text(self)
     }
 }
 
@@ -62,8 +63,8 @@ impl sealed::Sealed for i32 {}
 impl UserId for i32 {
     type SqlType = Integer;
     const SQL_TYPE: &'static str = "INTEGER";
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<Integer, Self>(self)
+    fn param(&self) -> Param<'_> {
+        Param::Integer(*self)
     }
 }
 
@@ -71,8 +72,8 @@ impl sealed::Sealed for i64 {}
 impl UserId for i64 {
     type SqlType = BigInt;
     const SQL_TYPE: &'static str = "BIGINT";
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<BigInt, Self>(self)
+    fn param(&self) -> Param<'_> {
+        Param::BigInt(*self)
     }
 }
 
@@ -82,7 +83,7 @@ impl sealed::Sealed for uuid::Uuid {}
 impl UserId for uuid::Uuid {
     type SqlType = diesel::sql_types::Uuid;
     const SQL_TYPE: &'static str = "UUID";
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<diesel::sql_types::Uuid, Self>(self)
+    fn param(&self) -> Param<'_> {
+        Param::Uuid(*self)
     }
 }

@@ -1,0 +1,114 @@
+//! [`Adapter::set_session`]'s insert: one statement naming the attribute
+//! columns the application's value has, and the errors a caller acts on.
+
+use std::borrow::Cow;
+
+use diesel::sql_types::Bool;
+use serde::Serialize;
+
+use super::attributes::{insert_values, session_values};
+use super::columns::Known;
+use super::run::Param;
+use super::{ConnectionSource, PostgresAdapter, TableNames, UserId, storable};
+use crate::adapter::DatabaseSession;
+use crate::error::{DatabaseErrorKind, Error, ErrorClass, Result, undefined_table};
+
+impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
+where
+    S: ConnectionSource,
+    U: UserId,
+{
+    /// The insert behind [`Adapter::set_session`]: one statement naming the
+    /// attribute columns the application's value has.
+    pub(super) async fn insert(&self, session: &DatabaseSession<U, SA>) -> Result<()>
+    where
+        SA: Serialize + Sync,
+    {
+        if !storable(&session.id) {
+            return Err(Error::InvalidSessionId);
+        }
+        if !session.user_id.storable() {
+            return Err(Error::UnknownUser);
+        }
+        let values = session_values(&session.attributes)?;
+        let names: Vec<&str> = values.keys().map(String::as_str).collect();
+        let (id, user, at) = (session.id.as_str(), &session.user_id, &session.expires_at);
+        let inserted = self.load_named(
+            |known| {
+                let Some((columns, sql)) = known.insert(&self.statements, &names) else {
+                    return Err(unknown_columns(known, &self.names));
+                };
+                let mut params = vec![Param::Text(id), user.param(), Param::Timestamptz(*at)];
+                let attributes = insert_values(&columns, &values);
+                params.extend(attributes.into_iter().map(Param::Jsonb));
+                Ok((sql, Cow::Owned(params)))
+            },
+            |_, _| Ok(()),
+        );
+        match inserted.await.map(|rows| rows.len()) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::DuplicateSessionId),
+            Err(e) => Err(self
+                .insert_error(&session.user_id, e, !values.is_empty())
+                .await),
+        }
+    }
+
+    /// Turns an insert failure into the error a caller can act on.
+    async fn insert_error(&self, user_id: &U, err: Error, has_attributes: bool) -> Error {
+        let Error::Database(db) = &err else {
+            return err;
+        };
+        let invalid_attributes = || Error::InvalidAttributes {
+            message: db.to_string(),
+            source: Some(std::sync::Arc::new(db.clone())),
+        };
+        match db.kind() {
+            DatabaseErrorKind::ForeignKeyViolation => {
+                // The foreign key may be on an attribute column: ask whether
+                // the user exists instead of parsing a localised message.
+                let sql = &self.statements.user_exists;
+                let params = [user_id.param()];
+                match self
+                    .load(sql, &params, |row| row.get::<Bool, bool>(0))
+                    .await
+                {
+                    Ok(rows) if rows.first() != Some(&true) => Error::UnknownUser,
+                    Ok(_) if has_attributes => invalid_attributes(),
+                    Ok(_) => err,
+                    Err(e) => e,
+                }
+            }
+            _ if !has_attributes => err,
+            // Values the column's type refuses (class 22: data exceptions)
+            // and constraints (23). Without a code (a server reporting in
+            // another language) the values are the likely cause.
+            DatabaseErrorKind::Other
+                if db
+                    .code()
+                    .is_some_and(|c| !c.starts_with("22") && !c.starts_with("23")) =>
+            {
+                err
+            }
+            _ => invalid_attributes(),
+        }
+    }
+}
+
+/// The insert named an attribute the session table does not have (looked
+/// up again first, in case it was added), or the table is missing.
+fn unknown_columns(known: &Known, names: &TableNames) -> ErrorClass {
+    let error = if known.columns.complete {
+        Error::invalid_attributes(format_args!(
+            "an attribute names a column the session table {} does not have",
+            names.session()
+        ))
+    } else {
+        undefined_table(&names.session().to_sql())
+    };
+    ErrorClass {
+        error,
+        retire: false,
+        stale_columns: true,
+    }
+}
