@@ -12,8 +12,8 @@ use crate::token::SessionId;
 /// its own type: every extra column, by name, as JSON.
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
 
-/// A session as stored: its id (the `id` column), owner, expiry and the
-/// extra columns of the session table.
+/// A session as stored: its id (the `id` column), owner, expiry, when it
+/// was created and last seen, and the extra columns of the session table.
 ///
 /// The `id` is what the session table holds: in the default storage mode the
 /// SHA-256 of the session token, never the token itself.
@@ -25,6 +25,11 @@ pub struct DatabaseSession<U, A = Attributes> {
     pub user_id: U,
     /// The `expires_at` column.
     pub expires_at: DateTime<Utc>,
+    /// The `created_at` column: when the session was created (sign-in).
+    pub created_at: DateTime<Utc>,
+    /// The `last_seen_at` column: when the session was last used, to the
+    /// session manager's activity resolution.
+    pub last_seen_at: DateTime<Utc>,
     /// Every other column of the session table.
     pub attributes: A,
 }
@@ -35,6 +40,8 @@ impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for DatabaseSession<U, A> {
             .field("id", &self.id)
             .field("user_id", &self.user_id)
             .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
             .field("attributes", &self.attributes)
             .finish()
     }
@@ -113,36 +120,73 @@ pub trait Adapter: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Moves a session's expiry to `expires_at`, but only while its current
-    /// expiry is at or before `threshold`, and reports the outcome atomically.
+    /// Writes back what a validation found due, in one atomic step: the
+    /// expiry moves to `refresh.expires_at` while the stored expiry is at or
+    /// before `refresh.extend_if_expiring_by`, and `last_seen_at` moves to
+    /// `refresh.seen_at` while the stored one is at or before
+    /// `refresh.seen_if_last_seen_by`. `None` when the session is gone: it
+    /// must never bring back a session deleted concurrently.
     ///
-    /// The session manager calls this to slide a session's expiry. It must
-    /// never bring back a session deleted concurrently: if the session is
-    /// gone when the write would happen, the answer is
-    /// [`SessionExtension::Gone`]. The provided implementation uses
-    /// [`Adapter::update_session_expiration`], which writes every time;
-    /// [`PostgresAdapter`](crate::PostgresAdapter) overrides it with one
-    /// statement that writes at most once however many requests race.
-    fn extend_session_expiration(
+    /// The session manager calls this to slide a session's expiry and record
+    /// its activity. The provided implementation has no `last_seen_at` to
+    /// write: it extends with [`Adapter::update_session_expiration`] (every
+    /// time, not atomically) and reports the stored times unchanged
+    /// otherwise. [`PostgresAdapter`](crate::PostgresAdapter) overrides it
+    /// with one statement that writes each column at most once however many
+    /// requests race.
+    fn refresh_session(
         &self,
         session_id: &SessionId,
-        expires_at: DateTime<Utc>,
-        threshold: DateTime<Utc>,
-    ) -> impl Future<Output = Result<SessionExtension>> + Send {
-        let _ = threshold;
+        stored: &DatabaseSession<Self::UserId, Self::SessionAttributes>,
+        refresh: SessionRefresh,
+    ) -> impl Future<Output = Result<Option<Refreshed>>> + Send {
         async move {
-            Ok(
-                if self
-                    .update_session_expiration(session_id, expires_at)
+            let mut refreshed = Refreshed {
+                expires_at: stored.expires_at,
+                last_seen_at: stored.last_seen_at,
+                extended: false,
+            };
+            if stored.expires_at <= refresh.extend_if_expiring_by {
+                if !self
+                    .update_session_expiration(session_id, refresh.expires_at)
                     .await?
                 {
-                    SessionExtension::Extended(expires_at)
-                } else {
-                    SessionExtension::Gone
-                },
-            )
+                    return Ok(None);
+                }
+                refreshed.expires_at = refresh.expires_at;
+                refreshed.extended = true;
+            }
+            Ok(Some(refreshed))
         }
     }
+}
+
+/// What [`Adapter::refresh_session`] writes, each column on its own
+/// condition (evaluated against the stored row, atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRefresh {
+    /// The new expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Extend only while the stored expiry is at or before this (a time
+    /// before any session's, such as the Unix epoch, never extends).
+    pub extend_if_expiring_by: DateTime<Utc>,
+    /// The new `last_seen_at`.
+    pub seen_at: DateTime<Utc>,
+    /// Record the activity only while the stored `last_seen_at` is at or
+    /// before this.
+    pub seen_if_last_seen_by: DateTime<Utc>,
+}
+
+/// The outcome of [`Adapter::refresh_session`]: the session's times after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The expiry now stored.
+    pub expires_at: DateTime<Utc>,
+    /// The `last_seen_at` now stored.
+    pub last_seen_at: DateTime<Utc>,
+    /// Whether this call moved the expiry (another request may have
+    /// extended it first).
+    pub extended: bool,
 }
 
 /// A session with its user, as [`Adapter::get_session_and_user`] returns them.
@@ -150,15 +194,3 @@ pub type SessionAndUser<A> = (
     DatabaseSession<<A as Adapter>::UserId, <A as Adapter>::SessionAttributes>,
     DatabaseUser<<A as Adapter>::UserId, <A as Adapter>::UserAttributes>,
 );
-
-/// The outcome of [`Adapter::extend_session_expiration`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionExtension {
-    /// This call moved the expiry; the new value.
-    Extended(DateTime<Utc>),
-    /// The session exists but was not moved (another request already
-    /// extended it); its current expiry.
-    Unchanged(DateTime<Utc>),
-    /// The session no longer exists.
-    Gone,
-}

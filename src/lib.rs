@@ -96,7 +96,7 @@ mod user_id;
 
 #[doc(inline)]
 pub use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
 };
 #[doc(inline)]
 pub use crate::cleanup::{CleanupHandle, CleanupOptions};

@@ -111,7 +111,7 @@ pub struct MigrationSql {
 }
 
 /// DDL for Lucia's two tables under other names and with another user id
-/// type: the same columns, keys and indexes as the crate's own migration.
+/// type: the same columns, keys and indexes as the crate's own migrations.
 ///
 /// # Examples
 /// ```
@@ -145,7 +145,9 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
     up.push_str(&format!(
         "CREATE TABLE {user} (\n    id {id_type} PRIMARY KEY{id_default}\n);\n\n\
          CREATE TABLE {session} (\n    id TEXT PRIMARY KEY,\n    expires_at TIMESTAMPTZ NOT NULL,\n    \
-         user_id {id_type} NOT NULL REFERENCES {user} (id)\n);\n\n\
+         user_id {id_type} NOT NULL REFERENCES {user} (id),\n    \
+         created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    \
+         last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n\n\
          CREATE INDEX {user_idx} ON {session} (user_id);\n\
          CREATE INDEX {expires_idx} ON {session} (expires_at);\n"
     ));

@@ -11,6 +11,8 @@ diesel::table! {
         id -> Text,
         expires_at -> Timestamptz,
         user_id -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
     }
 }
 

@@ -173,6 +173,8 @@ fn session<U>(user_id: U, expires_at: DateTime<Utc>, country: &str) -> DatabaseS
         id: format!("session-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into(),
         user_id,
         expires_at,
+        created_at: crate::support::now(),
+        last_seen_at: crate::support::now(),
         attributes,
     }
 }

@@ -116,6 +116,8 @@ async fn no_rendering_of_an_error_holds_a_key_value() {
         id: SessionId::from(id),
         user_id: "u".to_owned(),
         expires_at: Utc::now() + chrono::Duration::days(1),
+        created_at: crate::support::now(),
+        last_seen_at: crate::support::now(),
         attributes: serde_json::from_value::<Attributes>(
             serde_json::json!({"note": "secret-note"}),
         )

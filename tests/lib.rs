@@ -18,6 +18,7 @@ mod pooler;
 mod rocket_app;
 mod round_trips;
 mod session;
+mod session_activity;
 #[cfg(feature = "rustls")]
 mod tls;
 mod verify_schema;

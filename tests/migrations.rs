@@ -47,10 +47,15 @@ const SEED_SCHEMA: &[&str] = &[
     "index CREATE UNIQUE INDEX __diesel_schema_migrations_pkey ON __diesel_schema_migrations USING btree (version)",
     "index CREATE UNIQUE INDEX auth_user_pkey ON auth_user USING btree (id)",
     "index CREATE UNIQUE INDEX user_session_pkey ON user_session USING btree (id)",
+    "user_session.created_at timestamp with time zone NO",
     "user_session.expires_at timestamp with time zone NO",
     "user_session.id text NO",
+    "user_session.last_seen_at timestamp with time zone NO",
     "user_session.user_id text NO",
 ];
+
+/// The versions of the crate's migrations, in order.
+const VERSIONS: [&str; 2] = ["20261126000000", "20261201000000"];
 
 #[tokio::test]
 async fn embedded_migrations_create_exactly_the_seed_schema_once() {
@@ -58,7 +63,7 @@ async fn embedded_migrations_create_exactly_the_seed_schema_once() {
     let applied = migrations::run_pending_migrations(db.connect().await)
         .await
         .unwrap();
-    assert_eq!(applied, vec!["20261126000000".to_owned()]);
+    assert_eq!(applied, VERSIONS.map(str::to_owned).to_vec());
     let mut got = describe(&db).await;
     got.sort();
     assert_eq!(got, SEED_SCHEMA);
@@ -75,7 +80,7 @@ async fn concurrent_startups_apply_each_migration_once() {
     let runs = (0..4).map(|_| migrations::run_pending_migrations_at(&db.url));
     let results = futures_util::future::join_all(runs).await;
     let applied: usize = results.into_iter().map(|r| r.unwrap().len()).sum();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, VERSIONS.len());
 }
 
 /// The Diesel CLI's `migration run` is the file-based harness on the

@@ -216,7 +216,7 @@ async fn spans_and_outcomes_without_secrets() {
         "get_user_sessions",
         "set_session",
         "update_session_expiration",
-        "extend_session_expiration",
+        "refresh_session",
         "delete_session",
         "delete_user_sessions",
         "delete_expired_sessions",
@@ -262,7 +262,7 @@ async fn spans_and_outcomes_without_secrets() {
         "{all}"
     );
     assert!(
-        all.contains("record extend_session_expiration extension=extended"),
+        all.contains("record refresh_session extended=true"),
         "{all}"
     );
     assert!(

@@ -91,6 +91,8 @@ fn session(id: &str, user: &str) -> DatabaseSession<String> {
         id: id.to_owned().into(),
         user_id: user.to_owned(),
         expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+        created_at: crate::support::now(),
+        last_seen_at: crate::support::now(),
         attributes,
     }
 }

@@ -18,7 +18,7 @@ use crate::adapter_suite::{Fixture, default_fixture, make_tables};
 use crate::support::TestDb;
 
 #[derive(Default, Clone)]
-struct Counter(Arc<Mutex<(usize, usize)>>);
+pub(crate) struct Counter(Arc<Mutex<(usize, usize)>>);
 
 impl Instrumentation for Counter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
@@ -32,13 +32,13 @@ impl Instrumentation for Counter {
 }
 
 impl Counter {
-    fn take(&self) -> (usize, usize) {
+    pub(crate) fn take(&self) -> (usize, usize) {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 
 /// One connection to `db` whose statements are counted, as an adapter's source.
-async fn counted(db: &TestDb) -> (SingleConnection, Counter) {
+pub(crate) async fn counted(db: &TestDb) -> (SingleConnection, Counter) {
     let counter = Counter::default();
     let mut conn = db.connect().await;
     conn.set_instrumentation(counter.clone());
@@ -51,6 +51,8 @@ fn session_in(id: &str, user_id: &str, country: &str) -> DatabaseSession<String,
         id: id.to_owned().into(),
         user_id: user_id.to_owned(),
         expires_at: Utc::now() + Duration::hours(1),
+        created_at: crate::support::now(),
+        last_seen_at: crate::support::now(),
         attributes: serde_json::from_value(json!({ "country": country })).unwrap(),
     }
 }
@@ -98,13 +100,16 @@ async fn each_operation_is_one_cached_statement() {
             f.adapter
                 .update_session_expiration(&id, Utc::now() + Duration::hours(2))
         );
+        let stored = session_in(id.as_str(), &uid, "us");
+        let refresh = lucia_diesel::SessionRefresh {
+            expires_at: Utc::now() + Duration::hours(3),
+            extend_if_expiring_by: Utc::now() + Duration::days(1),
+            seen_at: Utc::now(),
+            seen_if_last_seen_by: Utc::now(),
+        };
         check!(
-            "extend_session_expiration",
-            f.adapter.extend_session_expiration(
-                &id,
-                Utc::now() + Duration::hours(3),
-                Utc::now() + Duration::days(1)
-            )
+            "refresh_session",
+            f.adapter.refresh_session(&id, &stored, refresh)
         );
         check!("delete_session", f.adapter.delete_session(&id));
         check!("delete_user_sessions", f.adapter.delete_user_sessions(&uid));
@@ -179,6 +184,8 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
         expires_at: (Utc::now() + Duration::hours(hours))
             .duration_trunc(Duration::seconds(1))
             .unwrap(),
+        created_at: crate::support::now(),
+        last_seen_at: crate::support::now(),
         attributes: Attributes::new(),
     };
 

@@ -399,11 +399,12 @@ async fn revoked_grants() {
             },
         ]
     );
-    // UPDATE of expires_at alone is enough; INSERT is needed on every managed column.
+    // UPDATE of expires_at and last_seen_at alone is enough; INSERT is
+    // needed on every managed column.
     db.exec(&format!(
         "GRANT SELECT ON auth_user TO {r}; GRANT DELETE ON user_session TO {r}; \
          REVOKE UPDATE, INSERT ON user_session FROM {r}; \
-         GRANT UPDATE (expires_at), INSERT (id, expires_at) ON user_session TO {r}"
+         GRANT UPDATE (expires_at, last_seen_at), INSERT (id, expires_at) ON user_session TO {r}"
     ))
     .await;
     assert_eq!(
@@ -413,8 +414,10 @@ async fn revoked_grants() {
             privilege: "INSERT"
         }]
     );
-    db.exec(&format!("GRANT INSERT (user_id) ON user_session TO {r}"))
-        .await;
+    db.exec(&format!(
+        "GRANT INSERT (user_id, created_at, last_seen_at) ON user_session TO {r}"
+    ))
+    .await;
     let a = adapter(&url).await;
     a.verify_schema().await.unwrap();
     // And the role can then really run every operation.

@@ -255,6 +255,8 @@ where
             id: created_id(self.tag, job, i).into(),
             user_id: user_id(i % USERS),
             expires_at: Utc::now(),
+            created_at: Utc::now(),
+            last_seen_at: Utc::now(),
             attributes: (self.attributes)(),
         }
     }

@@ -1,6 +1,5 @@
 //! The example app's routes: sign-up, login, logout, sessions, password.
 
-use chrono::{DateTime, Utc};
 use lucia_diesel::rocket::{CurrentSession, MaybeSession, SessionFairing};
 use lucia_diesel::{PgPool, PostgresAdapter, SessionId, SessionManager};
 use rocket::form::{Form, FromForm};
@@ -13,13 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::accounts::{self, AccountError};
 use super::pages::{self, Page, SessionRow};
 
-/// Session attributes: extra columns of `user_session` added by the
-/// example's migration. `created_at` is left out of inserts (`None`) so the
-/// column default (`now()`) applies.
+/// Session attributes: the extra column of `user_session` added by the
+/// example's migration (when a session was created and last used are the
+/// crate's own columns).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
     pub user_agent: Option<String>,
 }
 
@@ -96,7 +93,6 @@ async fn start_session(
         sessions.invalidate_session(&old.session.id).await?;
     }
     let info = SessionInfo {
-        created_at: None,
         user_agent: agent.0,
     };
     let created = sessions.create_session(user_id, info).await?;
@@ -280,7 +276,7 @@ async fn sessions_page(
         .map(|s| SessionRow {
             current: s.id == current.session.id,
             id: s.id.into_string(),
-            created_at: s.attributes.created_at,
+            created_at: Some(s.created_at),
             expires_at: s.expires_at,
             user_agent: s.attributes.user_agent,
         })

@@ -31,6 +31,16 @@ pub enum ConfigError {
     /// years (3650 days).
     #[error("the session lifetime must be at least 2 seconds and at most 3650 days")]
     SessionLifetime,
+    /// The idle timeout is not positive or longer than ten years.
+    #[error("the idle timeout must be positive and at most 3650 days")]
+    IdleTimeout,
+    /// The absolute lifetime is not positive or longer than ten years.
+    #[error("the absolute session lifetime must be positive and at most 3650 days")]
+    AbsoluteLifetime,
+    /// The activity resolution is not positive, longer than ten years, or
+    /// not shorter than the idle timeout.
+    #[error("the activity resolution must be positive and shorter than the idle timeout")]
+    ActivityResolution,
     /// The pool size is zero.
     #[error("the pool size must be at least 1")]
     PoolSize,

@@ -38,7 +38,13 @@ where
                 let Some((columns, sql)) = known.insert(&self.statements, &names) else {
                     return Err(unknown_columns(known, &self.names));
                 };
-                let mut params = vec![Param::Text(id), user.param(), Param::Timestamptz(*at)];
+                let mut params = vec![
+                    Param::Text(id),
+                    user.param(),
+                    Param::Timestamptz(*at),
+                    Param::Timestamptz(session.created_at),
+                    Param::Timestamptz(session.last_seen_at),
+                ];
                 let attributes = insert_values(&columns, &values);
                 params.extend(attributes.into_iter().map(Param::Jsonb));
                 Ok((sql, Cow::Owned(params)))

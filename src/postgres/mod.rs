@@ -34,7 +34,7 @@ use self::columns::{Known, KnownColumns, Named};
 use self::run::{Param, Row, RunResult, Statement};
 use self::statements::{Column, Columns, Sql, Statements};
 use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
 };
 use crate::error::{ConfigError, Result};
 use crate::token::SessionId;
@@ -189,9 +189,15 @@ fn decode_session<U: UserId, SA: DeserializeOwned>(
         id: SessionId::new(row.get::<Text, String>(0)?),
         expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
         user_id: row.get::<U::SqlType, U>(2)?,
-        attributes: from_columns(row, 3, attributes)?,
+        created_at: row.get::<Timestamptz, DateTime<Utc>>(3)?,
+        last_seen_at: row.get::<Timestamptz, DateTime<Utc>>(4)?,
+        attributes: from_columns(row, SESSION_COLUMNS, attributes)?,
     })
 }
+
+/// The managed columns every session row starts with (see
+/// [`Statements::get_session_and_user`]); the attribute columns follow.
+const SESSION_COLUMNS: usize = 5;
 
 /// A session row followed by its user's attribute columns.
 fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
@@ -201,7 +207,7 @@ fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned
     let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
     let user = DatabaseUser {
         id: session.user_id.clone(),
-        attributes: from_columns(row, 3 + columns.session.len(), &columns.user)?,
+        attributes: from_columns(row, SESSION_COLUMNS + columns.session.len(), &columns.user)?,
     };
     Ok((session, user))
 }
@@ -309,37 +315,42 @@ where
         .await
     }
 
-    async fn extend_session_expiration(
+    async fn refresh_session(
         &self,
         id: &SessionId,
-        expires_at: DateTime<Utc>,
-        threshold: DateTime<Utc>,
-    ) -> Result<SessionExtension> {
-        let span = tracing::debug_span!("extend_session_expiration", extension = Empty);
+        _stored: &DatabaseSession<U, SA>,
+        refresh: SessionRefresh,
+    ) -> Result<Option<Refreshed>> {
+        let span = tracing::debug_span!("refresh_session", extended = Empty, found = Empty);
         traced(&span, async {
-            let mut extension = SessionExtension::Gone;
+            let mut refreshed = None;
             if storable(id) {
+                let (extend_by, seen_by) =
+                    (refresh.extend_if_expiring_by, refresh.seen_if_last_seen_by);
                 let params = [
                     Param::Text(id.as_str()),
-                    Param::Timestamptz(expires_at),
-                    Param::Timestamptz(threshold),
+                    Param::Timestamptz(extend_by),
+                    Param::Timestamptz(refresh.expires_at),
+                    Param::Timestamptz(seen_by),
+                    Param::Timestamptz(refresh.seen_at),
+                    Param::Timestamptz(extend_by),
+                    Param::Timestamptz(seen_by),
                 ];
-                let decode =
-                    |row: &Row<'_>| Ok((row.get::<Timestamptz, _>(0)?, row.get::<Bool, bool>(1)?));
-                let rows = self.load(&self.statements.extend_expiration, &params, decode);
-                extension = match rows.await?.first() {
-                    None => SessionExtension::Gone,
-                    Some(&(at, true)) => SessionExtension::Extended(at),
-                    Some(&(at, false)) => SessionExtension::Unchanged(at),
+                let decode = |row: &Row<'_>| {
+                    Ok(Refreshed {
+                        expires_at: row.get::<Timestamptz, _>(0)?,
+                        last_seen_at: row.get::<Timestamptz, _>(1)?,
+                        extended: row.get::<Bool, bool>(2)?,
+                    })
                 };
+                refreshed = self
+                    .load(&self.statements.refresh, &params, decode)
+                    .await?
+                    .pop();
             }
-            let outcome = match extension {
-                SessionExtension::Gone => "gone",
-                SessionExtension::Extended(_) => "extended",
-                SessionExtension::Unchanged(_) => "unchanged",
-            };
-            span.record("extension", outcome);
-            Ok(extension)
+            span.record("found", refreshed.is_some());
+            span.record("extended", refreshed.is_some_and(|r| r.extended));
+            Ok(refreshed)
         })
         .await
     }

@@ -136,7 +136,8 @@ pub(crate) struct Columns {
 }
 
 /// The columns the crate manages in the session table; never attributes.
-pub(crate) const MANAGED_SESSION_COLUMNS: [&str; 3] = ["id", "expires_at", "user_id"];
+pub(crate) const MANAGED_SESSION_COLUMNS: [&str; 5] =
+    ["id", "expires_at", "user_id", "created_at", "last_seen_at"];
 
 /// The attribute columns of the session table (`$1`) and the user table
 /// (`$2`), each given as SQL and resolved through the connection's
@@ -165,9 +166,11 @@ pub(crate) struct Statements {
     pub(crate) table_columns: Sql,
     /// `$1` expires_at, `$2` id.
     pub(crate) update_expiration: Sql,
-    /// `$1` id, `$2` new expires_at, `$3` extend only if expires_at is at or
-    /// before this -> expires_at, whether this statement moved it.
-    pub(crate) extend_expiration: Sql,
+    /// `$1` id, `$2` extend if expires_at is at or before this, `$3` the new
+    /// expires_at, `$4` record activity if last_seen_at is at or before
+    /// this, `$5` the new last_seen_at, `$6` = `$2`, `$7` = `$4` -> the
+    /// expires_at and last_seen_at after it, whether it moved the expiry.
+    pub(crate) refresh: Sql,
     /// `$1` id.
     pub(crate) delete_session: Sql,
     /// `$1` user id.
@@ -190,23 +193,24 @@ impl Statements {
                 .template(" SET expires_at = $1 WHERE id = $2")
                 .build(),
             // Lock the row first (waiting for a concurrent delete to finish),
-            // then move the expiry only if it still needs moving: a deleted
+            // then move each time only if it still needs moving: a deleted
             // session stays deleted, and racing requests write once.
-            extend_expiration: SqlBuilder::new()
-                .sql("WITH cur AS (SELECT id, expires_at FROM ")
+            refresh: SqlBuilder::new()
+                .sql("WITH cur AS (SELECT id, expires_at, last_seen_at FROM ")
                 .table(s)
                 .sql(" WHERE id = ")
                 .bind()
                 .sql(" FOR NO KEY UPDATE), upd AS (UPDATE ")
                 .table(s)
-                .sql(" AS t SET expires_at = ")
-                .bind()
-                .sql(" FROM cur WHERE t.id = cur.id AND cur.expires_at <= ")
-                .bind()
-                .sql(
-                    " RETURNING t.expires_at) \
-                     SELECT COALESCE((SELECT expires_at FROM upd), cur.expires_at), \
-                     EXISTS (SELECT 1 FROM upd) FROM cur",
+                .template(
+                    " AS t SET expires_at = CASE WHEN cur.expires_at <= $1 THEN $2 ELSE cur.expires_at END, \
+                     last_seen_at = CASE WHEN cur.last_seen_at <= $3 THEN $4 ELSE cur.last_seen_at END \
+                     FROM cur WHERE t.id = cur.id AND (cur.expires_at <= $5 OR cur.last_seen_at <= $6) \
+                     RETURNING t.expires_at, t.last_seen_at) \
+                     SELECT COALESCE(upd.expires_at, cur.expires_at), \
+                     COALESCE(upd.last_seen_at, cur.last_seen_at), \
+                     upd.expires_at IS DISTINCT FROM cur.expires_at AND upd.expires_at IS NOT NULL \
+                     FROM cur LEFT JOIN upd ON true",
                 )
                 .build(),
             delete_session: SqlBuilder::new()
@@ -237,8 +241,8 @@ impl Statements {
         }
     }
 
-    /// `$1` session id -> id, expires_at, user_id, the session's attribute
-    /// columns, the user's. One `JOIN`.
+    /// `$1` session id -> id, expires_at, user_id, created_at, last_seen_at,
+    /// the session's attribute columns, the user's. One `JOIN`.
     ///
     /// Reads select each attribute column (`s."c"`) instead of
     /// `to_jsonb(s) - ..`: `to_jsonb(record)` looks up each column's type on
@@ -246,7 +250,7 @@ impl Statements {
     /// of selecting the columns), and the client builds the attributes.
     pub(crate) fn get_session_and_user(&self, columns: &Columns) -> Sql {
         SqlBuilder::new()
-            .sql("SELECT s.id, s.expires_at, s.user_id")
+            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at")
             .sql(&select_list("s", &columns.session))
             .sql(&select_list("u", &columns.user))
             .sql(" FROM ")
@@ -257,10 +261,11 @@ impl Statements {
             .build()
     }
 
-    /// `$1` user id -> id, expires_at, user_id, the attribute columns.
+    /// `$1` user id -> id, expires_at, user_id, created_at, last_seen_at,
+    /// the attribute columns.
     pub(crate) fn get_user_sessions(&self, columns: &Columns) -> Sql {
         SqlBuilder::new()
-            .sql("SELECT s.id, s.expires_at, s.user_id")
+            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at")
             .sql(&select_list("s", &columns.session))
             .sql(" FROM ")
             .table(self.names.session())
@@ -268,8 +273,9 @@ impl Statements {
             .build()
     }
 
-    /// `$1` id, `$2` user id, `$3` expires_at, then one `jsonb` parameter per
-    /// attribute column, in the order given (see [`Write`]). Columns left
+    /// `$1` id, `$2` user id, `$3` expires_at, `$4` created_at, `$5`
+    /// last_seen_at, then one `jsonb` parameter per attribute column, in the
+    /// order given (see [`Write`]). Columns left
     /// out keep their defaults. One row (`true`) when inserted, none when the
     /// id is taken (never an overwrite).
     pub(crate) fn insert_session(&self, columns: &[&Column]) -> Sql {
@@ -277,11 +283,11 @@ impl Statements {
         let mut b = SqlBuilder::new()
             .sql("INSERT INTO ")
             .table(session)
-            .sql(" (id, user_id, expires_at");
+            .sql(" (id, user_id, expires_at, created_at, last_seen_at");
         for c in columns {
             b = b.sql(", ").ident(&c.name);
         }
-        b = b.template(") VALUES ($1, $2, $3");
+        b = b.template(") VALUES ($1, $2, $3, $4, $5");
         for c in columns {
             b = match &c.write {
                 Write::Cast(ty) => b
@@ -358,19 +364,20 @@ mod tests {
         };
         assert_eq!(
             s.get_user_sessions(&columns).text(),
-            "SELECT s.id, s.expires_at, s.user_id, s.\"country\", to_jsonb(s.\"IP addr\") \
-             FROM \"Sessions\" AS s WHERE s.user_id = $1"
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.\"country\", \
+             to_jsonb(s.\"IP addr\") FROM \"Sessions\" AS s WHERE s.user_id = $1"
         );
         assert_eq!(
             s.get_session_and_user(&columns).text(),
-            "SELECT s.id, s.expires_at, s.user_id, s.\"country\", to_jsonb(s.\"IP addr\"), \
-             u.\"it's\" FROM \"Sessions\" AS s INNER JOIN \"auth\".\"users\" AS u \
-             ON u.id = s.user_id WHERE s.id = $1"
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.\"country\", \
+             to_jsonb(s.\"IP addr\"), u.\"it's\" FROM \"Sessions\" AS s INNER JOIN \
+             \"auth\".\"users\" AS u ON u.id = s.user_id WHERE s.id = $1"
         );
         let none = Columns::default();
         assert_eq!(
             s.get_user_sessions(&none).text(),
-            "SELECT s.id, s.expires_at, s.user_id FROM \"Sessions\" AS s WHERE s.user_id = $1"
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at \
+             FROM \"Sessions\" AS s WHERE s.user_id = $1"
         );
     }
 
@@ -385,12 +392,13 @@ mod tests {
         let sql = s.insert_session(&[&a, &b, &c]);
         assert_eq!(
             sql.text(),
-            "INSERT INTO \"user_session\" (id, user_id, expires_at, \"n\", \"j'son\", \"arr\") \
-             VALUES ($1, $2, $3, CAST($4 #>> '{}' AS \"pg_catalog\".\"int4\"), \
-             CAST(NULLIF($5, 'null') AS \"pg_catalog\".\"jsonb\"), \
-             (jsonb_populate_record(NULL::\"user_session\", $6)).\"arr\") \
+            "INSERT INTO \"user_session\" (id, user_id, expires_at, created_at, last_seen_at, \
+             \"n\", \"j'son\", \"arr\") VALUES ($1, $2, $3, $4, $5, \
+             CAST($6 #>> '{}' AS \"pg_catalog\".\"int4\"), \
+             CAST(NULLIF($7, 'null') AS \"pg_catalog\".\"jsonb\"), \
+             (jsonb_populate_record(NULL::\"user_session\", $8)).\"arr\") \
              ON CONFLICT (id) DO NOTHING RETURNING true"
         );
-        assert_eq!(sql.parts().len(), 7);
+        assert_eq!(sql.parts().len(), 9);
     }
 }

@@ -114,80 +114,47 @@ impl Queries {
     }
 }
 
-/// The column types the adapter can read and bind.
+/// A column type the adapter can read and bind: the base types that fit
+/// (domains count as their base type), and what to say otherwise.
 #[derive(Debug, Clone, Copy)]
-enum Want {
-    /// `text` or `varchar` of at least [`MIN_ID_CHARS`].
-    SessionId,
-    /// `timestamptz`.
-    Timestamptz,
-    /// The user id type's column type.
-    UserId(&'static str),
-}
+struct Want(&'static [&'static str], &'static str);
+
+/// Session ids: `text`, or `varchar` long enough for a hashed id (checked
+/// in [`Want::mismatch`]).
+const SESSION_ID: Want = Want(
+    &["text", "varchar"],
+    "text (or varchar of at least 64 characters)",
+);
+const TIMESTAMPTZ: Want = Want(&["timestamptz"], "timestamptz (timestamp with time zone)");
 
 impl Want {
     fn user_id<U: UserId>() -> Self {
-        Self::UserId(U::SQL_TYPE)
+        match U::SQL_TYPE {
+            "TEXT" => Want(
+                &["text", "varchar"],
+                "text or varchar, to match the String user id type",
+            ),
+            "INTEGER" => Want(&["int4"], "integer, to match the i32 user id type"),
+            "BIGINT" => Want(&["int8"], "bigint, to match the i64 user id type"),
+            _ => Want(&["uuid"], "uuid, to match the uuid::Uuid user id type"),
+        }
     }
 
     /// `None` when `column` fits, else what would.
     fn mismatch(self, column: &ColumnRow) -> Option<&'static str> {
-        let base = column.base.as_str();
-        let fits = match self {
-            Self::SessionId => {
-                base == "text"
-                    // varchar(n) stores typmod n + 4; -1 is unlimited.
-                    || (base == "varchar"
-                        && (column.typmod < 0 || column.typmod - 4 >= MIN_ID_CHARS))
-            }
-            Self::Timestamptz => base == "timestamptz",
-            Self::UserId(sql) => match sql {
-                "TEXT" => base == "text" || base == "varchar",
-                "INTEGER" => base == "int4",
-                "BIGINT" => base == "int8",
-                "UUID" => base == "uuid",
-                _ => false,
-            },
-        };
-        (!fits).then(|| self.expected())
-    }
-
-    fn expected(self) -> &'static str {
-        match self {
-            Self::SessionId => "text (or varchar of at least 64 characters)",
-            Self::Timestamptz => "timestamptz (timestamp with time zone)",
-            Self::UserId("TEXT") => "text or varchar, to match the String user id type",
-            Self::UserId("INTEGER") => "integer, to match the i32 user id type",
-            Self::UserId("BIGINT") => "bigint, to match the i64 user id type",
-            Self::UserId("UUID") => "uuid, to match the uuid::Uuid user id type",
-            Self::UserId(_) => "the user id type's column type",
-        }
+        // varchar(n) stores typmod n + 4; -1 is unlimited.
+        let too_short = self.1 == SESSION_ID.1
+            && column.base == "varchar"
+            && column.typmod >= 0
+            && column.typmod - 4 < MIN_ID_CHARS;
+        (!self.0.contains(&column.base.as_str()) || too_short).then_some(self.1)
     }
 }
 
-/// One column the adapter needs and what it does with it.
-struct Need {
-    column: &'static str,
-    want: Want,
-    /// Must have a unique index of its own (`ON CONFLICT (id)`, the join).
-    unique: bool,
-    /// Written by `INSERT`.
-    insert: bool,
-    /// Written by `UPDATE`.
-    update: bool,
-}
-
-impl Need {
-    fn new(column: &'static str, want: Want, unique: bool, insert: bool, update: bool) -> Self {
-        Self {
-            column,
-            want,
-            unique,
-            insert,
-            update,
-        }
-    }
-}
+/// One column the adapter needs and what it does with it: its name, its
+/// type, whether it must have a unique index of its own (`ON CONFLICT
+/// (id)`, the join), and whether `INSERT` and `UPDATE` write it.
+struct Need(&'static str, Want, bool, bool, bool);
 
 impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
 where
@@ -202,7 +169,8 @@ where
     /// Checked: both tables exist (through the connection's `search_path`
     /// for unqualified names) and are tables; the session table has `id`
     /// (`text`, or `varchar` of at least 64 characters), `expires_at`
-    /// (`timestamptz`) and `user_id`, and the user table has `id`, both user
+    /// (`timestamptz`), `created_at` and `last_seen_at` (`timestamptz`, from
+    /// the crate's second migration) and `user_id`, and the user table has `id`, both user
     /// ids of the column type of `U` (`text`/`varchar`, `integer`, `bigint`
     /// or `uuid`); those columns are `NOT NULL`; each table's `id` has a
     /// unique index of its own that `ON CONFLICT (id)` can use (a primary
@@ -232,11 +200,13 @@ where
             let queries = Queries::new();
             let user_id = Want::user_id::<U>();
             let session_needs = [
-                Need::new("id", Want::SessionId, true, true, false),
-                Need::new("expires_at", Want::Timestamptz, false, true, true),
-                Need::new("user_id", user_id, false, true, false),
+                Need("id", SESSION_ID, true, true, false),
+                Need("expires_at", TIMESTAMPTZ, false, true, true),
+                Need("user_id", user_id, false, true, false),
+                Need("created_at", TIMESTAMPTZ, false, true, false),
+                Need("last_seen_at", TIMESTAMPTZ, false, true, true),
             ];
-            let user_needs = [Need::new("id", user_id, true, false, false)];
+            let user_needs = [Need("id", user_id, true, false, false)];
             let (user, session) = (self.names.user(), self.names.session());
             let mut problems = check_table(&mut conn, &queries, user, &user_needs, false).await?;
             problems.extend(check_table(&mut conn, &queries, session, &session_needs, true).await?);
@@ -283,76 +253,64 @@ async fn check_table(
     let params = [Param::BigInt(relation.oid)];
     let stmt = Statement::new(&queries.columns, &params);
     let columns = conn.load(stmt, ColumnRow::decode).await?;
-    for need in needs {
-        let Some(column) = columns.iter().find(|c| c.name == need.column) else {
-            problems.push(SchemaProblem::MissingColumn {
-                table: table.clone(),
-                column: need.column,
-            });
+    for &Need(name, want, unique, _, _) in needs {
+        let (table, column) = (table.clone(), name);
+        let Some(c) = columns.iter().find(|c| c.name == name) else {
+            problems.push(SchemaProblem::MissingColumn { table, column });
             continue;
         };
-        if let Some(expected) = need.want.mismatch(column) {
+        if let Some(expected) = want.mismatch(c) {
+            let found = c.declared.clone();
+            let (table, column) = (table.clone(), name);
             problems.push(SchemaProblem::WrongColumnType {
-                table: table.clone(),
-                column: need.column,
-                found: column.declared.clone(),
+                table,
+                column,
+                found,
                 expected,
             });
         }
-        if !column.not_null {
+        if !c.not_null {
             problems.push(SchemaProblem::NullableColumn {
                 table: table.clone(),
-                column: need.column,
+                column,
             });
         }
-        if need.unique && !column.unique_alone {
+        if unique && !c.unique_alone {
             problems.push(SchemaProblem::NoUniqueIndex {
                 table: table.clone(),
-                column: need.column,
+                column,
             });
         }
-        if need.unique && column.deferrable {
-            problems.push(SchemaProblem::DeferrableUnique {
-                table: table.clone(),
-                column: need.column,
-            });
+        if unique && c.deferrable {
+            problems.push(SchemaProblem::DeferrableUnique { table, column });
         }
     }
     // Every column is read (attributes are all the other columns).
-    let mut missing = Vec::new();
-    if columns.iter().any(|c| !c.can_select) {
-        missing.push("SELECT");
-    }
-    if writable {
-        let can = |column: &str, check: fn(&ColumnRow) -> bool| {
-            columns.iter().find(|c| c.name == column).is_none_or(check)
-        };
-        if !needs
-            .iter()
-            .filter(|n| n.insert)
-            .all(|n| can(n.column, |c| c.can_insert))
-        {
-            missing.push("INSERT");
-        }
-        if !needs
-            .iter()
-            .filter(|n| n.update)
-            .all(|n| can(n.column, |c| c.can_update))
-        {
-            missing.push("UPDATE");
-        }
-        if !relation.can_delete {
-            missing.push("DELETE");
-        }
-    }
-    problems.extend(
-        missing
-            .into_iter()
-            .map(|privilege| SchemaProblem::MissingPrivilege {
+    let can = |column: &str, check: fn(&ColumnRow) -> bool| {
+        columns.iter().find(|c| c.name == column).is_none_or(check)
+    };
+    let inserts = needs
+        .iter()
+        .filter(|n| n.3)
+        .all(|n| can(n.0, |c| c.can_insert));
+    let updates = needs
+        .iter()
+        .filter(|n| n.4)
+        .all(|n| can(n.0, |c| c.can_update));
+    let missing = [
+        ("SELECT", columns.iter().all(|c| c.can_select)),
+        ("INSERT", !writable || inserts),
+        ("UPDATE", !writable || updates),
+        ("DELETE", !writable || relation.can_delete),
+    ];
+    for (privilege, granted) in missing {
+        if !granted {
+            problems.push(SchemaProblem::MissingPrivilege {
                 table: table.clone(),
                 privilege,
-            }),
-    );
+            });
+        }
+    }
     Ok(problems)
 }
 

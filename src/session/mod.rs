@@ -10,6 +10,11 @@
 //!    session is deleted and gives `None`; a session with less than half
 //!    its lifetime left is extended and comes back with `fresh = true`, the
 //!    signal to send the cookie again.
+//!    Each validation also records when the session was last used
+//!    (`last_seen_at`), at most once per activity resolution. Optional
+//!    limits, off by default as in Lucia: an idle timeout
+//!    ([`SessionManagerBuilder::with_idle_timeout`]) and an absolute
+//!    lifetime ([`SessionManagerBuilder::with_absolute_lifetime`]).
 //! 3. [`SessionManager::invalidate_session`] on logout,
 //!    [`SessionManager::invalidate_user_sessions`] on a password change.
 //!
@@ -45,11 +50,15 @@ use tracing::field::Empty;
 use crate::adapter::{Adapter, DatabaseSession, DatabaseUser};
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::cookie::CookieConfig;
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{Error, Result};
 use crate::token::{SessionId, SessionToken, TokenStorage, session_id_for};
 use crate::trace::traced;
 
+mod builder;
 mod validate;
+
+pub use self::builder::SessionManagerBuilder;
+use self::validate::Policy;
 
 /// The longest session lifetime accepted (10 years).
 const MAX_LIFETIME_DAYS: i64 = 3650;
@@ -69,6 +78,11 @@ pub struct Session<U, A> {
     pub user_id: U,
     /// When the session expires unless it is used (and so extended) before.
     pub expires_at: DateTime<Utc>,
+    /// When the session was created (the sign-in).
+    pub created_at: DateTime<Utc>,
+    /// When the session was last used, to the manager's activity resolution
+    /// (see [`SessionManagerBuilder::with_activity_resolution`]).
+    pub last_seen_at: DateTime<Utc>,
     /// `true` when the session was just created or extended: send the
     /// session cookie again so its `Max-Age` follows.
     pub fresh: bool,
@@ -82,9 +96,25 @@ impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for Session<U, A> {
             .field("id", &self.id)
             .field("user_id", &self.user_id)
             .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
             .field("fresh", &self.fresh)
             .field("attributes", &self.attributes)
             .finish()
+    }
+}
+
+impl<U, A> Session<U, A> {
+    fn from_stored(stored: DatabaseSession<U, A>, fresh: bool) -> Self {
+        Self {
+            id: stored.id,
+            user_id: stored.user_id,
+            expires_at: stored.expires_at,
+            created_at: stored.created_at,
+            last_seen_at: stored.last_seen_at,
+            fresh,
+            attributes: stored.attributes,
+        }
     }
 }
 
@@ -127,7 +157,7 @@ pub struct CreatedSession<U, A> {
 /// ```
 pub struct SessionManager<A> {
     adapter: A,
-    lifetime: Duration,
+    policy: Policy,
     cookie: CookieConfig,
     storage: TokenStorage,
     clock: Arc<dyn Clock>,
@@ -136,68 +166,11 @@ pub struct SessionManager<A> {
 impl<A> fmt::Debug for SessionManager<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionManager")
-            .field("lifetime", &self.lifetime)
+            .field("policy", &self.policy)
             .field("cookie", &self.cookie)
             .field("storage", &self.storage)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`SessionManager`]; every setting has a secure default.
-#[must_use]
-pub struct SessionManagerBuilder<A> {
-    manager: SessionManager<A>,
-}
-
-impl<A> fmt::Debug for SessionManagerBuilder<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SessionManagerBuilder")
-            .field(&self.manager)
-            .finish()
-    }
-}
-
-impl<A: Adapter> SessionManagerBuilder<A> {
-    /// How long a session lives without use (default 30 days). A session
-    /// used in the second half of its lifetime is extended by a full one.
-    pub fn with_session_lifetime(mut self, lifetime: Duration) -> Self {
-        self.manager.lifetime = lifetime;
-        self
-    }
-
-    /// The session cookie's name and attributes (default: `auth_session`,
-    /// `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`).
-    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
-        self.manager.cookie = cookie;
-        self
-    }
-
-    /// How tokens are stored (default: [`TokenStorage::Hashed`]).
-    pub fn with_token_storage(mut self, storage: TokenStorage) -> Self {
-        self.manager.storage = storage;
-        self
-    }
-
-    /// The clock (default: the system clock).
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.manager.clock = Arc::new(clock);
-        self
-    }
-
-    /// Checks the settings and builds the manager.
-    ///
-    /// # Errors
-    /// [`ConfigError::SessionLifetime`] for a lifetime shorter than 2
-    /// seconds or longer than ten years, or an invalid cookie configuration (see
-    /// [`CookieConfig::validate`]).
-    pub fn build(self) -> Result<SessionManager<A>, ConfigError> {
-        let m = self.manager;
-        if m.lifetime < Duration::seconds(2) || m.lifetime > Duration::days(MAX_LIFETIME_DAYS) {
-            return Err(ConfigError::SessionLifetime);
-        }
-        m.cookie.validate()?;
-        Ok(m)
     }
 }
 
@@ -225,7 +198,7 @@ impl<A: Adapter> SessionManager<A> {
     pub fn new(adapter: A) -> Self {
         Self {
             adapter,
-            lifetime: Duration::days(30),
+            policy: Policy::default(),
             cookie: CookieConfig::new(),
             storage: TokenStorage::default(),
             clock: Arc::new(SystemClock),
@@ -242,7 +215,20 @@ impl<A: Adapter> SessionManager<A> {
     /// The session lifetime.
     #[must_use]
     pub fn session_lifetime(&self) -> Duration {
-        self.lifetime
+        self.policy.lifetime
+    }
+
+    /// The idle timeout, if any (see [`SessionManagerBuilder::with_idle_timeout`]).
+    #[must_use]
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.policy.idle_timeout
+    }
+
+    /// The absolute lifetime, if any (see
+    /// [`SessionManagerBuilder::with_absolute_lifetime`]).
+    #[must_use]
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.policy.absolute_lifetime
     }
 
     /// The cookie configuration.
@@ -289,7 +275,9 @@ impl<A: Adapter> SessionManager<A> {
         let mut stored = DatabaseSession {
             id: SessionId::new(String::new()),
             user_id,
-            expires_at: now + self.lifetime,
+            expires_at: self.policy.first_expiry(now),
+            created_at: now,
+            last_seen_at: now,
             attributes,
         };
         for _ in 0..CREATE_ATTEMPTS {
@@ -297,21 +285,9 @@ impl<A: Adapter> SessionManager<A> {
             stored.id = self.session_id(token.as_str());
             match self.adapter.set_session(&stored).await {
                 Ok(()) => {
-                    let DatabaseSession {
-                        id,
-                        user_id,
-                        expires_at,
-                        attributes,
-                    } = stored;
                     return Ok(CreatedSession {
                         token,
-                        session: Session {
-                            id,
-                            user_id,
-                            expires_at,
-                            fresh: true,
-                            attributes,
-                        },
+                        session: Session::from_stored(stored, true),
                     });
                 }
                 Err(Error::DuplicateSessionId) => continue,
@@ -372,14 +348,8 @@ impl<A: Adapter> SessionManager<A> {
             .get_user_sessions(user_id)
             .await?
             .into_iter()
-            .filter(|s| s.expires_at > now)
-            .map(|s| Session {
-                id: s.id,
-                user_id: s.user_id,
-                expires_at: s.expires_at,
-                fresh: false,
-                attributes: s.attributes,
-            })
+            .filter(|s| !self.policy.expired(now, s))
+            .map(|s| Session::from_stored(s, false))
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.expires_at));
         Ok(sessions)
@@ -404,7 +374,7 @@ impl<A: Adapter> SessionManager<A> {
     #[must_use]
     pub fn create_session_cookie(&self, token: &str) -> Cookie<'static> {
         self.cookie
-            .session_cookie(token, self.lifetime.num_seconds())
+            .session_cookie(token, self.policy.lifetime.num_seconds())
     }
 
     /// A cookie that removes the session cookie (empty, `Max-Age=0`).

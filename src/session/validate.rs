@@ -6,18 +6,20 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
 use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf, UserOf};
-use crate::adapter::{Adapter, SessionExtension};
+use crate::adapter::{Adapter, DatabaseSession, SessionRefresh};
 use crate::error::{Error, Result};
 use crate::token::{is_well_formed, session_id_for};
 
 impl<A: Adapter> SessionManager<A> {
     /// Checks a token. `None` for a malformed, unknown or expired token
-    /// (an expired session is deleted). A session in the second half of its
-    /// lifetime is extended and returned with `fresh = true`.
+    /// (an expired session is deleted); with the builder's timeouts, also
+    /// for a session idle or older than allowed. A session in the second
+    /// half of its lifetime is extended and returned with `fresh = true`.
     ///
-    /// A valid session costs one query; extending or deleting one more.
-    /// The extension is atomic: a session deleted meanwhile (logout on
-    /// another device) stays deleted and gives `None`.
+    /// A valid session costs one query; extending it, recording its use
+    /// (at most once per activity resolution) or deleting it one more. The
+    /// write is atomic: a session deleted meanwhile (logout on another
+    /// device) stays deleted and gives `None`.
     ///
     /// When the database refuses writes, reads still decide: an expired
     /// session is `None` even if deleting it fails (the failure is logged and
@@ -58,56 +60,51 @@ impl<A: Adapter> SessionManager<A> {
         };
         span.record("user_id", tracing::field::debug(&user.id));
         let now = self.now();
-        let mut session = Session {
-            id: stored.id,
-            user_id: stored.user_id,
-            expires_at: stored.expires_at,
-            fresh: false,
-            attributes: stored.attributes,
-        };
-        let outcome = match check_expiry(now, session.expires_at, self.lifetime) {
-            Expiry::Expired => {
-                // Invalid whether or not the row goes now: a failed delete
-                // (read-only database, outage) leaves it to the cleanup.
-                if let Err(error) = self.adapter.delete_session(&session.id).await {
-                    tracing::warn!(
-                        target: OUTCOME_TARGET,
-                        error = %error,
-                        "could not delete an expired session; it stays invalid"
-                    );
-                }
-                return Ok((Outcome::Expired, None));
+        if self.policy.expired(now, &stored) {
+            // Invalid whether or not the row goes now: a failed delete
+            // (read-only database, outage) leaves it to the cleanup.
+            if let Err(error) = self.adapter.delete_session(&stored.id).await {
+                tracing::warn!(
+                    target: OUTCOME_TARGET,
+                    error = %error,
+                    "could not delete an expired session; it stays invalid"
+                );
             }
-            Expiry::Valid => Outcome::Valid,
-            Expiry::Extend => {
-                let half = self.lifetime / 2;
-                match self
-                    .adapter
-                    .extend_session_expiration(&session.id, now + self.lifetime, now + half)
-                    .await
-                {
-                    // The row just read says valid; on a read-only database
-                    // (a standby, maintenance) it stays valid, unextended.
-                    Err(error @ Error::ReadOnly { .. }) => {
-                        tracing::warn!(
-                            target: OUTCOME_TARGET,
-                            error = %error,
-                            "the database is read-only: session not extended"
-                        );
-                        Outcome::Valid
-                    }
-                    Err(error) => return Err(error),
-                    Ok(SessionExtension::Extended(at)) => {
-                        session.expires_at = at;
-                        session.fresh = true;
-                        Outcome::Extended
-                    }
-                    Ok(SessionExtension::Unchanged(at)) => {
-                        session.expires_at = at;
-                        Outcome::Valid
-                    }
-                    // Deleted meanwhile (logout elsewhere): as if never found.
-                    Ok(SessionExtension::Gone) => return Ok((Outcome::Unknown, None)),
+            return Ok((Outcome::Expired, None));
+        }
+        let Some(refresh) = self.policy.refresh(now, &stored) else {
+            return Ok((
+                Outcome::Valid,
+                Some((Session::from_stored(stored, false), user)),
+            ));
+        };
+        let refreshed = self
+            .adapter
+            .refresh_session(&stored.id, &stored, refresh)
+            .await;
+        let mut session = Session::from_stored(stored, false);
+        let outcome = match refreshed {
+            // The row just read says valid; on a read-only database (a
+            // standby, maintenance) it stays valid, unextended.
+            Err(error @ Error::ReadOnly { .. }) => {
+                tracing::warn!(
+                    target: OUTCOME_TARGET,
+                    error = %error,
+                    "the database is read-only: session not extended"
+                );
+                Outcome::Valid
+            }
+            Err(error) => return Err(error),
+            // Deleted meanwhile (logout elsewhere): as if never found.
+            Ok(None) => return Ok((Outcome::Unknown, None)),
+            Ok(Some(refreshed)) => {
+                session.expires_at = refreshed.expires_at;
+                session.last_seen_at = refreshed.last_seen_at;
+                session.fresh = refreshed.extended;
+                if refreshed.extended {
+                    Outcome::Extended
+                } else {
+                    Outcome::Valid
                 }
             }
         };
@@ -142,26 +139,82 @@ impl Outcome {
     }
 }
 
-/// What a session's expiry means at `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expiry {
-    /// `expires_at <= now`.
-    Expired,
-    /// Less than half the lifetime left.
-    Extend,
-    /// Nothing to do.
-    Valid,
+/// A condition time no session meets (PostgreSQL stores no time before
+/// 4713 BC, so not `DateTime::MIN_UTC`).
+const NEVER: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
+
+/// The timeouts a manager enforces (set by its builder).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// Lucia's sliding lifetime: extended by a full one in its second half.
+    pub(crate) lifetime: Duration,
+    /// Invalid once not seen for this long.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Invalid once this old, and never extended past it.
+    pub(crate) absolute_lifetime: Option<Duration>,
+    /// `last_seen_at` is written at most once per this.
+    pub(crate) activity_resolution: Duration,
 }
 
-/// Lucia v3's rule: expired when `now >= expires_at`; extended when
-/// `now >= expires_at - lifetime / 2`.
-fn check_expiry(now: DateTime<Utc>, expires_at: DateTime<Utc>, lifetime: Duration) -> Expiry {
-    if now >= expires_at {
-        Expiry::Expired
-    } else if now >= expires_at - lifetime / 2 {
-        Expiry::Extend
-    } else {
-        Expiry::Valid
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::days(30),
+            idle_timeout: None,
+            absolute_lifetime: None,
+            activity_resolution: Duration::minutes(5),
+        }
+    }
+}
+
+impl Policy {
+    /// The expiry of a session created at `now`.
+    pub(crate) fn first_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.capped(now, now + self.lifetime)
+    }
+
+    /// `expires_at`, no later than the absolute lifetime allows.
+    fn capped(&self, created_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> DateTime<Utc> {
+        self.absolute_lifetime
+            .map_or(expires_at, |max| expires_at.min(created_at + max))
+    }
+
+    /// Whether a stored session is invalid at `now`: expired
+    /// (`expires_at <= now`, Lucia's rule), idle too long, or too old.
+    pub(crate) fn expired<U, A>(&self, now: DateTime<Utc>, s: &DatabaseSession<U, A>) -> bool {
+        now >= s.expires_at
+            || self
+                .idle_timeout
+                .is_some_and(|idle| now >= s.last_seen_at + idle)
+            || self
+                .absolute_lifetime
+                .is_some_and(|max| now >= s.created_at + max)
+    }
+
+    /// What a validation at `now` must write, if anything: a new expiry
+    /// when less than half the lifetime is left (Lucia's rule) and the cap
+    /// allows a later one, and the time of this use when the stored one is
+    /// a resolution old. Each is conditional on the row as stored, so racing
+    /// validations write it once.
+    pub(crate) fn refresh<U, A>(
+        &self,
+        now: DateTime<Utc>,
+        s: &DatabaseSession<U, A>,
+    ) -> Option<SessionRefresh> {
+        let half = self.lifetime / 2;
+        let expires_at = self.capped(s.created_at, now + self.lifetime);
+        let extend = now >= s.expires_at - half && expires_at > s.expires_at;
+        let seen = now >= s.last_seen_at + self.activity_resolution;
+        (extend || seen).then(|| SessionRefresh {
+            expires_at,
+            extend_if_expiring_by: if extend { now + half } else { NEVER },
+            seen_at: now,
+            seen_if_last_seen_by: if seen {
+                now - self.activity_resolution
+            } else {
+                NEVER
+            },
+        })
     }
 }
 
@@ -169,50 +222,89 @@ fn check_expiry(now: DateTime<Utc>, expires_at: DateTime<Utc>, lifetime: Duratio
 mod tests {
     use super::*;
     use crate::clock::to_micros;
+    use crate::token::SessionId;
     use chrono::TimeZone;
 
+    /// What `policy` decides at `now` for a session with these times:
+    /// expired, extended (with the new expiry), seen, or nothing.
+    fn decide(
+        policy: &Policy,
+        now: DateTime<Utc>,
+        (created_at, last_seen_at, expires_at): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
+    ) -> &'static str {
+        let s = DatabaseSession {
+            id: SessionId::new("x"),
+            user_id: (),
+            expires_at,
+            created_at,
+            last_seen_at,
+            attributes: (),
+        };
+        if policy.expired(now, &s) {
+            return "expired";
+        }
+        match policy.refresh(now, &s) {
+            None => "valid",
+            Some(r) if r.extend_if_expiring_by > NEVER => "extend",
+            Some(_) => "seen",
+        }
+    }
+
     #[test]
-    fn expiry_around_the_half_life() {
-        let lifetime = Duration::days(30);
+    fn lucias_half_life_rule() {
+        let policy = Policy::default();
         let expires_at = Utc.with_ymd_and_hms(2030, 1, 31, 0, 0, 0).unwrap();
         let half = expires_at - Duration::days(15);
         let us = Duration::microseconds(1);
-        assert_eq!(check_expiry(half - us, expires_at, lifetime), Expiry::Valid);
-        assert_eq!(check_expiry(half, expires_at, lifetime), Expiry::Extend);
+        // Seen just now: only the expiry decides.
+        let times = |now: DateTime<Utc>| (expires_at - Duration::days(30), now, expires_at);
+        for (now, expected) in [
+            (half - us, "valid"),
+            (half, "extend"),
+            (expires_at - us, "extend"),
+            (expires_at, "expired"),
+            (expires_at + us, "expired"),
+        ] {
+            assert_eq!(decide(&policy, now, times(now)), expected, "{now}");
+        }
+        let short = Policy {
+            lifetime: Duration::seconds(3),
+            ..Policy::default()
+        };
+        let start = expires_at - Duration::seconds(3);
+        let at = |ms| start + Duration::milliseconds(ms);
         assert_eq!(
-            check_expiry(half + us, expires_at, lifetime),
-            Expiry::Extend
+            decide(&short, at(1499), (start, at(1499), expires_at)),
+            "valid"
         );
         assert_eq!(
-            check_expiry(expires_at - us, expires_at, lifetime),
-            Expiry::Extend
-        );
-        assert_eq!(
-            check_expiry(expires_at, expires_at, lifetime),
-            Expiry::Expired
-        );
-        assert_eq!(
-            check_expiry(expires_at + us, expires_at, lifetime),
-            Expiry::Expired
-        );
-        assert_eq!(
-            check_expiry(expires_at - Duration::days(30), expires_at, lifetime),
-            Expiry::Valid
+            decide(&short, at(1500), (start, at(1500), expires_at)),
+            "extend"
         );
     }
 
     #[test]
-    fn odd_lifetimes_halve_without_overflow() {
-        let lifetime = Duration::seconds(3);
-        let expires_at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 3).unwrap();
-        let start = expires_at - lifetime;
+    fn idle_and_absolute_limits() {
+        let t0 = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let us = Duration::microseconds(1);
+        let policy = Policy {
+            idle_timeout: Some(Duration::hours(1)),
+            absolute_lifetime: Some(Duration::days(1)),
+            ..Policy::default()
+        };
+        let far = t0 + Duration::days(30);
+        let idle_at = t0 + Duration::hours(1);
+        assert_eq!(decide(&policy, idle_at - us, (t0, t0, far)), "seen");
+        assert_eq!(decide(&policy, idle_at, (t0, t0, far)), "expired");
+        let old_at = t0 + Duration::days(1);
+        assert_eq!(decide(&policy, old_at, (t0, old_at - us, far)), "expired");
+        // The first expiry and every extension stop at the absolute limit.
+        assert_eq!(policy.first_expiry(t0), old_at);
+        assert_eq!(policy.capped(t0, far), old_at);
+        let capped = (t0, old_at - Duration::minutes(1), old_at);
         assert_eq!(
-            check_expiry(start + Duration::milliseconds(1499), expires_at, lifetime),
-            Expiry::Valid
-        );
-        assert_eq!(
-            check_expiry(start + Duration::milliseconds(1500), expires_at, lifetime),
-            Expiry::Extend
+            decide(&policy, old_at - Duration::minutes(1), capped),
+            "valid"
         );
     }
 

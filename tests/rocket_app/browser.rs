@@ -278,7 +278,6 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
         .create_session(
             user_id,
             example::SessionInfo {
-                created_at: None,
                 user_agent: Some("Firefox/140.0 (phone)".into()),
             },
         )

@@ -120,6 +120,15 @@ impl Drop for TestDb {
     }
 }
 
+/// The time now, cut to microseconds as PostgreSQL stores it, so that a
+/// session written with it reads back equal.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::DurationRound as _;
+    chrono::Utc::now()
+        .duration_trunc(chrono::Duration::microseconds(1))
+        .expect("in range")
+}
+
 /// A superuser connection to the shared server (default search path).
 pub async fn admin() -> AsyncPgConnection {
     AsyncPgConnection::establish(server_url())

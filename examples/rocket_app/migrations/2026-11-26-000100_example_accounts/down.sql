@@ -1,3 +1,3 @@
-ALTER TABLE user_session DROP COLUMN user_agent, DROP COLUMN created_at;
+ALTER TABLE user_session DROP COLUMN user_agent;
 DROP TABLE user_password;
 ALTER TABLE auth_user DROP COLUMN username;

@@ -6,7 +6,5 @@ CREATE TABLE user_password (
     hash TEXT NOT NULL
 );
 
--- Session attributes shown on the sessions page.
-ALTER TABLE user_session
-    ADD COLUMN created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    ADD COLUMN user_agent TEXT;
+-- A session attribute shown on the sessions page.
+ALTER TABLE user_session ADD COLUMN user_agent TEXT;
