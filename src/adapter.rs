@@ -68,9 +68,9 @@ pub trait Adapter: Send + Sync {
     /// The type of `user_id` / the user table's `id`.
     type UserId: Clone + PartialEq + fmt::Debug + Send + Sync + 'static;
     /// The session attributes (extra columns of the session table).
-    type SessionAttributes: Send + Sync + 'static;
+    type SessionAttributes: Clone + Send + Sync + 'static;
     /// The user attributes (extra columns of the user table).
-    type UserAttributes: Send + Sync + 'static;
+    type UserAttributes: Clone + Send + Sync + 'static;
 
     /// The session with this id and its user, in one query; `None` when
     /// there is no such session. Expired sessions are returned too (the

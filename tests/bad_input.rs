@@ -374,7 +374,7 @@ async fn typed_attributes_round_trip() {
 
 #[tokio::test]
 async fn attributes_that_do_not_fit_the_type_are_decode_errors() {
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
     struct Wrong {
         country: i64,
     }
@@ -685,13 +685,13 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
 
     // Typed attributes from the same columns: enums from text and from an
     // enum type, numbers from any integer width, JSON values, timestamps.
-    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
     #[serde(rename_all = "lowercase")]
     enum Mood {
         Ok,
         Sad,
     }
-    #[derive(Debug, Deserialize, Serialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     struct Typed {
         m: Mood,
         sc: Mood,
@@ -706,7 +706,7 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
         mixed: Option<String>,
         missing: Option<String>,
     }
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     struct TypedUser {
         username: Option<String>,
         age: Option<u8>,

@@ -199,8 +199,8 @@ pub struct Lucia<SA, UA, S = PgPool> {
 
 impl<SA, UA, S: ConnectionSource> Lucia<SA, UA, S>
 where
-    SA: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-    UA: serde::de::DeserializeOwned + Send + Sync + 'static,
+    SA: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    UA: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
     async fn call(&self, job: Job, i: u64) {
         let a = &self.adapter;

@@ -145,7 +145,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     #[must_use]
     pub fn with_session_attributes<SA2>(self) -> PostgresAdapter<S, U, SA2, UA>
     where
-        SA2: Serialize + DeserializeOwned + Send + Sync + 'static,
+        SA2: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         self.retype()
     }
@@ -155,7 +155,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     #[must_use]
     pub fn with_user_attributes<UA2>(self) -> PostgresAdapter<S, U, SA, UA2>
     where
-        UA2: DeserializeOwned + Send + Sync + 'static,
+        UA2: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         self.retype()
     }
@@ -216,8 +216,8 @@ impl<S, U, SA, UA> Adapter for PostgresAdapter<S, U, SA, UA>
 where
     S: ConnectionSource,
     U: UserId,
-    SA: Serialize + DeserializeOwned + Send + Sync + 'static,
-    UA: DeserializeOwned + Send + Sync + 'static,
+    SA: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    UA: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type UserId = U;
     type SessionAttributes = SA;
