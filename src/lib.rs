@@ -65,6 +65,9 @@
 struct ReadmeDoctests;
 
 mod adapter;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod cleanup;
 mod clock;
 pub mod cookie;

@@ -117,6 +117,22 @@ pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgCon
     })
 }
 
+impl TlsConfig {
+    /// `config` raised from `sslmode=prefer` to `require`, and the
+    /// connector that verifies the server, for a connection of the crate's
+    /// own.
+    pub(crate) fn connector(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> (tokio_postgres::Config, MakeRustlsConnect) {
+        let mut config = config.clone();
+        if config.get_ssl_mode() == SslMode::Prefer {
+            config.ssl_mode(SslMode::Require);
+        }
+        (config, MakeRustlsConnect::new((*self.config).clone()))
+    }
+}
+
 /// A tokio-postgres client over verified TLS, its connection driven by a
 /// task of its own (for the pools).
 #[cfg(feature = "bb8")]

@@ -45,6 +45,11 @@ pub trait UserId:
     /// The id as a statement parameter.
     #[doc(hidden)]
     fn param(&self) -> Param<'_>;
+
+    /// The id as PostgreSQL's text output of its column type writes it (as
+    /// the cache's notifications carry it).
+    #[doc(hidden)]
+    fn text(&self) -> String;
 }
 
 impl sealed::Sealed for String {}
@@ -57,6 +62,10 @@ impl UserId for String {
     fn param(&self) -> Param<'_> {
         Param::Text(self)
     }
+
+    fn text(&self) -> String {
+        self.clone()
+    }
 }
 
 impl sealed::Sealed for i32 {}
@@ -66,6 +75,10 @@ impl UserId for i32 {
     fn param(&self) -> Param<'_> {
         Param::Integer(*self)
     }
+
+    fn text(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl sealed::Sealed for i64 {}
@@ -74,6 +87,10 @@ impl UserId for i64 {
     const SQL_TYPE: &'static str = "BIGINT";
     fn param(&self) -> Param<'_> {
         Param::BigInt(*self)
+    }
+
+    fn text(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -85,5 +102,9 @@ impl UserId for uuid::Uuid {
     const SQL_TYPE: &'static str = "UUID";
     fn param(&self) -> Param<'_> {
         Param::Uuid(*self)
+    }
+
+    fn text(&self) -> String {
+        self.to_string()
     }
 }

@@ -5,6 +5,8 @@ mod support;
 
 mod adapter_suite;
 mod bad_input;
+#[cfg(feature = "cache")]
+mod cache;
 mod cleanup;
 mod cookies;
 mod errors;

@@ -92,6 +92,12 @@ pub enum ConfigError {
     /// The CA bundle for TLS holds no certificate.
     #[error("the CA PEM holds no certificate")]
     NoCaCertificate,
+    /// The session cache was enabled on a table without its notification
+    /// triggers.
+    #[error(
+        "the table {0} has no lucia-diesel notification triggers, which the session cache needs: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
+    )]
+    CacheTriggers(String),
     /// A web framework integration found no session manager where it looks
     /// for one (Rocket's managed state).
     #[error(

@@ -158,6 +158,10 @@ pub struct CreatedSession<U, A> {
 pub struct SessionManager<A> {
     adapter: A,
     policy: Policy,
+    /// The validation cache, a `cache::Cache` of the adapter's types, held
+    /// type-erased so that `SessionManager<A>` needs no bounds on `A`.
+    #[cfg(feature = "cache")]
+    pub(crate) cache: Option<Arc<dyn std::any::Any + Send + Sync>>,
     cookie: CookieConfig,
     storage: TokenStorage,
     clock: Arc<dyn Clock>,
@@ -165,12 +169,15 @@ pub struct SessionManager<A> {
 
 impl<A> fmt::Debug for SessionManager<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionManager")
+        let mut debug = f.debug_struct("SessionManager");
+        debug
             .field("policy", &self.policy)
             .field("cookie", &self.cookie)
             .field("storage", &self.storage)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+            .field("clock", &self.clock);
+        #[cfg(feature = "cache")]
+        debug.field("cache", &self.cache.is_some());
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -192,6 +199,14 @@ impl<A> SessionManager<A> {
 }
 
 impl<A: Adapter> SessionManager<A> {
+    /// The validation cache, typed.
+    #[cfg(feature = "cache")]
+    pub(crate) fn cache(
+        &self,
+    ) -> Option<&crate::cache::Cache<A::UserId, A::SessionAttributes, A::UserAttributes>> {
+        self.cache.as_deref().and_then(crate::cache::Cache::of)
+    }
+
     /// A manager with every default (30-day sessions, secure cookie, hashed
     /// token storage, system clock).
     #[must_use]
@@ -199,6 +214,8 @@ impl<A: Adapter> SessionManager<A> {
         Self {
             adapter,
             policy: Policy::default(),
+            #[cfg(feature = "cache")]
+            cache: None,
             cookie: CookieConfig::new(),
             storage: TokenStorage::default(),
             clock: Arc::new(SystemClock),
@@ -306,7 +323,12 @@ impl<A: Adapter> SessionManager<A> {
     pub async fn invalidate_session(&self, session_id: &SessionId) -> Result<()> {
         let span = tracing::debug_span!("invalidate_session");
         traced(&span, async {
-            self.adapter.delete_session(session_id).await.map(drop)
+            self.adapter.delete_session(session_id).await?;
+            #[cfg(feature = "cache")]
+            if let Some(cache) = self.cache() {
+                cache.forget_session(session_id);
+            }
+            Ok(())
         })
         .await
     }
@@ -321,6 +343,10 @@ impl<A: Adapter> SessionManager<A> {
             tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_user_sessions(user_id).await?;
+            #[cfg(feature = "cache")]
+            if let Some(cache) = self.cache() {
+                cache.forget_user(user_id);
+            }
             span.record("sessions", n);
             Ok(n)
         })

@@ -55,6 +55,22 @@ impl<A: Adapter> SessionManager<A> {
             return Ok((Outcome::Malformed, None));
         }
         let id = session_id_for(token, self.storage);
+        #[cfg(feature = "cache")]
+        let cache = self.cache();
+        #[cfg(feature = "cache")]
+        if let Some(cache) = cache {
+            let now = self.now();
+            let servable = |s: &DatabaseSession<_, _>| {
+                !self.policy.expired(now, s) && self.policy.refresh(now, s).is_none()
+            };
+            if let Some(entry) = cache.lookup(&id, servable) {
+                span.record("user_id", tracing::field::debug(&entry.user.id));
+                let session = Session::from_stored(entry.session.clone(), false);
+                return Ok((Outcome::Valid, Some((session, entry.user.clone()))));
+            }
+        }
+        #[cfg(feature = "cache")]
+        let ticket = cache.and_then(crate::cache::Cache::ticket);
         let Some((stored, user)) = self.adapter.get_session_and_user(&id).await? else {
             return Ok((Outcome::Unknown, None));
         };
@@ -73,6 +89,10 @@ impl<A: Adapter> SessionManager<A> {
             return Ok((Outcome::Expired, None));
         }
         let Some(refresh) = self.policy.refresh(now, &stored) else {
+            #[cfg(feature = "cache")]
+            if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                cache.fill(ticket, &stored, &user);
+            }
             return Ok((
                 Outcome::Valid,
                 Some((Session::from_stored(stored, false), user)),
