@@ -54,6 +54,8 @@
 //! - `rustls`: TLS connections for managed PostgreSQL ([`tls`], `PoolOptions::with_tls`).
 //! - `rocket`: request guards and a CSRF / cache fairing for Rocket 0.5
 //!   (`lucia_diesel::rocket`).
+//! - `axum`: extractors and a CSRF / cookie layer for axum 0.8
+//!   (`lucia_diesel::axum`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -65,6 +67,9 @@
 struct ReadmeDoctests;
 
 mod adapter;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod cleanup;
 mod clock;
 pub mod cookie;

@@ -42,7 +42,7 @@
 mod origin;
 mod request;
 mod session;
-#[cfg(feature = "rocket")]
+#[cfg(any(feature = "rocket", feature = "axum"))]
 mod slot;
 
 pub use self::origin::verify_request_origin;
@@ -50,7 +50,7 @@ pub use self::request::{Credential, RequestHeaders, RequestPolicy, TokenSource};
 pub use self::session::{
     CurrentSession, MaybeSession, RequestSession, error_status, validate_request,
 };
-#[cfg(feature = "rocket")]
+#[cfg(any(feature = "rocket", feature = "axum"))]
 pub(crate) use self::slot::CookieSlot;
 
 /// The token of an `Authorization: Bearer <token>` header value, or `None`.
