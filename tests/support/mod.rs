@@ -2,7 +2,7 @@
 //! The throwaway cluster itself is the `testkit` crate (`testkit/`).
 
 pub mod clock;
-#[cfg(feature = "rocket")]
+#[cfg(any(feature = "rocket", feature = "axum"))]
 pub mod csrf;
 #[cfg(feature = "pooler")]
 pub mod pgbouncer;
