@@ -62,7 +62,13 @@
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(all(doctest, feature = "rocket", feature = "rustls", feature = "pooler"))]
+#[cfg(all(
+    doctest,
+    feature = "rocket",
+    feature = "axum",
+    feature = "rustls",
+    feature = "pooler"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
