@@ -54,17 +54,28 @@
 //! - `rustls`: TLS connections for managed PostgreSQL ([`tls`], `PoolOptions::with_tls`).
 //! - `rocket`: request guards and a CSRF / cache fairing for Rocket 0.5
 //!   (`lucia_diesel::rocket`).
+//! - `axum`: extractors and a CSRF / cookie layer for axum 0.8
+//!   (`lucia_diesel::axum`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(all(doctest, feature = "rocket", feature = "rustls", feature = "pooler"))]
+#[cfg(all(
+    doctest,
+    feature = "rocket",
+    feature = "axum",
+    feature = "rustls",
+    feature = "pooler"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 mod adapter;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;

@@ -31,10 +31,13 @@
 //!
 //! Both read the session cookie (or, with
 //! [`SessionFairing::with_bearer_tokens`], an `Authorization: Bearer`
-//! header) and validate it once per request. When the session was extended
-//! they set the cookie again; when the cookie holds an invalid token they
-//! clear it. A storage failure is a `503 Service Unavailable` (never a
-//! valid session), a missing [`SessionManager`] a `500` naming it.
+//! header, which then takes precedence) and validate it once per request,
+//! with the logic shared with the other integrations ([`crate::http`]).
+//! When the session was extended they set the cookie again; when the cookie
+//! holds an invalid token they clear it, also when the request ends in a
+//! catcher's answer (a 401), as long as the fairing is attached. A storage
+//! failure is a `503 Service Unavailable` (never a valid session), a missing
+//! [`SessionManager`] a `500` naming it.
 //!
 //! # The fairing
 //! - **CSRF.** Requests with a state-changing method (anything but `GET`,
@@ -43,7 +46,10 @@
 //!   `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin`
 //!   (including `null`) that does not match the request's `Host` or one of
 //!   the allowed origins. Requests carrying neither header do not come from
-//!   a modern browser (so cannot ride on a victim's cookies) and pass.
+//!   a modern browser (so cannot ride on a victim's cookies) and pass, as
+//!   do requests authenticated by a bearer token (when enabled).
+//! - **Cookies.** The cookie a guard decided on reaches the response even
+//!   when a catcher answers, unless the response sets that cookie itself.
 //! - **Caching.** Every response that sets a cookie gets
 //!   `Cache-Control: no-store`, so no shared cache keeps a session cookie.
 
@@ -55,76 +61,22 @@ use rocket::{Build, Data, Response, Rocket};
 
 use crate::adapter::Adapter;
 use crate::error::Error;
-use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_origin};
-use crate::session::{SessionManager, SessionOf, UserOf};
+use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, error_status, validate_request};
+pub use crate::http::{CurrentSession, MaybeSession};
+use crate::session::SessionManager;
 
 /// Where requests rejected as cross-origin are sent (answered with 403).
 const REJECTED_PATH: &str = "/__lucia_diesel/cross-origin-request-rejected";
 
-/// The signed-in user's session and user: a request guard.
-pub struct CurrentSession<A: Adapter> {
-    /// The validated session (`fresh` when it was just extended; the
-    /// refreshed cookie is already set).
-    pub session: SessionOf<A>,
-    /// Its user.
-    pub user: UserOf<A>,
-}
-
-impl<A: Adapter> Clone for CurrentSession<A>
-where
-    A::SessionAttributes: Clone,
-    A::UserAttributes: Clone,
-{
-    fn clone(&self) -> Self {
-        Self {
-            session: self.session.clone(),
-            user: self.user.clone(),
-        }
-    }
-}
-
-impl<A: Adapter> std::fmt::Debug for CurrentSession<A>
-where
-    A::SessionAttributes: std::fmt::Debug,
-    A::UserAttributes: std::fmt::Debug,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CurrentSession")
-            .field("session", &self.session)
-            .field("user", &self.user)
-            .finish()
-    }
-}
-
-/// An optional [`CurrentSession`]: `None` when the request has no valid
-/// session. Fails (503) only when the session store fails.
-pub struct MaybeSession<A: Adapter>(pub Option<CurrentSession<A>>);
-
-impl<A: Adapter> std::fmt::Debug for MaybeSession<A>
-where
-    A::SessionAttributes: std::fmt::Debug,
-    A::UserAttributes: std::fmt::Debug,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("MaybeSession").field(&self.0).finish()
-    }
-}
-
 /// The per-request validation result, computed once.
 struct Validated<A: Adapter>(Result<Option<CurrentSession<A>>, Error>);
 
-/// Settings the guards read, managed by [`SessionFairing`].
-#[derive(Debug, Clone, Copy, Default)]
-struct GuardSettings {
-    bearer: bool,
-}
+/// The policy the guards read, managed by [`SessionFairing`].
+#[derive(Debug, Clone, Default)]
+struct GuardSettings(RequestPolicy);
 
 fn status_of(err: &Error) -> Status {
-    if err.is_transient() || matches!(err, Error::ReadOnly { .. }) {
-        Status::ServiceUnavailable
-    } else {
-        Status::InternalServerError
-    }
+    Status::new(error_status(err))
 }
 
 /// The raw `Cookie` header(s), joined as one.
@@ -139,23 +91,30 @@ fn cookie_header(req: &Request<'_>) -> Option<String> {
     Some(joined)
 }
 
+/// The request's headers for the shared logic; `host` is the `Host`
+/// header, else the parsed authority.
+fn request_headers<'r>(req: &'r Request<'_>, host: Option<&'r str>) -> RequestHeaders<'r> {
+    let headers = req.headers();
+    RequestHeaders {
+        method: req.method().as_str(),
+        host: headers.get_one("Host").or(host),
+        origin: headers.get_one("Origin"),
+        sec_fetch_site: headers.get_one("Sec-Fetch-Site"),
+        authorization: headers.get_one("Authorization"),
+    }
+}
+
 async fn validate<A>(req: &Request<'_>) -> Result<Option<CurrentSession<A>>, Error>
 where
     A: Adapter + 'static,
-    A::SessionAttributes: Clone,
-    A::UserAttributes: Clone,
 {
     let Some(manager) = req.rocket().state::<SessionManager<A>>() else {
         return Err(
             crate::error::ConfigError::MissingSessionManager(std::any::type_name::<A>()).into(),
         );
     };
-    let bearer = req
-        .rocket()
-        .state::<GuardSettings>()
-        .copied()
-        .unwrap_or_default()
-        .bearer;
+    let default = GuardSettings::default();
+    let policy = &req.rocket().state::<GuardSettings>().unwrap_or(&default).0;
     // The raw header is parsed strictly (a duplicated session cookie counts
     // as none); requests built in-process (Rocket's local client) carry
     // their cookies in the jar only.
@@ -167,32 +126,14 @@ where
             .map(|c| c.value().to_owned())
             .filter(|v| !v.is_empty()),
     };
-    let (token, is_cookie) = match from_cookie {
-        Some(t) => (t, true),
-        None if bearer => match req
-            .headers()
-            .get_one("Authorization")
-            .and_then(read_bearer_token)
-        {
-            Some(t) => (t.to_owned(), false),
-            None => return Ok(None),
-        },
-        None => return Ok(None),
-    };
-    match manager.validate_session(&token).await? {
-        Some((session, user)) => {
-            if session.fresh && is_cookie {
-                req.cookies().add(manager.create_session_cookie(&token));
-            }
-            Ok(Some(CurrentSession { session, user }))
-        }
-        None => {
-            if is_cookie {
-                req.cookies().add(manager.create_blank_session_cookie());
-            }
-            Ok(None)
-        }
+    let credential = policy.credential(&request_headers(req, None), from_cookie);
+    let validated = validate_request(manager, credential.as_ref()).await?;
+    if let Some(cookie) = validated.set_cookie {
+        // The jar puts it on the route's response; the slot on a catcher's.
+        req.cookies().add(cookie.clone());
+        req.local_cache(CookieSlot::default).set(Some(cookie));
     }
+    Ok(validated.current)
 }
 
 async fn validated<'r, A>(req: &'r Request<'_>) -> &'r Result<Option<CurrentSession<A>>, Error>
@@ -241,13 +182,13 @@ where
     }
 }
 
-/// CSRF protection and `Cache-Control: no-store` for cookie-setting
-/// responses; see the [module docs](self).
+/// CSRF protection, the session cookie on every response (catchers'
+/// included) and `Cache-Control: no-store` for cookie-setting responses;
+/// see the [module docs](self).
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct SessionFairing {
-    allowed_origins: Vec<String>,
-    bearer: bool,
+    policy: RequestPolicy,
 }
 
 impl SessionFairing {
@@ -260,47 +201,17 @@ impl SessionFairing {
     /// (`"app.example.com"`, `"https://app.example.com"`, with a port when
     /// it is not the scheme's default).
     pub fn with_allowed_origin(mut self, origin: impl Into<String>) -> Self {
-        self.allowed_origins.push(origin.into());
+        self.policy = self.policy.with_allowed_origin(origin);
         self
     }
 
     /// Let the guards read a session token from `Authorization: Bearer`
-    /// when there is no session cookie (default: cookies only).
+    /// (default: cookies only). A bearer token takes precedence over the
+    /// session cookie, and bearer requests are exempt from the CSRF check
+    /// and never get a cookie set (see [`crate::http`]).
     pub fn with_bearer_tokens(mut self, accept: bool) -> Self {
-        self.bearer = accept;
+        self.policy = self.policy.with_bearer_tokens(accept);
         self
-    }
-
-    /// Whether a request may proceed: see the module docs for the rule.
-    fn allows(&self, req: &Request<'_>) -> bool {
-        if matches!(
-            req.method(),
-            Method::Get | Method::Head | Method::Options | Method::Trace
-        ) {
-            return true;
-        }
-        let headers = req.headers();
-        if let Some(site) = headers.get_one("Sec-Fetch-Site")
-            && is_same_origin_fetch(Some(site)) != Some(true)
-        {
-            return false;
-        }
-        match headers.get_one("Origin") {
-            None => true,
-            Some(origin) => {
-                // The `Host` header (HTTP/1.1), else the parsed authority.
-                let host = headers
-                    .get_one("Host")
-                    .map(str::to_owned)
-                    .or_else(|| req.host().map(|h| h.to_string()));
-                let mut allowed: Vec<&str> =
-                    self.allowed_origins.iter().map(String::as_str).collect();
-                if let Some(host) = host.as_deref() {
-                    allowed.push(host);
-                }
-                verify_request_origin(origin, &allowed)
-            }
-        }
     }
 }
 
@@ -323,14 +234,13 @@ impl Fairing for SessionFairing {
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> rocket::fairing::Result {
         Ok(rocket
-            .manage(GuardSettings {
-                bearer: self.bearer,
-            })
+            .manage(GuardSettings(self.policy.clone()))
             .mount("/", rocket::routes![rejected]))
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        if !self.allows(req) {
+        let host = req.host().map(|h| h.to_string());
+        if !self.policy.allows(&request_headers(req, host.as_deref())) {
             req.set_method(Method::Get);
             req.set_uri(
                 rocket::http::uri::Origin::parse(REJECTED_PATH).expect("a valid static path"),
@@ -338,7 +248,12 @@ impl Fairing for SessionFairing {
         }
     }
 
-    async fn on_response<'r>(&self, _req: &'r Request<'_>, res: &mut Response<'r>) {
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        // A catcher's response lost the jar's cookies: send the guard's.
+        let slot = req.local_cache(CookieSlot::default);
+        if let Some(cookie) = slot.take_unless_set(res.headers().get("Set-Cookie")) {
+            res.adjoin_header(cookie);
+        }
         if res.headers().contains("Set-Cookie") {
             res.set_header(Header::new("Cache-Control", "no-store"));
         }

@@ -4,6 +4,8 @@
 mod support;
 
 mod adapter_suite;
+#[cfg(feature = "axum")]
+mod axum_app;
 mod bad_input;
 #[cfg(feature = "cache")]
 mod cache;

@@ -10,6 +10,7 @@ mod app;
 mod pages;
 
 mod browser;
+mod shared;
 
 use chrono::{Duration, Utc};
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, migrations};

@@ -2,6 +2,8 @@
 //! The throwaway cluster itself is the `testkit` crate (`testkit/`).
 
 pub mod clock;
+#[cfg(any(feature = "rocket", feature = "axum"))]
+pub mod csrf;
 #[cfg(feature = "pooler")]
 pub mod pgbouncer;
 
