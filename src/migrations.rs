@@ -167,10 +167,20 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
 ///
 /// Each table gets a trigger function (named after the table, in its
 /// schema) and two triggers, `lucia_diesel_notify` (each row updated or
-/// deleted) and `lucia_diesel_notify_truncate`. Inserts send nothing: the
-/// cache holds only sessions it has read, never "not found", so a new row
-/// cannot make an entry wrong (an `INSERT ... ON CONFLICT DO UPDATE` that
-/// changes a row fires the update trigger). They send on channel
+/// deleted) and `lucia_diesel_notify_truncate`.
+///
+/// Two kinds of writes send nothing, because they cannot make a cached
+/// session wrong. Inserts: the cache holds only sessions it has read, never
+/// "not found" (an `INSERT ... ON CONFLICT DO UPDATE` that changes a row
+/// fires the update trigger). And a session's extension or recorded use
+/// (`expires_at` and `last_seen_at` later, every other column the same):
+/// a cache holding the earlier times only goes to the database sooner. An
+/// earlier expiry, any other column changed, or a delete does notify.
+///
+/// PostgreSQL commits transactions that notify one at a time (a lock held
+/// through the commit's WAL flush), so on a durable server concurrent
+/// logouts and revocations lose the group commit they would otherwise
+/// share; see the README's cache section. They send on channel
 /// `lucia_diesel_sessions`: `s:` and the hex SHA-256 of a session's id (never
 /// the id, which in Lucia-compatible storage is the token), `u:` and a user's
 /// id as text (`*` if that would not fit a notification), and `*` when a
@@ -203,6 +213,18 @@ CREATE FUNCTION {session_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         PERFORM pg_notify('lucia_diesel_sessions', '*');
+        RETURN NULL;
+    END IF;
+    -- An extension or a recorded use (later times, nothing else changed)
+    -- sends nothing: a cache still holding the earlier times only goes to
+    -- the database sooner. Notifying transactions commit one at a time.
+    IF TG_OP = 'UPDATE'
+        AND NEW.expires_at >= OLD.expires_at
+        AND (to_jsonb(NEW) ->> 'last_seen_at')::timestamptz
+            >= (to_jsonb(OLD) ->> 'last_seen_at')::timestamptz
+        AND to_jsonb(NEW) - 'expires_at' - 'last_seen_at'
+            = to_jsonb(OLD) - 'expires_at' - 'last_seen_at'
+    THEN
         RETURN NULL;
     END IF;
     -- A digest of the id: in Lucia-compatible storage the id is the token.

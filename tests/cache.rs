@@ -43,7 +43,7 @@ fn database_url(server: &str, db: &str) -> String {
 }
 
 /// A database of its own with the crate's tables, a `name` column on the
-/// user table, and (unless `triggers` is false) the cache's triggers.
+/// user table and a `country` column on the session table, and (unless `triggers` is false) the cache's triggers.
 struct CacheDb {
     name: String,
     url: String,
@@ -73,8 +73,11 @@ impl CacheDb {
                 .await
                 .unwrap();
         }
-        db.exec("ALTER TABLE auth_user ADD COLUMN name TEXT NOT NULL DEFAULT ''")
-            .await;
+        db.exec(
+            "ALTER TABLE auth_user ADD COLUMN name TEXT NOT NULL DEFAULT ''; \
+             ALTER TABLE user_session ADD COLUMN country TEXT",
+        )
+        .await;
         db
     }
 
@@ -352,14 +355,45 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     // Found expired, it was deleted: that notifies too.
     handled(&b, &before, 1).await;
 
+    // An extension notifies nothing (the cache's earlier expiry only sends
+    // it to the database sooner); a later notification is the barrier that
+    // shows none came before it.
     let s = session().await;
-    let sql =
-        "UPDATE user_session SET expires_at = expires_at + interval '1 day' WHERE id = '{id}'";
-    write(sql, s.session.id.as_str(), 1).await;
+    let extended = "UPDATE user_session SET expires_at = expires_at + interval '1 day', \
+                    last_seen_at = now() WHERE id = '{id}'";
+    db.exec(&extended.replace("{id}", s.session.id.as_str()))
+        .await;
+    let other = session().await;
+    write(
+        "DELETE FROM user_session WHERE id = '{id}'",
+        other.session.id.as_str(),
+        1,
+    )
+    .await;
+    let before = stats(&b);
+    let (got, _) = b.validate_session(s.token.as_str()).await.unwrap().unwrap();
+    assert_eq!(stats(&b).hits, before.hits + 1, "still cached");
+    assert_eq!(got.expires_at, s.session.expires_at);
+    // An earlier expiry notifies: then the database's.
+    let shortened =
+        "UPDATE user_session SET expires_at = expires_at - interval '1 hour' WHERE id = '{id}'";
+    write(shortened, s.session.id.as_str(), 1).await;
+    let (got, _) = b.validate_session(s.token.as_str()).await.unwrap().unwrap();
+    let expected = s.session.expires_at + chrono::Duration::days(1) - chrono::Duration::hours(1);
+    assert_eq!(got.expires_at, expected);
+
+    // Any other column changed notifies, with the new value.
+    let s = session().await;
+    write(
+        "UPDATE user_session SET country = 'se' WHERE id = '{id}'",
+        s.session.id.as_str(),
+        1,
+    )
+    .await;
     let (got, _) = b.validate_session(s.token.as_str()).await.unwrap().unwrap();
     assert_eq!(
-        got.expires_at,
-        s.session.expires_at + chrono::Duration::days(1)
+        got.attributes.get("country"),
+        Some(&serde_json::json!("se"))
     );
 
     let s = session().await;
@@ -379,9 +413,14 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     let d = b.create_session(dave, Attributes::new()).await.unwrap();
     cached(&b, d.token.as_str()).await;
     let s = session().await;
-    // Two sessions of carol (this one and the one above) and carol herself.
+    // A notification for each of carol's sessions and one for carol.
+    let sessions = crate::support::scalar(
+        &mut db.connect().await,
+        "SELECT count(*) AS n FROM user_session WHERE user_id = 'carol'",
+    )
+    .await;
     let sql = "DELETE FROM user_session WHERE user_id = 'carol'; DELETE FROM auth_user WHERE id = 'carol'";
-    write(sql, "", 3).await;
+    write(sql, "", u64::try_from(sessions).unwrap() + 1).await;
     assert!(!valid(&b, s.token.as_str()).await, "user deleted");
     assert!(
         valid(&b, d.token.as_str()).await,
@@ -709,24 +748,28 @@ async fn sessions_due_for_a_write_or_expired_go_to_the_database() {
     let token = s.token.as_str();
     cached(&m, token).await;
 
-    // Activity to record (the default resolution is 5 minutes): written.
+    // Activity to record (the default resolution is 5 minutes): written,
+    // and cached as written (a recorded use notifies nothing).
     clock.advance(chrono::Duration::minutes(6));
     let before = stats(&m);
     let (got, _) = m.validate_session(token).await.unwrap().unwrap();
     assert_eq!(got.last_seen_at, clock.get());
-    assert_eq!(stats(&m).hits, before.hits);
-    // The write's own notification drops the old entry; then it caches anew.
-    handled(&m, &before, 1).await;
-    cached(&m, token).await;
+    let after = stats(&m);
+    assert_eq!((after.hits, after.fills), (before.hits, before.fills + 1));
+    let (again, _) = m.validate_session(token).await.unwrap().unwrap();
+    assert_eq!(again.last_seen_at, clock.get());
+    assert_eq!(stats(&m).hits, before.hits + 1);
 
-    // In the second half of its lifetime: extended, by the database.
+    // In the second half of its lifetime: extended by the database, then
+    // served from memory with the new expiry.
     clock.advance(chrono::Duration::days(16));
     let before = stats(&m);
     let (got, _) = m.validate_session(token).await.unwrap().unwrap();
     assert!(got.fresh);
     assert_eq!(stats(&m).hits, before.hits);
-    handled(&m, &before, 1).await;
-    cached(&m, token).await;
+    let (again, _) = m.validate_session(token).await.unwrap().unwrap();
+    assert_eq!((again.expires_at, again.fresh), (got.expires_at, false));
+    assert_eq!(stats(&m).hits, before.hits + 1);
 
     // Past its expiry: invalid (and deleted), though it was cached.
     clock.advance(chrono::Duration::days(31));

@@ -157,3 +157,62 @@ pub async fn statements_per_op(conn: &mut AsyncPgConnection, ops: u64) -> Option
     .ok()?;
     Some(calls.n.unwrap_or(0) as f64 / ops.max(1) as f64)
 }
+
+/// Users of the sessions the manager validates (`validate_session`), apart
+/// from the loaded sessions' users so that `list` reads what it always did.
+const TOKEN_USERS: u64 = 1000;
+
+/// Inserts live sessions with these ids (the stored ids of the tokens
+/// `validate_session` presents), in batches, then vacuums and analyzes.
+pub async fn load_token_sessions(conn: &mut AsyncPgConnection, ids: &[String]) -> Res<()> {
+    use diesel::sql_types::{Array, Text};
+    eprint!(
+        "\r{:<100}\rloading {} sessions with tokens... ",
+        "",
+        ids.len()
+    );
+    let start = Instant::now();
+    conn.batch_execute(&format!(
+        "INSERT INTO auth_user (id, username)
+         SELECT 'token-user-' || n, 'token-name-' || n FROM generate_series(0, {last}) n
+         ON CONFLICT DO NOTHING",
+        last = TOKEN_USERS - 1
+    ))
+    .await?;
+    for batch in ids.chunks(10_000) {
+        diesel::sql_query(format!(
+            "INSERT INTO user_session (id, user_id, expires_at, country)
+             SELECT id, 'token-user-' || n % {TOKEN_USERS}, now() + interval '30 days', 'se'
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)"
+        ))
+        .bind::<Array<Text>, _>(batch)
+        .execute(conn)
+        .await?;
+    }
+    conn.batch_execute("VACUUM ANALYZE user_session").await?;
+    eprintln!("{:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Installs (or removes) the validation cache's triggers on the bench's
+/// tables, unless they already are (or are not).
+pub async fn set_cache_triggers(conn: &mut AsyncPgConnection, installed: bool) -> Res<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let now = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'lucia_diesel_notify') AS found",
+    )
+    .get_result::<Found>(conn)
+    .await?
+    .found;
+    if now != installed {
+        let sql =
+            lucia_diesel::migrations::cache_triggers_sql(&lucia_diesel::TableNames::default());
+        conn.batch_execute(if installed { &sql.up } else { &sql.down })
+            .await?;
+    }
+    Ok(())
+}

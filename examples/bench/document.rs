@@ -100,6 +100,7 @@ fn description(scenario: Scenario) -> &'static str {
         Scenario::Ops => "each operation at each concurrency",
         Scenario::Cleanup => "`delete_expired_sessions` while the operation runs",
         Scenario::Soak => "the bench's memory over a long run",
+        Scenario::Cache => "the validation cache: reads, the triggers' write cost, revocation lag",
     }
 }
 
@@ -152,6 +153,10 @@ fn run(scenario: Scenario, args: &Args) -> String {
     );
     match scenario {
         Scenario::Ops => {}
+        Scenario::Cache => out.push_str(
+            "; writes `create`, `touch`, `delete` without and with the triggers; \
+             1000 revocations idle and under load",
+        ),
         Scenario::Cleanup => out.push_str(&format!(
             "; {} expired sessions deleted in batches of {}",
             args.expired, args.cleanup_batch

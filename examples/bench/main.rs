@@ -24,6 +24,12 @@
 //!   `--cleanup-batch`; reports the cleanup's time, rows, batches (observed
 //!   through the crate's `delete_expired_batch` tracing spans) and the
 //!   operation's ops/s, p50 and p99 without and during the cleanup.
+//! - `cache`: `validate_session` (and any `--ops`) on raw, `lucia-diesel`
+//!   and `lucia-diesel-cached` (warmed before each run, its hit ratio
+//!   reported); then create, touch and delete without and with the cache's
+//!   triggers, back to back in each round; then the revocation lag: 1,000
+//!   sessions revoked on one instance until the cached one answers invalid,
+//!   idle and under validation load.
 //! - `soak` (`--soak SECS`): runs the operation (default `validate` on
 //!   lucia-diesel, c=32) for SECS, sampling VmRSS every `--sample-secs`.
 //!
@@ -39,6 +45,7 @@
 //! that.
 
 mod batches;
+mod cache;
 mod context;
 mod data;
 mod document;
@@ -62,12 +69,12 @@ const USERS: u64 = 10_000;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "\
-usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N[,N...]]
+usage: bench [--scenario ops|cleanup|soak|cache] [--secs S] [--rounds R] [--sessions N[,N...]]
              [--concurrency C[,C...]] [--ops OP[,OP...]] [--impl IMPL[,IMPL...]]
              [--expired N] [--cleanup-batch N] [--soak SECS] [--sample-secs S] [--keep-db]
              [--no-write]
 
-  --scenario      ops (default), cleanup or soak
+  --scenario      ops (default), cleanup, soak or cache
   --secs          seconds per run (default 2 for ops, 5 for cleanup; the soak's length)
   --rounds        runs of each implementation per operation and concurrency,
                   taking turns (default 3 for ops, else 1); the table shows
@@ -75,9 +82,10 @@ usage: bench [--scenario ops|cleanup|soak] [--secs S] [--rounds R] [--sessions N
   --sessions      live sessions, one scale or several loaded in turn (default 100000)
   --concurrency   tasks calling at once (default 1,32; cleanup and soak: 32)
   --ops           validate,miss,touch,list,create,delete,validate_session
-                  (default all; cleanup and soak: validate)
-  --impl          raw,lucia-diesel,lucia-diesel-dynamic,lucia-diesel-pooler
-                  (default raw,lucia-diesel; soak: lucia-diesel)
+                  (default all; cleanup and soak: validate; cache: validate_session)
+  --impl          raw,lucia-diesel,lucia-diesel-dynamic,lucia-diesel-pooler,
+                  lucia-diesel-cached (default raw,lucia-diesel; soak: lucia-diesel;
+                  cache: raw,lucia-diesel,lucia-diesel-cached)
   --expired       cleanup: expired sessions to load and delete (default 1000000)
   --cleanup-batch cleanup: rows per DELETE (default 1000, the crate's CLEANUP_BATCH_SIZE)
   --soak SECS     same as --scenario soak --secs SECS
@@ -90,6 +98,7 @@ enum Scenario {
     Ops,
     Cleanup,
     Soak,
+    Cache,
 }
 
 impl Scenario {
@@ -99,15 +108,24 @@ impl Scenario {
             Scenario::Ops => "ops",
             Scenario::Cleanup => "cleanup",
             Scenario::Soak => "soak",
+            Scenario::Cache => "cache",
         }
     }
 
     fn default_secs(self) -> f64 {
-        if self == Scenario::Ops { 2.0 } else { 5.0 }
+        if matches!(self, Scenario::Ops | Scenario::Cache) {
+            2.0
+        } else {
+            5.0
+        }
     }
 
     fn default_rounds(self) -> u32 {
-        if self == Scenario::Ops { 3 } else { 1 }
+        if matches!(self, Scenario::Ops | Scenario::Cache) {
+            3
+        } else {
+            1
+        }
     }
 }
 
@@ -188,21 +206,26 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn scenario(name: &str) -> Result<Scenario, String> {
-    [Scenario::Ops, Scenario::Cleanup, Scenario::Soak]
-        .into_iter()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| format!("unknown scenario {name}; see --help"))
+    [
+        Scenario::Ops,
+        Scenario::Cleanup,
+        Scenario::Soak,
+        Scenario::Cache,
+    ]
+    .into_iter()
+    .find(|s| s.name() == name)
+    .ok_or_else(|| format!("unknown scenario {name}; see --help"))
 }
 
 impl Args {
     /// Fills in the scenario's defaults and checks the values.
     fn with_defaults(mut self) -> Result<Self, String> {
-        let ops = self.scenario == Scenario::Ops;
+        let ops = matches!(self.scenario, Scenario::Ops | Scenario::Cache);
         if self.ops.is_empty() {
-            self.ops = if ops {
-                Op::ALL.to_vec()
-            } else {
-                vec![Op::Validate]
+            self.ops = match self.scenario {
+                Scenario::Ops => Op::ALL.to_vec(),
+                Scenario::Cache => vec![Op::ValidateSession],
+                Scenario::Cleanup | Scenario::Soak => vec![Op::Validate],
             };
         }
         if self.secs.is_nan() {
@@ -216,11 +239,10 @@ impl Args {
             self.concurrency = if ops { vec![1, 32] } else { vec![32] };
         }
         if self.impls.is_empty() {
-            let soak = self.scenario == Scenario::Soak;
-            let names: &[&str] = if soak {
-                &["lucia-diesel"]
-            } else {
-                &["raw", "lucia-diesel"]
+            let names: &[&str] = match self.scenario {
+                Scenario::Soak => &["lucia-diesel"],
+                Scenario::Cache => &["raw", "lucia-diesel", "lucia-diesel-cached"],
+                Scenario::Ops | Scenario::Cleanup => &["raw", "lucia-diesel"],
             };
             self.impls = names.iter().map(|&n| n.to_owned()).collect();
         }
@@ -276,6 +298,7 @@ async fn main() -> Res<()> {
         Scenario::Ops => bench.ops().await,
         Scenario::Cleanup => bench.cleanup().await,
         Scenario::Soak => bench.soak().await,
+        Scenario::Cache => bench.cache().await,
     };
     let memory = Memory::now();
     bench.report.print(&memory);

@@ -83,7 +83,7 @@ impl Row {
 }
 
 /// The median of `values` (the lower middle one for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values
         .get(values.len().saturating_sub(1) / 2)
@@ -224,6 +224,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub cleanups: Vec<Cleanup>,
     pub soaks: Vec<Soak>,
+    pub cache_runs: Vec<crate::cache::CacheRun>,
+    pub lags: Vec<crate::cache::Lag>,
 }
 
 impl Report {
@@ -240,12 +242,19 @@ impl Report {
         eprintln!("{}", memory.text());
     }
 
-    /// The tables of whatever ran: runs, then cleanups, then soaks.
+    /// The tables of whatever ran: runs, then cleanups, soaks and the cache's.
     pub fn tables(&self) -> Vec<Table> {
-        [self.runs_table(), self.cleanups_table(), self.soaks_table()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.runs_table(),
+            self.cleanups_table(),
+            self.soaks_table(),
+            crate::cache::cache_runs_table(&self.cache_runs),
+            crate::cache::triggers_table(&self.rows),
+            crate::cache::lag_table(&self.lags),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Every series of runs: medians over rounds and the ratio to raw.

@@ -7,22 +7,24 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use lucia_diesel::{Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
+use lucia_diesel::{PgPool, PoolOptions, PostgresAdapter, SessionManager, SessionToken};
 use serde_json::json;
 
 use crate::batches::Batches;
 use crate::data::{self, Expiry};
 use crate::measure::{Run, measure, memory_kb, run_for};
 use crate::report::{self, Cleanup, Report, Row, Soak, round};
-use crate::targets::{Job, Op, Target, created_prefix, user_id};
-use crate::{Args, POOL, Res, USERS};
+use crate::targets::{Job, Op, Target, created_prefix};
+use crate::{Args, POOL, Res};
 
 /// The bench database, the implementations under test and the results.
 pub struct Bench {
-    args: Args,
-    pool: PgPool,
-    stats: AsyncPgConnection,
-    targets: Vec<Arc<Target>>,
+    pub args: Args,
+    /// The bench database's URL.
+    pub url: String,
+    pub pool: PgPool,
+    pub stats: AsyncPgConnection,
+    pub targets: Vec<Arc<Target>>,
     /// Live sessions loaded so far: ids `0..loaded`.
     loaded: u64,
     pub report: Report,
@@ -31,19 +33,29 @@ pub struct Bench {
 impl Bench {
     pub async fn open(url: &str, args: Args) -> Res<Self> {
         let pool = PoolOptions::new().with_max_size(POOL).build(url).await?;
-        // Tokens for the manager's validate_session.
+        let mut stats = AsyncPgConnection::establish(url).await?;
+        // Tokens for the manager's validate_session: one a loaded session,
+        // up to 100,000.
+        let count = args.sessions.last().copied().unwrap_or(1).min(100_000);
         let manager = SessionManager::new(PostgresAdapter::new(pool.clone()));
-        let mut tokens = Vec::new();
-        for i in 0..1000 {
-            let user = user_id(i % USERS);
-            tokens.push(manager.create_session(user, Attributes::new()).await?.token);
+        let tokens = (0..count)
+            .map(|_| SessionToken::generate())
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<String> = tokens
+            .iter()
+            .map(|t| manager.session_id(t.as_str()).into_string())
+            .collect();
+        data::load_token_sessions(&mut stats, &ids).await?;
+        if args.impls.iter().any(|i| i == "lucia-diesel-cached") {
+            data::set_cache_triggers(&mut stats, true).await?;
         }
         let mut targets = Vec::new();
         for name in &args.impls {
             targets.push(Arc::new(Target::new(name, url, &pool, &tokens).await?));
         }
         Ok(Self {
-            stats: AsyncPgConnection::establish(url).await?,
+            stats,
+            url: url.to_owned(),
             args,
             pool,
             targets,
@@ -57,7 +69,7 @@ impl Bench {
     /// The implementations take turns within a round and swap order from
     /// one round to the next, so that drift on a shared machine (autovacuum,
     /// a neighbour's load) falls on all of them alike.
-    fn jobs(&self, sessions: u64) -> Vec<(Arc<Target>, Job)> {
+    pub fn jobs(&self, sessions: u64) -> Vec<(Arc<Target>, Job)> {
         let mut jobs = Vec::new();
         for &op in &self.args.ops {
             for &c in &self.args.concurrency {
@@ -80,7 +92,7 @@ impl Bench {
     }
 
     /// Loads live sessions up to `n` (the first `n` ids).
-    async fn load_live(&mut self, n: u64) -> Res<()> {
+    pub async fn load_live(&mut self, n: u64) -> Res<()> {
         data::load_sessions(&mut self.stats, self.loaded, n, Expiry::Live).await?;
         self.loaded = self.loaded.max(n);
         Ok(())
@@ -92,14 +104,15 @@ impl Bench {
         for sessions in self.args.sessions.clone() {
             self.load_live(sessions).await?;
             for (target, job) in self.jobs(sessions) {
-                self.timed(&target, job).await;
+                self.timed(&target, job, None).await;
             }
         }
         Ok(())
     }
 
-    /// One fixed-time run, with its statements per operation.
-    async fn timed(&mut self, target: &Arc<Target>, job: Job) -> Run {
+    /// One fixed-time run, with its statements per operation; `phase`
+    /// labels it (the cache scenario's writes with and without triggers).
+    pub async fn timed(&mut self, target: &Arc<Target>, job: Job, phase: Option<&str>) -> Run {
         if job.op == Op::Delete {
             // More rows than any run here deletes (about 60,000/s at best).
             let rows = (self.args.secs * 100_000.0) as u64;
@@ -109,11 +122,20 @@ impl Bench {
                 .await
                 .expect("loading sessions to delete");
         }
+        let cache = if job.op == Op::ValidateSession && target.cached().is_some() {
+            progress(target, job, "warming the cache");
+            self.warm(target, job).await
+        } else {
+            None
+        };
         data::reset_statements(&mut self.stats).await;
         progress(target, job, &format!("running {:.0}s", self.args.secs));
         let run = run_for(target, job, self.args.secs).await;
         let stmts = data::statements_per_op(&mut self.stats, run.ops).await;
-        self.record(target, job, None, &run, stmts);
+        self.record(target, job, phase, &run, stmts);
+        if let Some(before) = cache {
+            self.cache_run(target, job, before);
+        }
         run
     }
 
@@ -137,7 +159,7 @@ impl Bench {
         self.report.rows.push(row);
     }
 
-    fn max_sessions(&self) -> u64 {
+    pub fn max_sessions(&self) -> u64 {
         self.args.sessions.iter().copied().max().unwrap_or_default()
     }
 
@@ -150,7 +172,7 @@ impl Bench {
         let batches = Batches::install();
         for (target, job) in self.jobs(live) {
             data::load_sessions(&mut self.stats, live, live + expired, Expiry::Expired).await?;
-            let before = self.timed(&target, job).await;
+            let before = self.timed(&target, job, None).await;
             batches.take();
             let (during, rows, secs) = self.during_cleanup(&target, job).await?;
             let cleanup = Cleanup {
@@ -254,7 +276,7 @@ async fn sample_rss(imp: &str, job: Job, secs: f64, every: f64, started: &Atomic
 }
 
 /// The progress line on stderr.
-fn progress(target: &Target, job: Job, what: &str) {
+pub fn progress(target: &Target, job: Job, what: &str) {
     eprint!(
         "\r{:>20} {:<16} sessions={:<8} c={:<3} {what}...   ",
         target.name(),

@@ -4,14 +4,15 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::Utc;
+use lucia_diesel::cache::{CacheOptions, CacheStats};
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, PgPool, PoolOptions, PoolerPool,
     PostgresAdapter, SessionId, SessionManager, SessionToken,
 };
 use serde_json::json;
 
-use crate::USERS;
 use crate::raw::RawPool;
+use crate::{Res, USERS};
 
 /// The operations of session-bench v1, plus the manager's `validate_session`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum Op {
     Create,
     Delete,
     ValidateSession,
+    /// `touch` to a later expiry (now + 30 days), as an extension writes:
+    /// the cache scenario's writes only.
+    Extend,
 }
 
 impl Op {
@@ -48,6 +52,7 @@ impl Op {
             Op::Create => "create",
             Op::Delete => "delete",
             Op::ValidateSession => "validate_session",
+            Op::Extend => "extend",
         }
     }
 }
@@ -55,8 +60,7 @@ impl Op {
 impl FromStr for Op {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Op::ALL
-            .into_iter()
+        (Op::ALL.into_iter().chain([Op::Extend]))
             .find(|op| op.name() == s)
             .ok_or_else(|| format!("unknown op {s}"))
     }
@@ -76,6 +80,18 @@ pub struct Job {
     pub sessions: u64,
     pub c: usize,
     pub round: u32,
+}
+
+impl Job {
+    /// Round 0 of `op`.
+    pub fn new(op: Op, sessions: u64, c: usize) -> Self {
+        Self {
+            op,
+            sessions,
+            c,
+            round: 0,
+        }
+    }
 }
 
 /// The id of loaded session `n`: 64 hex characters like a hashed-mode id,
@@ -98,6 +114,11 @@ impl LoadedId {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ASCII")
     }
+}
+
+/// The expiry `extend` writes: later than any loaded session's.
+fn extended() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(30)
 }
 
 /// A small, fast PRNG for picking rows (not for tokens).
@@ -158,6 +179,11 @@ impl Raw {
             Op::Miss => assert!(!db.validate(&format!("miss-{i}")).await.unwrap()),
             Op::Touch => {
                 db.touch(picked_session(job, i).as_str(), Utc::now())
+                    .await
+                    .unwrap();
+            }
+            Op::Extend => {
+                db.touch(picked_session(job, i).as_str(), extended())
                     .await
                     .unwrap();
             }
@@ -229,6 +255,12 @@ where
                     .await
                     .unwrap();
             }
+            Op::Extend => {
+                let id = picked_session(job, i);
+                a.update_session_expiration(&SessionId::from(id.as_str()), extended())
+                    .await
+                    .unwrap();
+            }
             Op::List => {
                 a.get_user_sessions(&picked_user(i)).await.unwrap();
             }
@@ -262,30 +294,32 @@ where
     }
 }
 
+/// The typed manager the bench validates with.
+pub type TypedManager = SessionManager<PostgresAdapter<PgPool, String, SessionAttrs, UserAttrs>>;
+
 /// One implementation under test, dispatched without boxing each call.
 pub enum Target {
     Raw(Raw),
     Typed(Lucia<SessionAttrs, UserAttrs>),
     Dynamic(Lucia<Attributes, Attributes>),
     Pooler(Lucia<SessionAttrs, UserAttrs, PoolerPool>),
+    /// `lucia-diesel` whose manager has the validation cache (feature
+    /// `cache`; the database needs the cache's triggers).
+    Cached(Lucia<SessionAttrs, UserAttrs>),
 }
 
 impl Target {
-    pub const NAMES: [&str; 4] = [
+    pub const NAMES: [&str; 5] = [
         "raw",
         "lucia-diesel",
         "lucia-diesel-dynamic",
         "lucia-diesel-pooler",
+        "lucia-diesel-cached",
     ];
 
     /// The implementation called `name` (one of [`Target::NAMES`]); `raw`
     /// opens its own connections to `url`, the others share `pool`.
-    pub async fn new(
-        name: &str,
-        url: &str,
-        pool: &PgPool,
-        tokens: &[SessionToken],
-    ) -> Result<Self, tokio_postgres::Error> {
+    pub async fn new(name: &str, url: &str, pool: &PgPool, tokens: &[SessionToken]) -> Res<Self> {
         let typed = || {
             PostgresAdapter::new(pool.clone())
                 .with_session_attributes::<SessionAttrs>()
@@ -324,6 +358,17 @@ impl Target {
                         .collect(),
                 })
             }
+            "lucia-diesel-cached" => Target::Cached(Lucia {
+                tag: "ldc",
+                adapter: typed(),
+                manager: SessionManager::new(typed())
+                    .with_cache(CacheOptions::new(url))
+                    .await?,
+                tokens: tokens.to_vec(),
+                attributes: || SessionAttrs {
+                    country: Some("se".into()),
+                },
+            }),
             "lucia-diesel" => Target::Typed(Lucia {
                 tag: "ld",
                 adapter: typed(),
@@ -350,7 +395,31 @@ impl Target {
             Target::Typed(t) => t.tag,
             Target::Dynamic(t) => t.tag,
             Target::Pooler(t) => t.tag,
+            Target::Cached(t) => t.tag,
         }
+    }
+
+    /// The manager with the cache, for the cached implementation.
+    pub fn cached(&self) -> Option<&TypedManager> {
+        match self {
+            Target::Cached(t) => Some(&t.manager),
+            _ => None,
+        }
+    }
+
+    /// How many tokens `validate_session` cycles through.
+    pub fn tokens(&self) -> usize {
+        match self {
+            Target::Raw(t) => t.token_ids.len(),
+            Target::Typed(t) | Target::Cached(t) => t.tokens.len(),
+            Target::Dynamic(t) => t.tokens.len(),
+            Target::Pooler(t) => t.tokens.len(),
+        }
+    }
+
+    /// What the cache has done so far (the cached implementation only).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cached()?.cache_stats()
     }
 
     pub fn name(&self) -> &'static str {
@@ -359,6 +428,7 @@ impl Target {
             Target::Typed(_) => Self::NAMES[1],
             Target::Dynamic(_) => Self::NAMES[2],
             Target::Pooler(_) => Self::NAMES[3],
+            Target::Cached(_) => Self::NAMES[4],
         }
     }
 
@@ -368,6 +438,7 @@ impl Target {
             Target::Typed(t) => t.call(job, i).await,
             Target::Dynamic(t) => t.call(job, i).await,
             Target::Pooler(t) => t.call(job, i).await,
+            Target::Cached(t) => t.call(job, i).await,
         }
     }
 }

@@ -6,6 +6,18 @@ BEGIN
         PERFORM pg_notify('lucia_diesel_sessions', '*');
         RETURN NULL;
     END IF;
+    -- An extension or a recorded use (later times, nothing else changed)
+    -- sends nothing: a cache still holding the earlier times only goes to
+    -- the database sooner. Notifying transactions commit one at a time.
+    IF TG_OP = 'UPDATE'
+        AND NEW.expires_at >= OLD.expires_at
+        AND (to_jsonb(NEW) ->> 'last_seen_at')::timestamptz
+            >= (to_jsonb(OLD) ->> 'last_seen_at')::timestamptz
+        AND to_jsonb(NEW) - 'expires_at' - 'last_seen_at'
+            = to_jsonb(OLD) - 'expires_at' - 'last_seen_at'
+    THEN
+        RETURN NULL;
+    END IF;
     -- A digest of the id: in Lucia-compatible storage the id is the token.
     PERFORM pg_notify('lucia_diesel_sessions',
         's:' || encode(sha256(convert_to(OLD.id::text, 'UTF8')), 'hex'));

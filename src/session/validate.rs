@@ -102,8 +102,8 @@ impl<A: Adapter> SessionManager<A> {
             .adapter
             .refresh_session(&stored.id, &stored, refresh)
             .await;
-        let mut session = Session::from_stored(stored, false);
-        let outcome = match refreshed {
+        let mut stored = stored;
+        let (fresh, outcome) = match refreshed {
             // The row just read says valid; on a read-only database (a
             // standby, maintenance) it stays valid, unextended.
             Err(error @ Error::ReadOnly { .. }) => {
@@ -112,23 +112,28 @@ impl<A: Adapter> SessionManager<A> {
                     error = %error,
                     "the database is read-only: session not extended"
                 );
-                Outcome::Valid
+                (false, Outcome::Valid)
             }
             Err(error) => return Err(error),
             // Deleted meanwhile (logout elsewhere): as if never found.
             Ok(None) => return Ok((Outcome::Unknown, None)),
             Ok(Some(refreshed)) => {
-                session.expires_at = refreshed.expires_at;
-                session.last_seen_at = refreshed.last_seen_at;
-                session.fresh = refreshed.extended;
+                stored.expires_at = refreshed.expires_at;
+                stored.last_seen_at = refreshed.last_seen_at;
+                // Written (extensions and uses notify nothing): cached as
+                // it now stands.
+                #[cfg(feature = "cache")]
+                if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                    cache.fill(ticket, &stored, &user);
+                }
                 if refreshed.extended {
-                    Outcome::Extended
+                    (true, Outcome::Extended)
                 } else {
-                    Outcome::Valid
+                    (false, Outcome::Valid)
                 }
             }
         };
-        Ok((outcome, Some((session, user))))
+        Ok((outcome, Some((Session::from_stored(stored, fresh), user))))
     }
 }
 
