@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
 use serde_json::{Value, json};
 
+use super::limits::Hasher;
 use super::{Sessions, accounts, app as example, app_database};
 
 /// What a step of a browser script returns: fantoccini's errors and the
@@ -269,16 +270,23 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     .await;
 
     // Another device signs in, so there is something to revoke.
-    let user_id =
-        match accounts::log_in(&pool, "browser_user", "correct-horse-battery".into()).await {
-            Ok(Some(id)) => id,
-            other => panic!("log in: {other:?}"),
-        };
+    let user_id = match accounts::log_in(
+        &pool,
+        &Hasher::new(1, 0),
+        "browser_user",
+        "correct-horse-battery".into(),
+    )
+    .await
+    {
+        Ok(Some(id)) => id,
+        other => panic!("log in: {other:?}"),
+    };
     let phone = other_device
         .create_session(
             user_id,
             example::SessionInfo {
                 user_agent: Some("Firefox/140.0 (phone)".into()),
+                ..Default::default()
             },
         )
         .await
@@ -303,7 +311,7 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             assert_eq!(count(&b, ".tag").await?, 1, "the current session is marked");
             shot("05-sessions").await?;
             click(&b, "button.danger[type=submit]").await?; // Revoke the phone
-            wait_text(&b, ".notice", "signed out").await?;
+            wait_text(&b, ".notice", "The session was signed out.").await?;
             assert_eq!(count(&b, "tbody tr").await?, 2);
             shot("06-sessions-after-revoke").await?;
             click(&b, "form[action='/sessions/revoke-others'] button").await?;
