@@ -26,7 +26,11 @@ mod sign_in;
 mod startup;
 
 mod browser;
+mod clients;
+mod security_headers;
+mod sessions_list;
 mod start_up;
+mod throttling;
 
 use chrono::{Duration, Utc};
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, migrations};
