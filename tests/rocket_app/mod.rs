@@ -27,6 +27,8 @@ mod startup;
 
 mod browser;
 mod clients;
+mod outage;
+mod remote_sign_out;
 mod security_headers;
 mod sessions_list;
 mod start_up;
