@@ -1,12 +1,12 @@
-//! Accounts: usernames and Argon2 password hashes, with Diesel's DSL.
+//! Accounts: usernames and password hashes (`password.rs`), with Diesel's
+//! DSL.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use lucia_diesel::{ConnectionSource, PgPool};
 
 use super::limits::{Busy, Hasher};
+use super::password::{hash, verify};
 
 diesel::table! {
     auth_user (id) {
@@ -76,37 +76,6 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
         8..=256 => Ok(()),
         _ => Err("Passwords are at most 256 characters long."),
     }
-}
-
-/// An Argon2 hash of `password`, in the PHC string format. Runs on the
-/// calling thread: call it through the [`Hasher`].
-fn hash(password: &str) -> String {
-    Argon2::default()
-        .hash_password(password.as_bytes(), &new_salt())
-        .expect("Argon2 with default parameters hashes any password")
-        .to_string()
-}
-
-/// Whether `password` matches the stored hash. Without an account it checks
-/// against a throwaway hash anyway, so that the answer takes as long as for
-/// a real account. Runs on the calling thread: call it through the [`Hasher`].
-fn verify(password: &str, stored: Option<&str>) -> bool {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash("not a password"));
-    let parsed = PasswordHash::new(stored.unwrap_or(dummy));
-    let ok = parsed.is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    });
-    ok && stored.is_some()
-}
-
-/// A 16-byte salt from the OS random source.
-fn new_salt() -> SaltString {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    SaltString::encode_b64(&bytes).expect("16 bytes is a valid salt length")
 }
 
 fn new_user_id() -> String {

@@ -24,6 +24,7 @@ mod errors;
 mod headers;
 mod limits;
 mod pages;
+mod password;
 mod sessions;
 mod sign_in;
 mod startup;

@@ -18,6 +18,8 @@ mod headers;
 mod limits;
 #[path = "../../examples/rocket_app/pages.rs"]
 mod pages;
+#[path = "../../examples/rocket_app/password.rs"]
+mod password;
 #[path = "../../examples/rocket_app/sessions.rs"]
 mod sessions;
 #[path = "../../examples/rocket_app/sign_in.rs"]
@@ -28,6 +30,7 @@ mod startup;
 mod browser;
 mod clients;
 mod outage;
+mod password_hashes;
 mod remote_sign_out;
 mod security_headers;
 mod sessions_list;
