@@ -9,7 +9,7 @@
 //! hold this app's tables), otherwise starts a private throwaway PostgreSQL
 //! cluster that is removed when the app exits. Serves on
 //! <http://127.0.0.1:8000> (`ROCKET_PORT` to change). Every setting is in
-//! the README's "The example app" section and in `startup.rs`.
+//! the README's "Try it" section and in `startup.rs`.
 //!
 //! Session cookies are `Secure`. Browsers store `Secure` cookies from
 //! `http://localhost` and `http://127.0.0.1`, so local use needs nothing
