@@ -3,21 +3,21 @@
 
 use std::time::Instant;
 
+use lucia_diesel::PgPool;
+use lucia_diesel::rocket::MaybeSession;
 use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Status};
-use rocket::request::FlashMessage;
+use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
 use rocket::response::Redirect;
 use rocket::{State, get, post};
 
 use super::accounts::{self, AccountError};
 use super::app::{
     ClientInfo, Current, EndedSession, LoginNotice, Maybe, PageOrRedirect, Sessions, ToLogin,
-    start_session, store_failure,
+    presented_token, start_session, store_failure,
 };
 use super::limits::{BUSY_RETRY_AFTER_SECS, Hasher, LoginThrottle, Throttled};
 use super::pages::{self, Page};
-use lucia_diesel::PgPool;
-use lucia_diesel::rocket::MaybeSession;
 
 /// Shown with a 429 when every hashing slot and queue place is taken.
 const BUSY: &str = "The server is busy checking other passwords. Please try again in a moment.";
@@ -199,12 +199,10 @@ pub async fn signup(
 pub struct PresentedToken(Option<String>);
 
 #[rocket::async_trait]
-impl<'r> rocket::request::FromRequest<'r> for PresentedToken {
+impl<'r> FromRequest<'r> for PresentedToken {
     type Error = std::convert::Infallible;
-    async fn from_request(
-        req: &'r rocket::Request<'_>,
-    ) -> rocket::request::Outcome<Self, Self::Error> {
-        rocket::request::Outcome::Success(PresentedToken(super::app::presented_token(req)))
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(PresentedToken(presented_token(req)))
     }
 }
 
