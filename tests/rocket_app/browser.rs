@@ -414,4 +414,7 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     }
     shutdown.notify();
     let _ = serving.await;
+    // The two Chromium profiles.
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(format!("{profile_dir}-2"));
 }
