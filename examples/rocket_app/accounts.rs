@@ -1,10 +1,12 @@
-//! Accounts: usernames and Argon2 password hashes, with Diesel's DSL.
+//! Accounts: usernames and password hashes (`password.rs`), with Diesel's
+//! DSL.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use lucia_diesel::{ConnectionSource, PgPool};
+
+use super::limits::{Busy, Hasher};
+use super::password::{hash, verify};
 
 diesel::table! {
     auth_user (id) {
@@ -28,8 +30,16 @@ diesel::joinable!(user_password -> auth_user (user_id));
 pub enum AccountError {
     /// The username is already taken.
     Taken,
+    /// The password hasher is at capacity.
+    Busy,
     /// The database failed (unavailable, timed out, ...).
     Store(lucia_diesel::Error),
+}
+
+impl From<Busy> for AccountError {
+    fn from(_: Busy) -> Self {
+        Self::Busy
+    }
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -68,48 +78,6 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
     }
 }
 
-async fn hash(password: String) -> String {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes(), &new_salt())
-            .expect("Argon2 with default parameters hashes any password")
-            .to_string()
-    })
-    .await
-    .expect("hashing task")
-}
-
-async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        // Without an account, verify against a throwaway hash anyway so that
-        // the answer takes as long as for a real account.
-        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let dummy = DUMMY.get_or_init(|| {
-            Argon2::default()
-                .hash_password(b"not a password", &new_salt())
-                .map(|h| h.to_string())
-                .unwrap_or_default()
-        });
-        let stored = stored.as_deref();
-        let parsed = PasswordHash::new(stored.unwrap_or(dummy));
-        let ok = parsed.is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        });
-        ok && stored.is_some()
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A 16-byte salt from the OS random source.
-fn new_salt() -> SaltString {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    SaltString::encode_b64(&bytes).expect("16 bytes is a valid salt length")
-}
-
 fn new_user_id() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).expect("the OS random source works");
@@ -119,10 +87,11 @@ fn new_user_id() -> String {
 /// Creates an account and returns its user id.
 pub async fn sign_up(
     pool: &PgPool,
+    hasher: &Hasher,
     username: &str,
     password: String,
 ) -> Result<String, AccountError> {
-    let hash = hash(password).await;
+    let hash = hasher.run(move || hash(&password)).await?;
     let id = new_user_id();
     let mut conn = pool.connection().await?;
     let (uid, name) = (id.clone(), username.to_owned());
@@ -155,9 +124,12 @@ pub async fn sign_up(
 /// The user id for a username and password, if they match.
 pub async fn log_in(
     pool: &PgPool,
+    hasher: &Hasher,
     username: &str,
     password: String,
 ) -> Result<Option<String>, AccountError> {
+    // Queue for the hasher first: a refused login costs no query.
+    let ticket = hasher.ticket()?;
     let mut conn = pool.connection().await?;
     let found: Option<(String, String)> = auth_user::table
         .inner_join(user_password::table)
@@ -171,21 +143,22 @@ pub async fn log_in(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    Ok(if verify(password, stored).await {
-        id
-    } else {
-        None
-    })
+    let matches = ticket
+        .run(move || verify(&password, stored.as_deref()))
+        .await;
+    Ok(if matches { id } else { None })
 }
 
 /// Checks `current` and replaces the password with `new`; `false` when
 /// `current` is wrong.
 pub async fn change_password(
     pool: &PgPool,
+    hasher: &Hasher,
     user_id: &str,
     current: String,
     new: String,
 ) -> Result<bool, AccountError> {
+    let ticket = hasher.ticket()?;
     let mut conn = pool.connection().await?;
     let stored: Option<String> = user_password::table
         .find(user_id)
@@ -194,10 +167,13 @@ pub async fn change_password(
         .await
         .optional()?;
     drop(conn);
-    if !verify(current, stored).await {
+    // Check and hash in one turn of the hasher.
+    let replaced = ticket
+        .run(move || verify(&current, stored.as_deref()).then(|| hash(&new)))
+        .await;
+    let Some(hash) = replaced else {
         return Ok(false);
-    }
-    let hash = hash(new).await;
+    };
     let mut conn = pool.connection().await?;
     diesel::update(user_password::table.find(user_id))
         .set(user_password::hash.eq(hash))

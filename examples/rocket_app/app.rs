@@ -1,23 +1,30 @@
-//! The example app's routes: sign-up, login, logout, sessions, password.
+//! The example app put together: its types, the Rocket instance, the
+//! request guards its routes share, the home page and the way back to the
+//! sign-in page. The routes are in `sign_in.rs` (accounts) and
+//! `sessions.rs` (the sessions page).
+
+use std::net::IpAddr;
 
 use lucia_diesel::rocket::{CurrentSession, MaybeSession, SessionFairing};
-use lucia_diesel::{PgPool, PostgresAdapter, SessionId, SessionManager};
-use rocket::form::{Form, FromForm};
-use rocket::http::{CookieJar, Status};
+use lucia_diesel::{PgPool, PostgresAdapter, SessionManager};
+use rocket::http::CookieJar;
 use rocket::request::{FromRequest, Outcome, Request};
-use rocket::response::Redirect;
-use rocket::{Build, Rocket, State, catch, catchers, get, post, routes};
+use rocket::response::{Flash, Redirect, Responder};
+use rocket::{Build, Rocket, State, catch, catchers, get, routes};
 use serde::{Deserialize, Serialize};
 
-use super::accounts::{self, AccountError};
-use super::pages::{self, Page, SessionRow};
+use super::limits::{Hasher, LoginThrottle};
+use super::pages::{self, Page};
+use super::{assets, errors, headers, sessions, sign_in};
 
-/// Session attributes: the extra column of `user_session` added by the
-/// example's migration (when a session was created and last used are the
+/// Session attributes: the extra columns of `user_session` added by the
+/// example's migrations (when a session was created and last used are the
 /// crate's own columns).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub user_agent: Option<String>,
+    /// The client address the session signed in from.
+    pub ip_address: Option<String>,
 }
 
 /// User attributes: extra columns of `auth_user`.
@@ -28,53 +35,177 @@ pub struct UserInfo {
 
 pub type Adapter = PostgresAdapter<PgPool, String, SessionInfo, UserInfo>;
 pub type Sessions = SessionManager<Adapter>;
-type Current = CurrentSession<Adapter>;
-type Maybe = MaybeSession<Adapter>;
+pub type Current = CurrentSession<Adapter>;
+pub type Maybe = MaybeSession<Adapter>;
 
-/// The app, ready to launch: the session manager and pool in managed state,
-/// the session fairing, routes and catchers.
+/// The bounds on password work (see `limits.rs`).
+pub struct PasswordLimits {
+    pub hasher: Hasher,
+    pub throttle: LoginThrottle,
+}
+
+impl Default for PasswordLimits {
+    fn default() -> Self {
+        Self {
+            hasher: Hasher::for_this_machine(),
+            throttle: LoginThrottle::default(),
+        }
+    }
+}
+
+/// The app, ready to launch, with the default password limits.
 pub fn build(rocket: Rocket<Build>, sessions: Sessions, pool: PgPool) -> Rocket<Build> {
+    build_with(rocket, sessions, pool, PasswordLimits::default())
+}
+
+/// The app with the given password limits: the session manager, pool and
+/// limits in managed state, the fairings, routes and catchers.
+pub fn build_with(
+    rocket: Rocket<Build>,
+    sessions: Sessions,
+    pool: PgPool,
+    limits: PasswordLimits,
+) -> Rocket<Build> {
     rocket
         .manage(sessions)
         .manage(pool)
+        .manage(limits.hasher)
+        .manage(limits.throttle)
         .attach(SessionFairing::new())
+        .attach(headers::SecurityHeaders)
         .mount(
             "/",
             routes![
                 home,
                 home_signed_out,
-                login_page,
-                login,
-                signup_page,
-                signup,
-                logout,
-                logout_signed_out,
-                sessions_page,
-                revoke,
-                revoke_others,
-                password_page,
-                change_password
+                sign_in::login_page,
+                sign_in::login,
+                sign_in::signup_page,
+                sign_in::signup,
+                sign_in::logout,
+                sign_in::password_page,
+                sign_in::change_password,
+                sessions::page,
+                sessions::revoke,
+                sessions::revoke_others,
+                assets::stylesheet,
+                assets::favicon,
             ],
         )
-        .register("/", catchers![unauthorized, unavailable])
+        .register("/", catchers![unauthorized])
+        .register("/", errors::catchers())
 }
 
-/// The request's `User-Agent`, for the sessions page.
-pub struct UserAgent(Option<String>);
+/// Who is asking: the `User-Agent` (cut to 200 characters) and the client
+/// address (the TCP peer, or the `ip_header` Rocket is configured to trust).
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub address: Option<IpAddr>,
+}
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for UserAgent {
+impl<'r> FromRequest<'r> for ClientInfo {
     type Error = std::convert::Infallible;
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let agent = req
+        let user_agent = req
             .headers()
             .get_one("User-Agent")
             .map(|a| a.chars().take(200).collect());
-        Outcome::Success(UserAgent(agent))
+        Outcome::Success(ClientInfo {
+            user_agent,
+            address: req.client_ip(),
+        })
     }
 }
 
-fn store_failure(e: &lucia_diesel::Error) -> Page {
+/// The session token the request presented in its cookie, valid or not.
+pub fn presented_token(req: &Request<'_>) -> Option<String> {
+    let sessions = req.rocket().state::<Sessions>()?;
+    let name = sessions.cookie_config().name();
+    if let Some(c) = req.cookies().get(name) {
+        return Some(c.value().to_owned()).filter(|v| !v.is_empty());
+    }
+    let header: Vec<&str> = req.headers().get("Cookie").collect();
+    sessions.read_session_cookie(&header.join("; "))
+}
+
+/// `true` when the request presented a session cookie that did not
+/// validate: the session was revoked, signed out elsewhere, ended by a
+/// password change, or expired. (The crate's guard clears such a cookie.)
+pub struct EndedSession(pub bool);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for EndedSession {
+    type Error = std::convert::Infallible;
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let ended = match req.guard::<Maybe>().await {
+            Outcome::Success(MaybeSession(None)) => presented_token(req).is_some(),
+            _ => false,
+        };
+        Outcome::Success(EndedSession(ended))
+    }
+}
+
+/// Why the browser is sent to the sign-in page; shown there once (a
+/// Rocket flash cookie carries the code, never the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginNotice {
+    SignedOut,
+    SignedOutOffline,
+    SessionEnded,
+}
+
+impl LoginNotice {
+    const ALL: [Self; 3] = [Self::SignedOut, Self::SignedOutOffline, Self::SessionEnded];
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::SignedOut => "signed-out",
+            Self::SignedOutOffline => "signed-out-offline",
+            Self::SessionEnded => "session-ended",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.code() == code)
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::SignedOut => "You are signed out.",
+            Self::SignedOutOffline => {
+                "You are signed out in this browser. The session store could not be reached, \
+                 so the server forgets this session when it expires."
+            }
+            Self::SessionEnded => {
+                "Your session has ended: it was signed out from another device, ended by a \
+                 password change, or it expired. Please sign in again."
+            }
+        }
+    }
+}
+
+/// A redirect to the sign-in page, with a notice for it when there is one.
+pub struct ToLogin(pub Option<LoginNotice>);
+
+impl ToLogin {
+    /// To the sign-in page, saying so when the request's session had ended.
+    pub fn after(ended: &EndedSession) -> Self {
+        Self(ended.0.then_some(LoginNotice::SessionEnded))
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ToLogin {
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let to = Redirect::to("/login");
+        match self.0 {
+            Some(notice) => Flash::new(to, "notice", notice.code()).respond_to(req),
+            None => to.respond_to(req),
+        }
+    }
+}
+
+pub fn store_failure(e: &lucia_diesel::Error) -> Page {
     eprintln!("session store error: {e}");
     pages::unavailable()
 }
@@ -82,18 +213,19 @@ fn store_failure(e: &lucia_diesel::Error) -> Page {
 /// Starts a new session for `user_id` and sets its cookie. Any session the
 /// browser had before is invalidated first: a login never keeps a token
 /// that existed before it (session fixation).
-async fn start_session(
+pub async fn start_session(
     sessions: &Sessions,
     cookies: &CookieJar<'_>,
     previous: &Maybe,
     user_id: String,
-    agent: UserAgent,
+    client: ClientInfo,
 ) -> Result<(), lucia_diesel::Error> {
     if let Some(old) = &previous.0 {
         sessions.invalidate_session(&old.session.id).await?;
     }
     let info = SessionInfo {
-        user_agent: agent.0,
+        user_agent: client.user_agent,
+        ip_address: client.address.map(|a| a.to_string()),
     };
     let created = sessions.create_session(user_id, info).await?;
     cookies.add(sessions.create_session_cookie(created.token.as_str()));
@@ -101,327 +233,50 @@ async fn start_session(
 }
 
 #[get("/?<notice>")]
-fn home(current: Current, notice: Option<&str>) -> Page {
+fn home(current: Current, sessions: &State<Sessions>, notice: Option<&str>) -> Page {
     let notice = match notice {
         Some("password-changed") => {
             Some("Your password was changed and every other session signed out.")
         }
         _ => None,
     };
-    pages::home(
-        &current.user.attributes.username,
-        current.session.expires_at,
-        notice,
-    )
+    let rules = pages::SessionRules {
+        expires_at: current.session.expires_at,
+        idle_timeout: sessions.idle_timeout(),
+        ends_at: sessions
+            .absolute_lifetime()
+            .map(|d| current.session.created_at + d),
+    };
+    pages::home(&current.user.attributes.username, &rules, notice)
 }
 
 #[get("/", rank = 2)]
-fn home_signed_out() -> Redirect {
-    Redirect::to("/login")
+fn home_signed_out(ended: EndedSession) -> ToLogin {
+    ToLogin::after(&ended)
+}
+
+/// A page that needs a session, without one: to the sign-in page. Rocket
+/// drops cookie changes made before a catcher runs, so the invalid cookie
+/// is cleared again here.
+#[catch(401)]
+async fn unauthorized(req: &Request<'_>) -> ToLogin {
+    let ended = req
+        .guard::<EndedSession>()
+        .await
+        .succeeded()
+        .unwrap_or(EndedSession(false));
+    if ended.0
+        && let Some(sessions) = req.rocket().state::<Sessions>()
+    {
+        req.cookies().add(sessions.create_blank_session_cookie());
+    }
+    ToLogin::after(&ended)
 }
 
 /// A page, or a redirect elsewhere. (One per request: its size does not matter.)
 #[derive(rocket::Responder)]
 #[allow(clippy::large_enum_variant)]
-enum PageOrRedirect {
+pub enum PageOrRedirect {
     Page(Page),
     Redirect(Redirect),
-}
-
-#[get("/login")]
-fn login_page(current: Maybe) -> PageOrRedirect {
-    match current.0 {
-        Some(_) => PageOrRedirect::Redirect(Redirect::to("/")),
-        None => PageOrRedirect::Page(pages::login(Status::Ok, "", None)),
-    }
-}
-
-#[derive(FromForm)]
-struct LoginForm<'r> {
-    username: &'r str,
-    password: &'r str,
-}
-
-#[post("/login", data = "<form>")]
-async fn login(
-    form: Form<LoginForm<'_>>,
-    previous: Maybe,
-    agent: UserAgent,
-    sessions: &State<Sessions>,
-    pool: &State<PgPool>,
-    cookies: &CookieJar<'_>,
-) -> Result<Redirect, Page> {
-    let username = form.username.trim().to_ascii_lowercase();
-    let wrong = || {
-        pages::login(
-            Status::Unauthorized,
-            &username,
-            Some("Wrong username or password."),
-        )
-    };
-    // A name no account can have (NUL, other characters, wrong length) is
-    // wrong without asking the database.
-    if accounts::normalize_username(&username).is_err()
-        || form.password.is_empty()
-        || form.password.len() > 1024
-    {
-        return Err(wrong());
-    }
-    match accounts::log_in(pool, &username, form.password.to_owned()).await {
-        Ok(Some(user_id)) => {
-            match start_session(sessions, cookies, &previous, user_id, agent).await {
-                Ok(()) => Ok(Redirect::to("/")),
-                Err(e) => Err(store_failure(&e)),
-            }
-        }
-        Ok(None) => Err(wrong()),
-        Err(AccountError::Store(e)) => Err(store_failure(&e)),
-        Err(AccountError::Taken) => Err(wrong()),
-    }
-}
-
-#[get("/signup")]
-fn signup_page(current: Maybe) -> PageOrRedirect {
-    match current.0 {
-        Some(_) => PageOrRedirect::Redirect(Redirect::to("/")),
-        None => PageOrRedirect::Page(pages::signup(Status::Ok, "", None)),
-    }
-}
-
-#[derive(FromForm)]
-struct SignupForm<'r> {
-    username: &'r str,
-    password: &'r str,
-    confirm: &'r str,
-}
-
-#[post("/signup", data = "<form>")]
-async fn signup(
-    form: Form<SignupForm<'_>>,
-    previous: Maybe,
-    agent: UserAgent,
-    sessions: &State<Sessions>,
-    pool: &State<PgPool>,
-    cookies: &CookieJar<'_>,
-) -> Result<Redirect, Page> {
-    let username = match accounts::normalize_username(form.username) {
-        Ok(u) => u,
-        Err(msg) => {
-            return Err(pages::signup(
-                Status::UnprocessableEntity,
-                form.username,
-                Some(msg),
-            ));
-        }
-    };
-    if let Err(msg) = accounts::check_password(form.password) {
-        return Err(pages::signup(
-            Status::UnprocessableEntity,
-            &username,
-            Some(msg),
-        ));
-    }
-    if form.password != form.confirm {
-        return Err(pages::signup(
-            Status::UnprocessableEntity,
-            &username,
-            Some("The passwords do not match."),
-        ));
-    }
-    match accounts::sign_up(pool, &username, form.password.to_owned()).await {
-        Ok(user_id) => match start_session(sessions, cookies, &previous, user_id, agent).await {
-            Ok(()) => Ok(Redirect::to("/")),
-            Err(e) => Err(store_failure(&e)),
-        },
-        Err(AccountError::Taken) => Err(pages::signup(
-            Status::Conflict,
-            &username,
-            Some("That username is taken. Please choose another."),
-        )),
-        Err(AccountError::Store(e)) => Err(store_failure(&e)),
-    }
-}
-
-#[post("/logout")]
-async fn logout(
-    current: Current,
-    sessions: &State<Sessions>,
-    cookies: &CookieJar<'_>,
-) -> Result<Redirect, Page> {
-    sessions
-        .invalidate_session(&current.session.id)
-        .await
-        .map_err(|e| store_failure(&e))?;
-    cookies.add(sessions.create_blank_session_cookie());
-    Ok(Redirect::to("/login"))
-}
-
-#[post("/logout", rank = 2)]
-fn logout_signed_out() -> Redirect {
-    Redirect::to("/login")
-}
-
-#[get("/sessions?<notice>")]
-async fn sessions_page(
-    current: Current,
-    sessions: &State<Sessions>,
-    notice: Option<&str>,
-) -> Result<Page, Page> {
-    let list = sessions
-        .get_user_sessions(&current.user.id)
-        .await
-        .map_err(|e| store_failure(&e))?;
-    let mut rows: Vec<SessionRow> = list
-        .into_iter()
-        .map(|s| SessionRow {
-            current: s.id == current.session.id,
-            id: s.id.into_string(),
-            created_at: Some(s.created_at),
-            expires_at: s.expires_at,
-            user_agent: s.attributes.user_agent,
-        })
-        .collect();
-    rows.sort_by_key(|r| (!r.current, std::cmp::Reverse(r.created_at)));
-    let notice = match notice {
-        Some("revoked") => Some("The session was signed out."),
-        Some("others-revoked") => Some("Every other session was signed out."),
-        _ => None,
-    };
-    Ok(pages::sessions(
-        &current.user.attributes.username,
-        &rows,
-        notice,
-    ))
-}
-
-#[derive(FromForm)]
-struct RevokeForm<'r> {
-    id: &'r str,
-}
-
-#[post("/sessions/revoke", data = "<form>")]
-async fn revoke(
-    form: Form<RevokeForm<'_>>,
-    current: Current,
-    sessions: &State<Sessions>,
-    cookies: &CookieJar<'_>,
-) -> Result<Redirect, Page> {
-    let id = SessionId::new(form.id);
-    if id == current.session.id {
-        sessions
-            .invalidate_session(&id)
-            .await
-            .map_err(|e| store_failure(&e))?;
-        cookies.add(sessions.create_blank_session_cookie());
-        return Ok(Redirect::to("/login"));
-    }
-    // Only the user's own sessions can be revoked.
-    let own = sessions
-        .get_user_sessions(&current.user.id)
-        .await
-        .map_err(|e| store_failure(&e))?;
-    if own.iter().any(|s| s.id == id) {
-        sessions
-            .invalidate_session(&id)
-            .await
-            .map_err(|e| store_failure(&e))?;
-    }
-    Ok(Redirect::to("/sessions?notice=revoked"))
-}
-
-#[post("/sessions/revoke-others")]
-async fn revoke_others(current: Current, sessions: &State<Sessions>) -> Result<Redirect, Page> {
-    let own = sessions
-        .get_user_sessions(&current.user.id)
-        .await
-        .map_err(|e| store_failure(&e))?;
-    for s in own.iter().filter(|s| s.id != current.session.id) {
-        sessions
-            .invalidate_session(&s.id)
-            .await
-            .map_err(|e| store_failure(&e))?;
-    }
-    Ok(Redirect::to("/sessions?notice=others-revoked"))
-}
-
-#[get("/password")]
-fn password_page(current: Current) -> Page {
-    pages::password(Status::Ok, &current.user.attributes.username, None)
-}
-
-#[derive(FromForm)]
-struct PasswordForm<'r> {
-    current: &'r str,
-    new: &'r str,
-    confirm: &'r str,
-}
-
-#[post("/password", data = "<form>")]
-async fn change_password(
-    form: Form<PasswordForm<'_>>,
-    current: Current,
-    agent: UserAgent,
-    sessions: &State<Sessions>,
-    pool: &State<PgPool>,
-    cookies: &CookieJar<'_>,
-) -> Result<Redirect, Page> {
-    let name = current.user.attributes.username.clone();
-    if let Err(msg) = accounts::check_password(form.new) {
-        return Err(pages::password(
-            Status::UnprocessableEntity,
-            &name,
-            Some(msg),
-        ));
-    }
-    if form.new != form.confirm {
-        return Err(pages::password(
-            Status::UnprocessableEntity,
-            &name,
-            Some("The new passwords do not match."),
-        ));
-    }
-    match accounts::change_password(
-        pool,
-        &current.user.id,
-        form.current.to_owned(),
-        form.new.to_owned(),
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(pages::password(
-                Status::Unauthorized,
-                &name,
-                Some("The current password is wrong."),
-            ));
-        }
-        Err(AccountError::Store(e)) => return Err(store_failure(&e)),
-        Err(AccountError::Taken) => return Err(pages::unavailable()),
-    }
-    // Revoke every session, this one included, then give this browser a new one.
-    sessions
-        .invalidate_user_sessions(&current.user.id)
-        .await
-        .map_err(|e| store_failure(&e))?;
-    start_session(
-        sessions,
-        cookies,
-        &MaybeSession(None),
-        current.user.id.clone(),
-        agent,
-    )
-    .await
-    .map_err(|e| store_failure(&e))?;
-    Ok(Redirect::to("/?notice=password-changed"))
-}
-
-#[catch(401)]
-fn unauthorized() -> Redirect {
-    Redirect::to("/login")
-}
-
-#[catch(503)]
-fn unavailable() -> Page {
-    pages::unavailable()
 }

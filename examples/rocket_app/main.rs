@@ -8,7 +8,8 @@
 //! Uses `DATABASE_URL` when set (the database should be empty or already
 //! hold this app's tables), otherwise starts a private throwaway PostgreSQL
 //! cluster that is removed when the app exits. Serves on
-//! <http://127.0.0.1:8000> (`ROCKET_PORT` to change).
+//! <http://127.0.0.1:8000> (`ROCKET_PORT` to change). Every setting is in
+//! the README's "Try it" section and in `startup.rs`.
 //!
 //! Session cookies are `Secure`. Browsers store `Secure` cookies from
 //! `http://localhost` and `http://127.0.0.1`, so local use needs nothing
@@ -16,24 +17,60 @@
 //! `APP_INSECURE_COOKIES=1` (never in production).
 
 mod accounts;
+mod agent;
 mod app;
+mod assets;
+mod errors;
+mod headers;
+mod limits;
 mod pages;
+mod password;
+mod sessions;
+mod sign_in;
+mod startup;
+
+use std::process::ExitCode;
+use std::time::Duration;
 
 use lucia_diesel::{CookieConfig, PoolOptions, PostgresAdapter, SessionManager, migrations};
+
+use self::startup::Settings;
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("examples/rocket_app/migrations");
 
+/// The longest a statement may run: every query here is an index lookup,
+/// so a slower answer means the database is in trouble.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[rocket::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     let mut _cluster = None;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            eprintln!("DATABASE_URL is not set: starting a throwaway PostgreSQL cluster");
+    let url = match &settings.database_url {
+        Some(url) => {
+            eprintln!("using DATABASE_URL: {}", startup::display_url(url));
+            url.clone()
+        }
+        None => {
             let c = testkit::Cluster::start()?;
             let url = c.url("postgres");
+            eprintln!(
+                "DATABASE_URL is not set: started a throwaway PostgreSQL cluster at {} \
+                 (removed on exit)",
+                startup::display_url(&url)
+            );
             _cluster = Some(c);
             url
         }
@@ -45,32 +82,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    let pool = PoolOptions::new().build(&url).await?;
+    // Fail fast while the database is down: a page waits at most the
+    // checkout timeout for a connection, then says so (503).
+    let pool = PoolOptions::new()
+        .with_checkout_timeout(settings.db_timeout)
+        .with_statement_timeout(Some(STATEMENT_TIMEOUT))
+        .build(&url)
+        .await?;
     let mut cookie = CookieConfig::new();
-    if std::env::var("APP_INSECURE_COOKIES").is_ok_and(|v| v == "1") {
+    if settings.insecure_cookies {
         eprintln!(
             "WARNING: APP_INSECURE_COOKIES=1: session cookies without `Secure` (development only)"
         );
         cookie = cookie.with_secure(false);
     }
-    let sessions = SessionManager::builder(
+    let mut builder = SessionManager::builder(
         PostgresAdapter::new(pool.clone())
             .with_session_attributes::<app::SessionInfo>()
             .with_user_attributes::<app::UserInfo>(),
     )
-    .with_cookie(cookie)
-    .build()?;
+    .with_cookie(cookie);
+    if let Some(d) = settings.session_lifetime {
+        builder = builder.with_session_lifetime(chrono::Duration::from_std(d)?);
+    }
+    if let Some(d) = settings.idle_timeout {
+        // Record activity finely enough for the timeout to be honest.
+        let resolution = (d / 10).min(Duration::from_secs(300));
+        builder = builder
+            .with_idle_timeout(chrono::Duration::from_std(d)?)
+            .with_activity_resolution(chrono::Duration::from_std(resolution)?);
+    }
+    if let Some(d) = settings.absolute_lifetime {
+        builder = builder.with_absolute_lifetime(chrono::Duration::from_std(d)?);
+    }
+    let sessions = builder.build()?;
 
+    // Rocket's own settings (ROCKET_PORT, ROCKET_ADDRESS, ...) come from the
+    // environment. The client address is the TCP peer's unless
+    // ROCKET_IP_HEADER names a header a trusted proxy sets.
     let figment = rocket::Config::figment()
         .merge(("address", "127.0.0.1"))
+        .merge(("ip_header", false))
         .merge(rocket::figment::providers::Env::prefixed("ROCKET_").global());
-    let rocket = app::build(rocket::custom(figment), sessions, pool);
-    let ignited = rocket.ignite().await?;
-    println!(
-        "lucia-diesel example: open http://{}:{}/ (Ctrl-C to stop)",
-        ignited.config().address,
-        ignited.config().port
-    );
-    ignited.launch().await?;
+    startup::launch(app::build(rocket::custom(figment), sessions, pool)).await?;
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! Server-rendered HTML: a layout, the forms, and an HTML escaper.
+//! Server-rendered HTML: a layout, the forms, the sessions table, error
+//! pages, and an HTML escaper. The look is `/style.css` (see `assets.rs`):
+//! no inline styles or scripts, so the pages work under a CSP of
+//! `default-src 'none'; style-src 'self'`.
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{Responder, Response};
 
@@ -10,15 +13,28 @@ use rocket::response::{Responder, Response};
 pub struct Page {
     pub status: Status,
     pub html: String,
+    /// `Retry-After`, in seconds (for 429 and 503 pages).
+    pub retry_after: Option<u64>,
+}
+
+impl Page {
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
 }
 
 impl<'r> Responder<'r, 'static> for Page {
     fn respond_to(self, _: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
-        Response::build()
-            .status(self.status)
+        let mut res = Response::build();
+        res.status(self.status)
             .header(ContentType::HTML)
-            .header(Header::new("Cache-Control", "no-store"))
-            .sized_body(self.html.len(), std::io::Cursor::new(self.html))
+            .header(Header::new("Cache-Control", "no-store"));
+        if let Some(secs) = self.retry_after {
+            res.header(Header::new("Retry-After", secs.to_string()));
+        }
+        res.sized_body(self.html.len(), std::io::Cursor::new(self.html))
             .ok()
     }
 }
@@ -39,50 +55,47 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "
-*{box-sizing:border-box}
-body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:.8rem 1.5rem;display:flex;align-items:center;gap:1.5rem}
-header a{color:#cfd6e4;text-decoration:none} header a:hover{color:#fff}
-header .brand{font-weight:700;color:#fff;margin-right:auto}
-header form{margin:0}
-main{max-width:44rem;margin:2rem auto;padding:0 1rem}
-.card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:1.5rem 1.75rem;margin-bottom:1.25rem}
-h1{font-size:1.5rem;margin:0 0 1rem}
-label{display:block;font-weight:600;margin:.9rem 0 .3rem}
-input[type=text],input[type=password]{width:100%;padding:.6rem .7rem;border:1px solid #c9cfdb;border-radius:6px;font-size:1rem}
-button{background:#2f5bea;color:#fff;border:0;border-radius:6px;padding:.6rem 1.1rem;font-size:.95rem;cursor:pointer;margin-top:1.1rem}
-button.link{background:none;color:#cfd6e4;padding:0;margin:0}
-button.danger{background:#c6354a} button.quiet{background:#e7eaf0;color:#1d2330}
-.error{background:#fdecee;color:#8a1c2b;border:1px solid #f5c2ca;padding:.6rem .8rem;border-radius:6px}
-.notice{background:#e8f6ee;color:#1d5b36;border:1px solid #bfe5cc;padding:.6rem .8rem;border-radius:6px}
-table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.55rem .4rem;border-bottom:1px solid #eceef3;vertical-align:middle}
-th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#667}
-.tag{background:#2f5bea;color:#fff;border-radius:999px;font-size:.75rem;padding:.1rem .55rem;margin-left:.4rem;white-space:nowrap}
-td button{white-space:nowrap}
-.muted{color:#667;font-size:.9rem}
-";
+/// What the header offers.
+#[derive(Clone, Copy)]
+pub enum Nav<'a> {
+    /// The signed-in user's links and a sign-out button.
+    User(&'a str),
+    /// Sign in and create an account.
+    Guest,
+    /// Nothing but the site's name (error pages, which may be shown to
+    /// anyone).
+    Plain,
+}
 
-/// The layout around every page. `user` is the signed-in username.
-pub fn layout(status: Status, title: &str, user: Option<&str>, body: &str) -> Page {
-    let nav = match user {
-        Some(name) => format!(
+/// The layout around every page.
+pub fn layout(status: Status, title: &str, nav: Nav<'_>, body: &str) -> Page {
+    let nav = match nav {
+        Nav::User(name) => format!(
             "<a href=\"/\">Home</a><a href=\"/sessions\">Sessions</a><a href=\"/password\">Password</a>\
              <span class=\"muted\">{}</span>\
              <form method=\"post\" action=\"/logout\"><button class=\"link\" type=\"submit\">Sign out</button></form>",
             esc(name)
         ),
-        None => "<a href=\"/login\">Sign in</a><a href=\"/signup\">Create account</a>".to_owned(),
+        Nav::Guest => {
+            "<a href=\"/login\">Sign in</a><a href=\"/signup\">Create account</a>".to_owned()
+        }
+        Nav::Plain => String::new(),
     };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title} · lucia-diesel example</title><style>{STYLE}</style></head>\
+         <title>{title} · lucia-diesel example</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\">\
+         <link rel=\"icon\" href=\"/favicon.ico\" type=\"image/svg+xml\"></head>\
          <body><header><a class=\"brand\" href=\"/\">lucia-diesel example</a>{nav}</header>\
          <main>{body}</main></body></html>",
         title = esc(title)
     );
-    Page { status, html }
+    Page {
+        status,
+        html,
+        retry_after: None,
+    }
 }
 
 fn message(error: Option<&str>, notice: Option<&str>) -> String {
@@ -96,7 +109,9 @@ fn message(error: Option<&str>, notice: Option<&str>) -> String {
     out
 }
 
-pub fn login(status: Status, username: &str, error: Option<&str>) -> Page {
+/// The sign-in form. `notice` says why the visitor is here (signed out,
+/// or the session ended elsewhere).
+pub fn login(status: Status, username: &str, error: Option<&str>, notice: Option<&str>) -> Page {
     let body = format!(
         "<div class=\"card\"><h1>Sign in</h1>{}\
          <form method=\"post\" action=\"/login\">\
@@ -104,10 +119,10 @@ pub fn login(status: Status, username: &str, error: Option<&str>) -> Page {
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Sign in</button></form>\
          <p class=\"muted\">No account yet? <a href=\"/signup\">Create one</a>.</p></div>",
-        message(error, None),
+        message(error, notice),
         esc(username)
     );
-    layout(status, "Sign in", None, &body)
+    layout(status, "Sign in", Nav::Guest, &body)
 }
 
 pub fn signup(status: Status, username: &str, error: Option<&str>) -> Page {
@@ -124,52 +139,90 @@ pub fn signup(status: Status, username: &str, error: Option<&str>) -> Page {
         message(error, None),
         esc(username)
     );
-    layout(status, "Create an account", None, &body)
+    layout(status, "Create an account", Nav::Guest, &body)
 }
 
-pub fn home(username: &str, expires_at: DateTime<Utc>, notice: Option<&str>) -> Page {
+/// The session limits the home page states.
+pub struct SessionRules {
+    pub expires_at: DateTime<Utc>,
+    pub idle_timeout: Option<Duration>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+pub fn home(username: &str, limits: &SessionRules, notice: Option<&str>) -> Page {
+    let mut rules = format!(
+        "This session expires on {} unless you use it; every visit in its second half extends it.",
+        fmt_time(limits.expires_at)
+    );
+    if let Some(idle) = limits.idle_timeout {
+        let _ = write!(rules, " It ends after {} without use.", fmt_duration(idle));
+    }
+    if let Some(end) = limits.ends_at {
+        let _ = write!(rules, " It ends on {} at the latest.", fmt_time(end));
+    }
     let body = format!(
         "<div class=\"card\"><h1>Hello, {name}!</h1>{}\
-         <p>You are signed in as <strong>{name}</strong>. This session expires on {} unless you use it; \
-         every visit in its second half extends it.</p>\
+         <p>You are signed in as <strong>{name}</strong>. {rules}</p>\
          <p><a href=\"/sessions\">Manage your sessions</a> · <a href=\"/password\">Change your password</a></p></div>",
         message(None, notice),
-        fmt_time(expires_at),
         name = esc(username)
     );
-    layout(Status::Ok, "Home", Some(username), &body)
+    layout(Status::Ok, "Home", Nav::User(username), &body)
 }
 
 /// One row of the sessions page.
 pub struct SessionRow {
     pub id: String,
-    pub created_at: Option<DateTime<Utc>>,
+    /// "Firefox on Android".
+    pub device: String,
+    /// The address it signed in from.
+    pub address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub user_agent: Option<String>,
     pub current: bool,
 }
 
-pub fn sessions(username: &str, rows: &[SessionRow], notice: Option<&str>) -> Page {
+/// A message on the sessions page: something happened, or nothing did.
+pub enum Outcome<'a> {
+    Done(&'a str),
+    Nothing(&'a str),
+}
+
+pub fn sessions(
+    username: &str,
+    rows: &[SessionRow],
+    now: DateTime<Utc>,
+    outcome: Option<Outcome<'_>>,
+) -> Page {
     let mut table = String::from(
-        "<table><thead><tr><th>Device</th><th>Created</th><th>Expires</th><th></th></tr></thead><tbody>",
+        "<table><thead><tr><th>Device</th><th>Signed in</th><th>Last seen</th><th>Expires</th><th></th></tr></thead><tbody>",
     );
     for row in rows {
+        let last_seen = if row.current {
+            "<span class=\"active\">Now</span>".to_owned()
+        } else {
+            format!(
+                "<time datetime=\"{}\" title=\"{}\">{}</time>",
+                row.last_seen_at.to_rfc3339(),
+                fmt_time(row.last_seen_at),
+                ago(now, row.last_seen_at)
+            )
+        };
         let _ = write!(
             table,
-            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>\
+            "<tr><td><strong>{}</strong>{}<br><span class=\"muted\">from {}</span></td>\
+             <td>{}</td><td>{last_seen}</td><td>{}</td><td>\
              <form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"id\" value=\"{}\">\
-             <button class=\"{}\" type=\"submit\" style=\"margin:0\">{}</button></form></td></tr>",
-            esc(row
-                .user_agent
-                .as_deref()
-                .map(short_agent)
-                .unwrap_or("Unknown device")),
+             <button class=\"{}\" type=\"submit\">{}</button></form></td></tr>",
+            esc(&row.device),
             if row.current {
                 "<span class=\"tag\">this browser</span>"
             } else {
                 ""
             },
-            row.created_at.map(fmt_time).unwrap_or_default(),
+            esc(row.address.as_deref().unwrap_or("an unknown address")),
+            fmt_time(row.created_at),
             fmt_time(row.expires_at),
             esc(&row.id),
             if row.current { "quiet" } else { "danger" },
@@ -178,14 +231,24 @@ pub fn sessions(username: &str, rows: &[SessionRow], notice: Option<&str>) -> Pa
     }
     table.push_str("</tbody></table>");
     let others = rows.iter().filter(|r| !r.current).count();
+    let (error, notice) = match outcome {
+        Some(Outcome::Done(text)) => (None, Some(text)),
+        Some(Outcome::Nothing(text)) => (Some(text), None),
+        None => (None, None),
+    };
     let body = format!(
-        "<div class=\"card\"><h1>Your sessions</h1>{}{table}\
+        "<div class=\"card wide\"><h1>Your sessions</h1>{}{table}\
          <form method=\"post\" action=\"/sessions/revoke-others\">\
-         <button class=\"danger\" type=\"submit\"{}>Sign out everywhere else</button></form></div>",
-        message(None, notice),
-        if others == 0 { " disabled" } else { "" }
+         <button class=\"danger\" type=\"submit\"{}>Sign out everywhere else</button>{}</form></div>",
+        message(error, notice),
+        if others == 0 { " disabled" } else { "" },
+        if others == 0 {
+            " <span class=\"muted\">No other sessions are signed in.</span>"
+        } else {
+            ""
+        }
     );
-    layout(Status::Ok, "Sessions", Some(username), &body)
+    layout(Status::Ok, "Sessions", Nav::User(username), &body)
 }
 
 pub fn password(status: Status, username: &str, error: Option<&str>) -> Page {
@@ -199,34 +262,62 @@ pub fn password(status: Status, username: &str, error: Option<&str>) -> Page {
          <button type=\"submit\">Change password</button></form></div>",
         message(error, None)
     );
-    layout(status, "Change password", Some(username), &body)
+    layout(status, "Change password", Nav::User(username), &body)
+}
+
+/// An error page: a title and a sentence, and a way back.
+pub fn error(status: Status, title: &str, text: &str) -> Page {
+    let body = format!(
+        "<div class=\"card\"><h1>{}</h1><p>{}</p>\
+         <p class=\"muted\">{} {} · <a href=\"/\">Go to the start page</a></p></div>",
+        esc(title),
+        esc(text),
+        status.code,
+        esc(status.reason().unwrap_or("Error")),
+    );
+    layout(status, title, Nav::Plain, &body)
 }
 
 pub fn unavailable() -> Page {
-    layout(
+    error(
         Status::ServiceUnavailable,
-        "Unavailable",
-        None,
-        "<div class=\"card\"><h1>Temporarily unavailable</h1><p>The session store cannot be reached. Please try again in a moment.</p></div>",
+        "Temporarily unavailable",
+        "The session store cannot be reached. Please try again in a moment.",
     )
+    .with_retry_after(5)
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// A short description of a user agent for the sessions table.
-fn short_agent(agent: &str) -> &str {
-    for (needle, name) in [
-        ("Edg/", "Edge"),
-        ("Chrome/", "Chrome"),
-        ("Firefox/", "Firefox"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-    ] {
-        if agent.contains(needle) {
-            return name;
+/// "90 seconds", "15 minutes", "8 hours", "30 days": the largest unit that
+/// divides the duration.
+fn fmt_duration(d: Duration) -> String {
+    let secs = d.num_seconds();
+    for (unit, len) in [("day", 86_400), ("hour", 3_600), ("minute", 60)] {
+        if secs >= len && secs % len == 0 {
+            return plural(secs / len, unit);
         }
     }
-    agent
+    plural(secs, "second")
+}
+
+/// "just now", "3 minutes ago", "2 hours ago", "5 days ago".
+pub fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    match secs {
+        ..60 => "just now".to_owned(),
+        60..3_600 => format!("{} ago", plural(secs / 60, "minute")),
+        3_600..86_400 => format!("{} ago", plural(secs / 3_600, "hour")),
+        _ => format!("{} ago", plural(secs / 86_400, "day")),
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }

@@ -1,6 +1,7 @@
 //! A real browser (headless Chromium through chromedriver, driven with
-//! fantoccini) runs the example app: sign-up -> login -> sessions page ->
-//! revoke -> logout, with a screenshot of each page under
+//! fantoccini) runs the example app: sign-up -> login -> sessions page with
+//! three devices -> revoke -> logout -> a session ended elsewhere -> an
+//! error page, with a screenshot of each page under
 //! `target/browser-screenshots/`.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`; `.ci/run`
@@ -19,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
 use serde_json::{Value, json};
 
+use super::limits::Hasher;
 use super::{Sessions, accounts, app as example, app_database};
 
 /// What a step of a browser script returns: fantoccini's errors and the
@@ -246,6 +248,7 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
 
             click(&b, "header form button").await?; // Sign out
             wait_url(&b, "/login").await?;
+            wait_text(&b, ".notice", "You are signed out.").await?;
             assert!(
                 !b.get_all_cookies()
                     .await?
@@ -268,21 +271,47 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     })
     .await;
 
-    // Another device signs in, so there is something to revoke.
-    let user_id =
-        match accounts::log_in(&pool, "browser_user", "correct-horse-battery".into()).await {
-            Ok(Some(id)) => id,
-            other => panic!("log in: {other:?}"),
-        };
+    // A phone signed in three days ago and last seen two hours ago, so
+    // there is something to revoke and the page shows three devices.
+    let user_id = match accounts::log_in(
+        &pool,
+        &Hasher::new(1, 0),
+        "browser_user",
+        "correct-horse-battery".into(),
+    )
+    .await
+    {
+        Ok(Some(id)) => id,
+        other => panic!("log in: {other:?}"),
+    };
     let phone = other_device
         .create_session(
-            user_id,
+            user_id.clone(),
             example::SessionInfo {
-                user_agent: Some("Firefox/140.0 (phone)".into()),
+                user_agent: Some(
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 \
+                     (KHTML, like Gecko) Version/18.6 Mobile/15E148 Safari/604.1"
+                        .into(),
+                ),
+                ip_address: Some("198.51.100.7".into()),
             },
         )
         .await
         .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE user_session SET created_at = now() - interval '3 days', \
+             last_seen_at = now() - interval '2 hours' WHERE ip_address = '198.51.100.7'",
+        ),
+        &mut db.connect().await,
+    )
+    .await
+    .unwrap();
+    let ended_elsewhere: Sessions = SessionManager::new(
+        PostgresAdapter::new(pool.clone())
+            .with_session_attributes::<example::SessionInfo>()
+            .with_user_attributes::<example::UserInfo>(),
+    );
 
     with_browser(driver_port, &chromium, &format!("{profile_dir}-2"), |b| {
         let shots = shots.clone();
@@ -301,20 +330,60 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
                 "this browser, the first browser and the phone"
             );
             assert_eq!(count(&b, ".tag").await?, 1, "the current session is marked");
-            shot("05-sessions").await?;
-            click(&b, "button.danger[type=submit]").await?; // Revoke the phone
-            wait_text(&b, ".notice", "signed out").await?;
+            let table = b.find(Locator::Css("table")).await?.text().await?;
+            for want in [
+                "Chrome on Linux",
+                "Safari on iOS",
+                "from 198.51.100.7",
+                "from 127.0.0.1",
+                "2 hours ago",
+                "Now",
+            ] {
+                assert!(table.contains(want), "{want} in {table}");
+            }
+            shot("05-sessions-three-devices").await?;
+            // Revoke the phone (the last row: seen longest ago).
+            click(&b, "tbody tr:last-child button.danger").await?;
+            wait_text(&b, ".notice", "The session was signed out.").await?;
             assert_eq!(count(&b, "tbody tr").await?, 2);
             shot("06-sessions-after-revoke").await?;
             click(&b, "form[action='/sessions/revoke-others'] button").await?;
             wait_text(&b, ".notice", "Every other session").await?;
             assert_eq!(count(&b, "tbody tr").await?, 1, "only this browser is left");
+            let button = b
+                .find(Locator::Css(
+                    "form[action='/sessions/revoke-others'] button",
+                ))
+                .await?;
+            assert!(!button.is_enabled().await?, "nothing left to sign out");
+            assert_eq!(
+                button.css_value("cursor").await?,
+                "not-allowed",
+                "and it looks disabled"
+            );
             shot("07-sessions-after-sign-out-elsewhere").await?;
             click(&b, "header form button").await?; // Sign out
             wait_url(&b, "/login").await?;
+            wait_text(&b, ".notice", "You are signed out.").await?;
             shot("08-after-logout").await?;
             b.goto(&format!("{base}/sessions")).await?;
             wait_url(&b, "/login").await?;
+
+            // Signed in again, then signed out from elsewhere: the next
+            // page says why this browser is at the sign-in page.
+            type_into(&b, "#username", "browser_user").await?;
+            type_into(&b, "#password", "correct-horse-battery").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, "h1", "Hello, browser_user").await?;
+            ended_elsewhere.invalidate_user_sessions(&user_id).await?;
+            click(&b, "header a[href='/sessions']").await?;
+            wait_url(&b, "/login").await?;
+            wait_text(&b, ".notice", "Your session has ended").await?;
+            shot("09-session-ended-elsewhere").await?;
+
+            b.goto(&format!("{base}/no/such/page")).await?;
+            wait_text(&b, "h1", "Page not found").await?;
+            shot("10-not-found").await?;
             Ok(())
         }
     })
@@ -331,8 +400,10 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     for n in [
         "01-signup",
         "02-home-after-signup",
-        "05-sessions",
+        "05-sessions-three-devices",
         "08-after-logout",
+        "09-session-ended-elsewhere",
+        "10-not-found",
     ] {
         assert!(
             std::fs::metadata(shots.join(format!("{n}.png")))
@@ -343,4 +414,7 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
     }
     shutdown.notify();
     let _ = serving.await;
+    // The two Chromium profiles.
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(format!("{profile_dir}-2"));
 }

@@ -4,13 +4,39 @@
 
 #[path = "../../examples/rocket_app/accounts.rs"]
 mod accounts;
+#[path = "../../examples/rocket_app/agent.rs"]
+mod agent;
 #[path = "../../examples/rocket_app/app.rs"]
 mod app;
+#[path = "../../examples/rocket_app/assets.rs"]
+mod assets;
+#[path = "../../examples/rocket_app/errors.rs"]
+mod errors;
+#[path = "../../examples/rocket_app/headers.rs"]
+mod headers;
+#[path = "../../examples/rocket_app/limits.rs"]
+mod limits;
 #[path = "../../examples/rocket_app/pages.rs"]
 mod pages;
+#[path = "../../examples/rocket_app/password.rs"]
+mod password;
+#[path = "../../examples/rocket_app/sessions.rs"]
+mod sessions;
+#[path = "../../examples/rocket_app/sign_in.rs"]
+mod sign_in;
+#[path = "../../examples/rocket_app/startup.rs"]
+mod startup;
 
 mod browser;
+mod clients;
+mod outage;
+mod password_hashes;
+mod remote_sign_out;
+mod security_headers;
+mod sessions_list;
 mod shared;
+mod start_up;
+mod throttling;
 
 use chrono::{Duration, Utc};
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, migrations};
