@@ -154,7 +154,7 @@ fn run(scenario: Scenario, args: &Args) -> String {
     match scenario {
         Scenario::Ops => {}
         Scenario::Cache => out.push_str(
-            "; writes `create`, `touch`, `delete` without and with the triggers; \
+            "; writes `create`, `extend`, `touch`, `delete` without and with the triggers; \
              1000 revocations idle and under load",
         ),
         Scenario::Cleanup => out.push_str(&format!(
