@@ -187,7 +187,9 @@ impl PoolOptions {
         }
         let primary = self.clone().build(primary_url).await?;
         let state = Arc::new(State::new(self.max_replica_lag, names));
-        sampler::spawn(&state, &self, primary_url, replica_urls);
+        if !replica_urls.is_empty() {
+            sampler::spawn(&state, &self, primary_url, replica_urls);
+        }
         Ok(ReplicatedPool {
             primary,
             primary_name: server_name(&primary_config).into(),

@@ -3,19 +3,66 @@
 
 use std::time::{Duration, Instant};
 
-use lucia_diesel::{Attributes, PostgresAdapter, ReplicaStatus, SessionManager};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use lucia_diesel::{
+    Attributes, ConfigError, Error, PoolOptions, PostgresAdapter, ReplicaStatus, SessionManager,
+};
 
-use super::{Pair, manager, usable, wait_until};
+use super::{Pair, manager, options, usable, wait_until};
 use crate::support::clock::ManualClock;
+use crate::support::scalar;
 
 const LAG: Duration = Duration::from_millis(500);
 
+/// Settings a replicated pool cannot work with are rejected by name before
+/// any connection, and no error repeats a URL's password.
+#[tokio::test]
+async fn replicated_settings_are_rejected_by_name_when_built() {
+    let url = "postgres://app:hunter2@127.0.0.1:1/x";
+    let build = async |options: PoolOptions, primary: &str, replicas: &[&str]| match options
+        .build_replicated(primary, replicas)
+        .await
+    {
+        Err(Error::Config(e)) => {
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            e
+        }
+        other => panic!("{other:?}"),
+    };
+    let zero = PoolOptions::new().with_max_replica_lag(Duration::ZERO);
+    assert_eq!(build(zero, url, &[url]).await, ConfigError::MaxReplicaLag);
+    let two_hosts = "postgres://app:hunter2@db1:5432,db2:5432/x";
+    let e = build(PoolOptions::new(), two_hosts, &[url]).await;
+    assert_eq!(e, ConfigError::PrimaryNotReadWrite);
+    let bad = "postgres://app:hunter2@db:notaport/x";
+    let e = build(PoolOptions::new(), url, &[bad]).await;
+    assert!(matches!(e, ConfigError::DatabaseUrl(_)), "{e:?}");
+    let e = build(PoolOptions::new().with_max_size(0), url, &[url]).await;
+    assert_eq!(e, ConfigError::PoolSize);
+}
+
 /// Validations go to the standby and return exactly what the primary
-/// returns; a miss there is asked again on the primary.
+/// returns; a miss there is asked again on the primary. The pool's `Debug`
+/// names its servers without their passwords, and its sampler and
+/// connections go away with it.
 #[tokio::test]
 async fn validations_are_served_by_the_standby_with_the_primarys_answers() {
     let pair = Pair::start().await;
-    let pool = pair.pool(LAG).await;
+    // Trust authentication: any password will do, and none may show.
+    let with_password = |url: &str| url.replacen("postgres@", "postgres:hunter2@", 1);
+    let pool = options()
+        .with_max_replica_lag(LAG)
+        .build_replicated(
+            &with_password(&pair.primary.url),
+            &[&with_password(&pair.standby.url)],
+        )
+        .await
+        .unwrap();
+    let shown = format!("{pool:?}");
+    assert!(
+        shown.contains("127.0.0.1") && !shown.contains("hunter2"),
+        "{shown}"
+    );
     let (replicated, strict) = (manager(pool.clone()), manager(pool.primary().clone()));
     let mut tokens = Vec::new();
     for i in 0..10 {
@@ -67,6 +114,23 @@ async fn validations_are_served_by_the_standby_with_the_primarys_answers() {
     );
     let after = pair.joins().await;
     assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+
+    // Dropped: the pools' connections and the sampler's close.
+    drop((pool, replicated, strict));
+    for server in [&pair.standby, &pair.primary] {
+        let sql = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+        let mut conn = AsyncPgConnection::establish(&server.url).await.unwrap();
+        let start = Instant::now();
+        while scalar(&mut conn, sql).await > 0 {
+            assert!(
+                start.elapsed() < 2 * LAG,
+                "connections left on {}",
+                server.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A session created on the primary validates at once through the
