@@ -36,7 +36,7 @@ use self::statements::{Column, Columns, Sql, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, SessionAndUser, SessionExtension,
 };
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{ConfigError, Result};
 use crate::token::SessionId;
 use crate::trace::traced;
 
@@ -448,7 +448,7 @@ where
         let mut lent = self.source.read_connection().await?;
         match self.load_named_on(&mut lent, statement, decode).await {
             Ok(rows) if rows.is_empty() => None,
-            Err(error) if !matches!(error, Error::Timeout { .. }) => None,
+            Err(error) if !matches!(error, crate::Error::Timeout { .. }) => None,
             found => Some(found),
         }
     }
