@@ -158,6 +158,11 @@ impl Cluster {
             conf.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
         }
         conf.push_str(extra_conf);
+        // Ended, so that lines appended later (`pg_basebackup -R` appends
+        // `primary_conninfo` to a standby's copy) start a line of their own.
+        if !conf.ends_with('\n') {
+            conf.push('\n');
+        }
         for (name, content) in files {
             let path = data.join(name);
             std::fs::write(&path, content)
