@@ -52,10 +52,7 @@ pub async fn create(server: &str) -> Res<String> {
     admin
         .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
         .await?;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{DATABASE}"),
-        None => return Err("DATABASE_URL must be a URL".into()),
-    };
+    let url = database_url(server)?;
     lucia_diesel::migrations::run_pending_migrations_at(&url).await?;
     let mut conn = AsyncPgConnection::establish(&url).await?;
     conn.batch_execute(&format!(
@@ -71,6 +68,14 @@ pub async fn create(server: &str) -> Res<String> {
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await;
     Ok(url)
+}
+
+/// The bench database's URL on `server` (a URL naming another database).
+pub fn database_url(server: &str) -> Res<String> {
+    match server.rsplit_once('/') {
+        Some((base, _)) => Ok(format!("{base}/{DATABASE}")),
+        None => Err("DATABASE_URL and REPLICA_URL must be URLs".into()),
+    }
 }
 
 /// Drops the bench database.

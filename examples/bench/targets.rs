@@ -6,12 +6,12 @@ use std::str::FromStr;
 use chrono::Utc;
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, PgPool, PoolOptions, PoolerPool,
-    PostgresAdapter, SessionId, SessionManager, SessionToken,
+    PostgresAdapter, ReplicaStatus, ReplicatedPool, SessionId, SessionManager, SessionToken,
 };
 use serde_json::json;
 
-use crate::USERS;
 use crate::raw::RawPool;
+use crate::{Res, USERS};
 
 /// The operations of session-bench v1, plus the manager's `validate_session`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,24 +266,30 @@ pub enum Target {
     Typed(Lucia<SessionAttrs, UserAttrs>),
     Dynamic(Lucia<Attributes, Attributes>),
     Pooler(Lucia<SessionAttrs, UserAttrs, PoolerPool>),
+    /// The primary at `url` and its standby, a pool of `POOL` each.
+    Replicated(Lucia<SessionAttrs, UserAttrs, ReplicatedPool>),
 }
 
 impl Target {
-    pub const NAMES: [&str; 4] = [
+    pub const NAMES: [&str; 5] = [
         "raw",
         "lucia-diesel",
         "lucia-diesel-dynamic",
         "lucia-diesel-pooler",
+        "lucia-diesel-replicated",
     ];
 
     /// The implementation called `name` (one of [`Target::NAMES`]); `raw`
-    /// opens its own connections to `url`, the others share `pool`.
+    /// opens its own connections to `url`, the pooler and the replicated
+    /// pool theirs (the latter to `url` and `standby`), the others share
+    /// `pool`.
     pub async fn new(
         name: &str,
         url: &str,
+        standby: Option<&str>,
         pool: &PgPool,
         tokens: &[SessionToken],
-    ) -> Result<Self, tokio_postgres::Error> {
+    ) -> Res<Self> {
         let typed = || {
             PostgresAdapter::new(pool.clone())
                 .with_session_attributes::<SessionAttrs>()
@@ -304,6 +310,27 @@ impl Target {
                 };
                 Target::Pooler(Lucia {
                     tag: "ldp",
+                    adapter: typed(),
+                    manager: SessionManager::new(typed()),
+                    tokens: tokens.to_vec(),
+                    attributes: || SessionAttrs {
+                        country: Some("se".into()),
+                    },
+                })
+            }
+            "lucia-diesel-replicated" => {
+                let standby = standby.ok_or("lucia-diesel-replicated needs a standby")?;
+                let replicated = PoolOptions::new()
+                    .with_max_size(crate::POOL)
+                    .build_replicated(url, &[standby])
+                    .await?;
+                let typed = || {
+                    PostgresAdapter::new(replicated.clone())
+                        .with_session_attributes::<SessionAttrs>()
+                        .with_user_attributes::<UserAttrs>()
+                };
+                Target::Replicated(Lucia {
+                    tag: "ldr",
                     adapter: typed(),
                     manager: SessionManager::new(typed()),
                     tokens: tokens.to_vec(),
@@ -348,6 +375,7 @@ impl Target {
             Target::Typed(t) => t.tag,
             Target::Dynamic(t) => t.tag,
             Target::Pooler(t) => t.tag,
+            Target::Replicated(t) => t.tag,
         }
     }
 
@@ -357,6 +385,7 @@ impl Target {
             Target::Typed(_) => Self::NAMES[1],
             Target::Dynamic(_) => Self::NAMES[2],
             Target::Pooler(_) => Self::NAMES[3],
+            Target::Replicated(_) => Self::NAMES[4],
         }
     }
 
@@ -366,6 +395,25 @@ impl Target {
             Target::Typed(t) => t.call(job, i).await,
             Target::Dynamic(t) => t.call(job, i).await,
             Target::Pooler(t) => t.call(job, i).await,
+            Target::Replicated(t) => t.call(job, i).await,
+        }
+    }
+
+    /// Waits until the implementation can be measured as itself: the
+    /// replicated pool until its standby serves reads again (after a load,
+    /// until it has replayed it), at most a minute.
+    pub async fn settle(&self) {
+        let Target::Replicated(t) = self else {
+            return;
+        };
+        let pool = t.adapter.source();
+        let start = std::time::Instant::now();
+        while !matches!(pool.replica_status()[0], ReplicaStatus::Usable { .. }) {
+            if start.elapsed().as_secs() >= 60 {
+                eprintln!("the standby is not serving reads: {pool:?}");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }
