@@ -428,24 +428,32 @@ where
     ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
         let statement = move |known: &Known| Ok((sql(known).clone(), Cow::Borrowed(params)));
         async move {
-            if let Some(found) = self.read_replica(statement, &decode).await {
+            // Boxed: inline, the replica's read would enlarge (and be copied
+            // with) every read's future, on one server too. Its connection
+            // is gone from this future once this statement ends.
+            let replica = match self.source.read_connection().await {
+                Some(lent) => Some(Box::pin(self.read_replica(lent, statement, &decode))),
+                None => None,
+            };
+            if let Some(replica) = replica
+                && let Some(found) = replica.await
+            {
                 return found;
             }
-            self.load_named(statement, decode).await
+            self.load_named(statement, &decode).await
         }
     }
 
     /// The replica's part of [`Self::read`]. Rows found are the answer; no
     /// rows, or a failure other than a timeout (whose time is spent), give
     /// `None`, and the primary is asked: a replica's miss may be a write it
-    /// has not replayed yet. A future of its own: inline in `read`, its
-    /// connection took space of its own there (450 bytes more per read).
+    /// has not replayed yet.
     async fn read_replica<'p, T: Send>(
         &self,
+        mut lent: S::Connection<'_>,
         statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
     ) -> Option<Result<Vec<T>>> {
-        let mut lent = self.source.read_connection().await?;
         match self.load_named_on(&mut lent, statement, decode).await {
             Ok(rows) if rows.is_empty() => None,
             Err(error) if !matches!(error, crate::Error::Timeout { .. }) => None,
