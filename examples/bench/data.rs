@@ -78,6 +78,19 @@ pub fn database_url(server: &str) -> Res<String> {
     }
 }
 
+/// A connection to the bench database at `url` on a standby, once the
+/// standby has replayed its creation (waiting at most 30 s).
+pub async fn connect_on_standby(url: &str) -> Res<AsyncPgConnection> {
+    let start = Instant::now();
+    loop {
+        match AsyncPgConnection::establish(url).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if start.elapsed().as_secs() >= 30 => return Err(e.into()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// Drops the bench database.
 pub async fn drop(server: &str) -> Res<()> {
     let mut admin = AsyncPgConnection::establish(server).await?;

@@ -47,7 +47,7 @@ impl Bench {
             targets.push(Arc::new(target));
         }
         let standby_stats = match standby {
-            Some(url) => Some(AsyncPgConnection::establish(url).await?),
+            Some(url) => Some(data::connect_on_standby(url).await?),
             None => None,
         };
         Ok(Self {
