@@ -428,13 +428,10 @@ where
     ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
         let statement = move |known: &Known| Ok((sql(known).clone(), Cow::Borrowed(params)));
         async move {
-            // Boxed: inline, the replica's read would enlarge (and be copied
-            // with) every read's future, on one server too. Its connection
-            // is gone from this future once this statement ends.
-            let replica = match self.source.read_connection().await {
-                Some(lent) => Some(Box::pin(self.read_replica(lent, statement, &decode))),
-                None => None,
-            };
+            // The replica's read is boxed: inline, it would enlarge (and be
+            // copied with) every read's future, on one server too.
+            let replica = self.source.read_connection().await;
+            let replica = replica.map(|lent| Box::pin(self.read_replica(lent, statement, &decode)));
             if let Some(replica) = replica
                 && let Some(found) = replica.await
             {
