@@ -84,11 +84,17 @@
 //! a replica is promoted, writes find it. Until then writes fail with
 //! transient errors ([`Error::PoolTimeout`](crate::Error::PoolTimeout),
 //! [`Error::Unavailable`](crate::Error::Unavailable)). Reads meanwhile keep
-//! going to replicas: while the primary does not answer the sampler,
-//! nothing new can be committed there, and a replica that has applied all
-//! it received counts as current. The promoted replica answers as no
-//! longer in recovery and leaves the rotation; its reads then go through
-//! the primary's pool to it. An error is never a valid session.
+//! going to replicas: while the primary does not answer the sampler it is
+//! taken to be down, where nothing new can be committed, and a replica
+//! that has applied all it received counts as current. (Should only this
+//! process be cut off from a primary that others still write to, its
+//! replicas' reads may be older than the bound until the primary answers
+//! again.) A read a replica cannot answer (an unknown or revoked token)
+//! needs the primary and fails with a transient error meanwhile. The
+//! promoted replica answers as no longer in recovery and leaves the
+//! rotation; its reads then go through the primary's pool to it. An error
+//! is never a valid session. [`ReplicatedPool::replica_status`] tells
+//! health checks and metrics what the sampler knows.
 //!
 //! # Under faults
 //! As tested in `tests/replicas/` on a real primary and hot standby:
@@ -97,7 +103,7 @@
 //! |---|---|
 //! | replay paused (or slow) | reads stay on the replica until `max_replica_lag` after its first unapplied write, then go to the primary; back when it has caught up |
 //! | a replica stopped | no errors: reads under way are asked again on the primary; a read that finds the replica's pool unable to connect waits up to the checkout timeout, then goes to the primary; the replica is skipped until it answers again |
-//! | the primary stopped, a replica promoted | writes fail with transient errors until the promotion, then succeed on the new primary; valid sessions keep validating from the replica meanwhile; a token that is not a valid session never validates |
+//! | the primary stopped, a replica promoted | writes fail with transient errors until the promotion, then succeed on the new primary; valid sessions keep validating from the replica meanwhile, other tokens get transient errors (after the checkout timeout); a token that is not a valid session never validates |
 //!
 //! # Examples
 //! ```no_run
