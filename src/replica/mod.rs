@@ -91,8 +91,10 @@
 //! replicas' reads may be older than the bound until the primary answers
 //! again.) A read a replica cannot answer (an unknown or revoked token)
 //! needs the primary and fails with a transient error meanwhile. The
-//! promoted replica answers as no longer in recovery and leaves the
-//! rotation; its reads then go through the primary's pool to it. An error
+//! promoted replica answers the sampler's next probe as no longer in
+//! recovery and leaves the rotation (until then the reads it serves are
+//! the new primary's own); its reads then go through the primary's pool
+//! to it. An error
 //! is never a valid session. [`ReplicatedPool::replica_status`] tells
 //! health checks and metrics what the sampler knows.
 //!

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::{Manager, Pair, manager, options, usable, wait_until};
 use crate::support::scalar;
 
-const LAG: Duration = Duration::from_millis(500);
+const LAG: Duration = Duration::from_secs(1);
 /// The pools' checkout timeout (see `options`).
 const CHECKOUT: Duration = Duration::from_secs(1);
 
@@ -252,7 +252,10 @@ async fn writes_resume_on_a_promoted_standby_and_nothing_invalid_validates() {
     );
     let validated = sessions.validate_session(created.token.as_str()).await;
     assert!(validated.unwrap().is_some());
-    assert_eq!(pool.replica_status()[0], ReplicaStatus::NotInRecovery);
+    // The sampler's next probe finds it promoted (until then the reads it
+    // serves are the new primary's own).
+    let promoted = || pool.replica_status()[0] == ReplicaStatus::NotInRecovery;
+    wait_until("the standby found promoted", 2 * LAG, promoted).await;
     for token in &tokens[..6] {
         assert!(sessions.validate_session(token).await.unwrap().is_some());
     }
