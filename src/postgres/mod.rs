@@ -400,16 +400,6 @@ where
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let mut lent = self.source.connection().await?;
-        self.load_named_on(&mut lent, statement, decode).await
-    }
-
-    /// [`Self::load_named`] on a lent connection.
-    async fn load_named_on<'p, T: Send>(
-        &self,
-        lent: &mut S::Connection<'_>,
-        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
-    ) -> Result<Vec<T>> {
         let mut conn = lent.conn().within(self.source.operation_timeout());
         let (statements, names) = (&self.statements, &self.names);
         self.columns
@@ -417,9 +407,7 @@ where
             .await
     }
 
-    /// [`Self::load_named`] for a read whose SQL the columns keep (the
-    /// reads that decide validity), asked of a replica first when the
-    /// source lends one ([`ConnectionSource::read_connection`]).
+    /// [`Self::load_named`] for the reads that decide validity: a replica first, if lent one.
     fn read<'a, T: Send + 'a>(
         &'a self,
         sql: fn(&Known) -> &Sql,
@@ -428,8 +416,7 @@ where
     ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
         let statement = move |known: &Known| Ok((sql(known).clone(), Cow::Borrowed(params)));
         async move {
-            // The replica's read is boxed: inline, it would enlarge (and be
-            // copied with) every read's future, on one server too.
+            // Boxed: inline, it would enlarge every read's future.
             let replica = self.source.read_connection().await;
             let replica = replica.map(|lent| Box::pin(self.read_replica(lent, statement, &decode)));
             if let Some(replica) = replica
@@ -441,17 +428,19 @@ where
         }
     }
 
-    /// The replica's part of [`Self::read`]. Rows found are the answer; no
-    /// rows, or a failure other than a timeout (whose time is spent), give
-    /// `None`, and the primary is asked: a replica's miss may be a write it
-    /// has not replayed yet.
+    /// [`Self::read`] on a replica: `None` (ask the primary) when it finds no
+    /// rows (writes not replayed yet?) or fails but by a timeout (time spent).
     async fn read_replica<'p, T: Send>(
         &self,
         mut lent: S::Connection<'_>,
         statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
     ) -> Option<Result<Vec<T>>> {
-        match self.load_named_on(&mut lent, statement, decode).await {
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        let rows = self
+            .columns
+            .load(&mut conn, &self.statements, &self.names, statement, decode);
+        match rows.await {
             Ok(rows) if rows.is_empty() => None,
             Err(error) if !matches!(error, crate::Error::Timeout { .. }) => None,
             found => Some(found),
