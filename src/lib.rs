@@ -12,7 +12,8 @@
 //! - [`migrations`] ships the schema as embedded Diesel migrations that
 //!   also work with `diesel migration run`.
 //! - [`PoolOptions`] builds a bb8 pool with bounded waits and no extra
-//!   round trip per checkout.
+//!   round trip per checkout, or a [`ReplicatedPool`]: a primary and its
+//!   read replicas, with validations on the replicas (see [`replica`]).
 //!
 //! # Quick start
 //! ```no_run
@@ -45,8 +46,8 @@
 //!   explicitly; `__Host-` names are checked.
 //!
 //! # Crate features
-//! - `bb8` (default): [`PoolOptions`] / [`PgPool`], and bb8 pools of
-//!   `AsyncPgConnection` as a [`ConnectionSource`].
+//! - `bb8` (default): [`PoolOptions`] / [`PgPool`] / [`ReplicatedPool`],
+//!   and bb8 pools of `AsyncPgConnection` as a [`ConnectionSource`].
 //! - `pooler`: `PoolerPool` (`PoolOptions::build_pooler`), for PgBouncer in
 //!   transaction mode and other poolers (see `pooler`).
 //! - `uuid` (default): `uuid::Uuid` user ids.
@@ -92,6 +93,9 @@ pub mod pool;
 #[cfg_attr(docsrs, doc(cfg(feature = "pooler")))]
 pub mod pooler;
 pub mod postgres;
+#[cfg(feature = "bb8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
+pub mod replica;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
@@ -136,6 +140,9 @@ pub use crate::pooler::PoolerPool;
 pub use crate::postgres::{
     ConnectionSource, PostgresAdapter, SingleConnection, TableName, TableNames, UserId,
 };
+#[cfg(feature = "bb8")]
+#[doc(inline)]
+pub use crate::replica::{ReplicaStatus, ReplicatedPool};
 #[doc(inline)]
 pub use crate::session::{CreatedSession, Session, SessionManager, SessionManagerBuilder};
 #[doc(inline)]

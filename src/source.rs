@@ -2,7 +2,9 @@
 //!
 //! The Rust counterparts of the drivers Lucia's PostgreSQL adapter takes:
 //! a bb8 pool (like node-postgres' `Pool`), a deadpool pool, or one
-//! connection (like node-postgres' `Client`).
+//! connection (like node-postgres' `Client`); and a primary with read
+//! replicas ([`ReplicatedPool`](crate::ReplicatedPool)), which lends reads
+//! a replica's connection through [`ConnectionSource::read_connection`].
 
 use std::future::Future;
 use std::ops::DerefMut;
@@ -46,6 +48,21 @@ pub trait ConnectionSource: Send + Sync + 'static {
     /// statement timeout, is `None` (no client-side deadline).
     fn operation_timeout(&self) -> Option<Duration> {
         None
+    }
+
+    /// A connection to a read replica for one of the reads that decide
+    /// validity (`get_session_and_user`, `get_user_sessions`), or `None`
+    /// to read on [`connection`](Self::connection) like every other
+    /// operation. The default is `None`: one server for everything.
+    ///
+    /// A replica may not have replayed the latest writes, so the adapter
+    /// takes its answer only when it found something: a read that finds
+    /// nothing there (a session created a moment ago on the primary), or
+    /// fails there with anything but [`Error::Timeout`], is asked again on
+    /// [`connection`](Self::connection). Never an error: a source that
+    /// cannot lend a replica's connection returns `None`.
+    fn read_connection(&self) -> impl Future<Output = Option<Self::Connection<'_>>> + Send {
+        std::future::ready(None)
     }
 }
 
@@ -179,5 +196,9 @@ impl<S: ConnectionSource> ConnectionSource for std::sync::Arc<S> {
 
     fn operation_timeout(&self) -> Option<Duration> {
         (**self).operation_timeout()
+    }
+
+    fn read_connection(&self) -> impl Future<Output = Option<Self::Connection<'_>>> + Send {
+        (**self).read_connection()
     }
 }

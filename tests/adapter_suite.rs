@@ -572,6 +572,19 @@ adapter_suite!(
     .await
 );
 
+// Through a primary and its hot standby: reads on the standby, writes on
+// the primary, which waits for the standby to apply each commit (the
+// strict setting), so every read-after-write case holds.
+adapter_suite!(
+    replicated_pool,
+    custom_fixture::<String, _, _, _>(
+        TestDb::on(crate::replicas::strict_primary_url()).await,
+        |s| TableNames::new(&format!("{s}.auth_user"), &format!("{s}.user_session")).unwrap(),
+        crate::replicas::strict_pool,
+    )
+    .await
+);
+
 #[cfg(feature = "pooler")]
 adapter_suite!(
     pooler_pool_behind_pgbouncer,

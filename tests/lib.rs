@@ -18,6 +18,7 @@ mod migrations;
 mod observability;
 #[cfg(feature = "pooler")]
 mod pooler;
+mod replicas;
 #[cfg(feature = "rocket")]
 mod rocket_app;
 mod round_trips;

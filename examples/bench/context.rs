@@ -23,6 +23,8 @@ pub struct Server {
     pub version: String,
     pub fsync: String,
     pub synchronous_commit: String,
+    /// Whether a hot standby of it serves `lucia-diesel-replicated`.
+    pub standby: bool,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
             version: settings.version,
             fsync: settings.fsync,
             synchronous_commit: settings.synchronous_commit,
+            standby: false,
         })
     }
 
@@ -65,8 +68,13 @@ impl Server {
             Source::DatabaseUrl(at) => format!("the `DATABASE_URL` server ({at})"),
             Source::Throwaway => "a throwaway cluster started by the bench".to_owned(),
         };
+        let standby = if self.standby {
+            "; a hot standby of it serves `lucia-diesel-replicated`"
+        } else {
+            ""
+        };
         format!(
-            "PostgreSQL {} on {source}; `fsync` {}, `synchronous_commit` {}",
+            "PostgreSQL {} on {source}; `fsync` {}, `synchronous_commit` {}{standby}",
             self.version, self.fsync, self.synchronous_commit
         )
     }

@@ -52,10 +52,7 @@ pub async fn create(server: &str) -> Res<String> {
     admin
         .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
         .await?;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{DATABASE}"),
-        None => return Err("DATABASE_URL must be a URL".into()),
-    };
+    let url = database_url(server)?;
     lucia_diesel::migrations::run_pending_migrations_at(&url).await?;
     let mut conn = AsyncPgConnection::establish(&url).await?;
     conn.batch_execute(&format!(
@@ -71,6 +68,27 @@ pub async fn create(server: &str) -> Res<String> {
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await;
     Ok(url)
+}
+
+/// The bench database's URL on `server` (a URL naming another database).
+pub fn database_url(server: &str) -> Res<String> {
+    match server.rsplit_once('/') {
+        Some((base, _)) => Ok(format!("{base}/{DATABASE}")),
+        None => Err("DATABASE_URL and REPLICA_URL must be URLs".into()),
+    }
+}
+
+/// A connection to the bench database at `url` on a standby, once the
+/// standby has replayed its creation (waiting at most 30 s).
+pub async fn connect_on_standby(url: &str) -> Res<AsyncPgConnection> {
+    let start = Instant::now();
+    loop {
+        match AsyncPgConnection::establish(url).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if start.elapsed().as_secs() >= 30 => return Err(e.into()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Drops the bench database.

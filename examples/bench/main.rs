@@ -15,6 +15,16 @@
 //! throwaway cluster. Sessions are generated server side (`INSERT ...
 //! SELECT generate_series`), so 10^6 load in seconds.
 //!
+//! `--impl lucia-diesel-replicated` is the crate's `ReplicatedPool` over
+//! the server and a hot standby of it, a pool of 10 on each: validations
+//! on the standby, writes on the server. Without `DATABASE_URL` the bench
+//! starts the standby itself (`testkit`'s `Cluster::start_standby`). With
+//! it, set `REPLICA_URL` to a hot standby streaming from that server
+//! (physical replication, `hot_standby = on`), reachable with the same
+//! user: the bench's database, created on the server, reaches it by
+//! replication, and each run waits until the standby has replayed the
+//! sessions loaded before it.
+//!
 //! Scenarios:
 //! - `ops` (default): each operation for `--secs` at each concurrency on
 //!   each implementation, at each `--sessions` scale.
@@ -84,8 +94,10 @@ usage: bench [--scenario ops|cleanup|soak|cache] [--secs S] [--rounds R] [--sess
   --ops           validate,miss,touch,list,create,delete,validate_session
                   (default all; cleanup and soak: validate; cache: validate_session)
   --impl          raw,lucia-diesel,lucia-diesel-dynamic,lucia-diesel-pooler,
-                  lucia-diesel-cached (default raw,lucia-diesel; soak: lucia-diesel;
-                  cache: raw,lucia-diesel,lucia-diesel-cached)
+                  lucia-diesel-replicated, lucia-diesel-cached (default raw,lucia-diesel;
+                  soak: lucia-diesel; cache: raw,lucia-diesel,lucia-diesel-cached);
+                  lucia-diesel-replicated with DATABASE_URL needs REPLICA_URL, a hot
+                  standby of that server
   --expired       cleanup: expired sessions to load and delete (default 1000000)
   --cleanup-batch cleanup: rows per DELETE (default 1000, the crate's CLEANUP_BATCH_SIZE)
   --soak SECS     same as --scenario soak --secs SECS
@@ -265,35 +277,77 @@ impl Args {
     }
 }
 
-/// The server: `DATABASE_URL`, or a throwaway cluster with
-/// `pg_stat_statements` loaded when the server has it.
-fn server() -> Res<(String, Option<testkit::Cluster>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Ok((url, None)),
-        _ => {
-            let cluster = testkit::Cluster::start_with(
-                "shared_preload_libraries = 'pg_stat_statements'",
-                &[],
-            )
-            .or_else(|_| testkit::Cluster::start())?;
-            Ok((cluster.url("postgres"), Some(cluster)))
-        }
+/// The servers the bench runs on.
+struct Servers {
+    /// `DATABASE_URL`, or the throwaway cluster's.
+    primary: String,
+    /// A hot standby of it, when an implementation needs one.
+    standby: Option<String>,
+    /// The throwaway clusters, if any: they stop when dropped.
+    clusters: Vec<testkit::Cluster>,
+}
+
+/// The servers: `DATABASE_URL` (and `REPLICA_URL`, when `standby`), or a
+/// throwaway cluster with `pg_stat_statements` loaded when the server has
+/// it (and a streaming standby of it, when `standby`).
+fn servers(standby: bool) -> Res<Servers> {
+    let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(primary) = var("DATABASE_URL") {
+        let standby = match var("REPLICA_URL") {
+            Some(url) if standby => Some(url),
+            None if standby => {
+                return Err(
+                    "lucia-diesel-replicated with DATABASE_URL needs REPLICA_URL: \
+                            a hot standby streaming from that server"
+                        .into(),
+                );
+            }
+            _ => None,
+        };
+        return Ok(Servers {
+            primary,
+            standby,
+            clusters: Vec::new(),
+        });
     }
+    let cluster =
+        testkit::Cluster::start_with("shared_preload_libraries = 'pg_stat_statements'", &[])
+            .or_else(|_| testkit::Cluster::start())?;
+    let mut servers = Servers {
+        primary: cluster.url("postgres"),
+        standby: None,
+        clusters: vec![cluster],
+    };
+    if standby {
+        let standby = servers.clusters[0].start_standby()?;
+        servers.standby = Some(standby.url("postgres"));
+        servers.clusters.push(standby);
+    }
+    Ok(servers)
 }
 
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = parse_args().inspect_err(|e| eprintln!("{e}"))?;
-    // The cluster, if any, stops when dropped at the end.
-    let (server, cluster) = server()?;
-    let url = data::create(&server).await?;
-    let source = if cluster.is_some() {
-        Source::Throwaway
+    // The clusters, if any, stop when dropped at the end.
+    let replicated = args.impls.iter().any(|i| i == "lucia-diesel-replicated");
+    let servers = servers(replicated)?;
+    let server = &servers.primary;
+    let url = data::create(server).await?;
+    let source = if servers.clusters.is_empty() {
+        Source::database_url(server)
     } else {
-        Source::database_url(&server)
+        Source::Throwaway
     };
-    let context = Context::new(Server::query(&url, source).await?);
-    let mut bench = Bench::open(&url, args.clone()).await?;
+    let mut server_info = Server::query(&url, source).await?;
+    server_info.standby = servers.standby.is_some();
+    let context = Context::new(server_info);
+    let standby = servers
+        .standby
+        .as_deref()
+        .map(data::database_url)
+        .transpose()?;
+    let mut bench = Bench::open(&url, standby.as_deref(), args.clone()).await?;
     let outcome = match args.scenario {
         Scenario::Ops => bench.ops().await,
         Scenario::Cleanup => bench.cleanup().await,
@@ -312,8 +366,9 @@ async fn main() -> Res<()> {
     };
     drop(bench);
     if !args.keep {
-        data::drop(&server).await?;
+        data::drop(server).await?;
     }
+    drop(servers);
     outcome.and(written)
 }
 

@@ -24,6 +24,8 @@ pub struct Bench {
     pub url: String,
     pub pool: PgPool,
     pub stats: AsyncPgConnection,
+    /// The standby's statements, for `lucia-diesel-replicated`.
+    standby_stats: Option<AsyncPgConnection>,
     pub targets: Vec<Arc<Target>>,
     /// Live sessions loaded so far: ids `0..loaded`.
     loaded: u64,
@@ -31,7 +33,8 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub async fn open(url: &str, args: Args) -> Res<Self> {
+    /// The bench database at `url`, and at `standby` on a standby of it.
+    pub async fn open(url: &str, standby: Option<&str>, args: Args) -> Res<Self> {
         let pool = PoolOptions::new().with_max_size(POOL).build(url).await?;
         let mut stats = AsyncPgConnection::establish(url).await?;
         // Tokens for the manager's validate_session: one a loaded session,
@@ -51,11 +54,17 @@ impl Bench {
         }
         let mut targets = Vec::new();
         for name in &args.impls {
-            targets.push(Arc::new(Target::new(name, url, &pool, &tokens).await?));
+            let target = Target::new(name, url, standby, &pool, &tokens).await?;
+            targets.push(Arc::new(target));
         }
+        let standby_stats = match standby {
+            Some(url) => Some(data::connect_on_standby(url).await?),
+            None => None,
+        };
         Ok(Self {
             stats,
             url: url.to_owned(),
+            standby_stats,
             args,
             pool,
             targets,
@@ -122,6 +131,7 @@ impl Bench {
                 .await
                 .expect("loading sessions to delete");
         }
+        target.settle().await;
         let cache = if job.op == Op::ValidateSession && target.cached().is_some() {
             progress(target, job, "warming the cache");
             self.warm(target, job).await
@@ -129,9 +139,17 @@ impl Bench {
             None
         };
         data::reset_statements(&mut self.stats).await;
+        if let Some(standby) = &mut self.standby_stats {
+            data::reset_statements(standby).await;
+        }
         progress(target, job, &format!("running {:.0}s", self.args.secs));
         let run = run_for(target, job, self.args.secs).await;
-        let stmts = data::statements_per_op(&mut self.stats, run.ops).await;
+        let mut stmts = data::statements_per_op(&mut self.stats, run.ops).await;
+        if let (Some(standby), Some(n)) = (&mut self.standby_stats, &mut stmts) {
+            *n += data::statements_per_op(standby, run.ops)
+                .await
+                .unwrap_or(0.0);
+        }
         self.record(target, job, phase, &run, stmts);
         if let Some(before) = cache {
             self.cache_run(target, job, before);

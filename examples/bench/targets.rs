@@ -7,7 +7,7 @@ use chrono::Utc;
 use lucia_diesel::cache::{CacheOptions, CacheStats};
 use lucia_diesel::{
     Adapter, Attributes, ConnectionSource, DatabaseSession, PgPool, PoolOptions, PoolerPool,
-    PostgresAdapter, SessionId, SessionManager, SessionToken,
+    PostgresAdapter, ReplicaStatus, ReplicatedPool, SessionId, SessionManager, SessionToken,
 };
 use serde_json::json;
 
@@ -306,20 +306,31 @@ pub enum Target {
     /// `lucia-diesel` whose manager has the validation cache (feature
     /// `cache`; the database needs the cache's triggers).
     Cached(Lucia<SessionAttrs, UserAttrs>),
+    /// The primary at `url` and its standby, a pool of `POOL` each.
+    Replicated(Lucia<SessionAttrs, UserAttrs, ReplicatedPool>),
 }
 
 impl Target {
-    pub const NAMES: [&str; 5] = [
+    pub const NAMES: [&str; 6] = [
         "raw",
         "lucia-diesel",
         "lucia-diesel-dynamic",
         "lucia-diesel-pooler",
+        "lucia-diesel-replicated",
         "lucia-diesel-cached",
     ];
 
     /// The implementation called `name` (one of [`Target::NAMES`]); `raw`
-    /// opens its own connections to `url`, the others share `pool`.
-    pub async fn new(name: &str, url: &str, pool: &PgPool, tokens: &[SessionToken]) -> Res<Self> {
+    /// opens its own connections to `url`, the pooler and the replicated
+    /// pool theirs (the latter to `url` and `standby`), the others share
+    /// `pool`.
+    pub async fn new(
+        name: &str,
+        url: &str,
+        standby: Option<&str>,
+        pool: &PgPool,
+        tokens: &[SessionToken],
+    ) -> Res<Self> {
         let typed = || {
             PostgresAdapter::new(pool.clone())
                 .with_session_attributes::<SessionAttrs>()
@@ -340,6 +351,27 @@ impl Target {
                 };
                 Target::Pooler(Lucia {
                     tag: "ldp",
+                    adapter: typed(),
+                    manager: SessionManager::new(typed()),
+                    tokens: tokens.to_vec(),
+                    attributes: || SessionAttrs {
+                        country: Some("se".into()),
+                    },
+                })
+            }
+            "lucia-diesel-replicated" => {
+                let standby = standby.ok_or("lucia-diesel-replicated needs a standby")?;
+                let replicated = PoolOptions::new()
+                    .with_max_size(crate::POOL)
+                    .build_replicated(url, &[standby])
+                    .await?;
+                let typed = || {
+                    PostgresAdapter::new(replicated.clone())
+                        .with_session_attributes::<SessionAttrs>()
+                        .with_user_attributes::<UserAttrs>()
+                };
+                Target::Replicated(Lucia {
+                    tag: "ldr",
                     adapter: typed(),
                     manager: SessionManager::new(typed()),
                     tokens: tokens.to_vec(),
@@ -395,6 +427,7 @@ impl Target {
             Target::Typed(t) => t.tag,
             Target::Dynamic(t) => t.tag,
             Target::Pooler(t) => t.tag,
+            Target::Replicated(t) => t.tag,
             Target::Cached(t) => t.tag,
         }
     }
@@ -414,6 +447,7 @@ impl Target {
             Target::Typed(t) | Target::Cached(t) => t.tokens.len(),
             Target::Dynamic(t) => t.tokens.len(),
             Target::Pooler(t) => t.tokens.len(),
+            Target::Replicated(t) => t.tokens.len(),
         }
     }
 
@@ -428,7 +462,8 @@ impl Target {
             Target::Typed(_) => Self::NAMES[1],
             Target::Dynamic(_) => Self::NAMES[2],
             Target::Pooler(_) => Self::NAMES[3],
-            Target::Cached(_) => Self::NAMES[4],
+            Target::Replicated(_) => Self::NAMES[4],
+            Target::Cached(_) => Self::NAMES[5],
         }
     }
 
@@ -439,6 +474,25 @@ impl Target {
             Target::Dynamic(t) => t.call(job, i).await,
             Target::Pooler(t) => t.call(job, i).await,
             Target::Cached(t) => t.call(job, i).await,
+            Target::Replicated(t) => t.call(job, i).await,
+        }
+    }
+
+    /// Waits until the implementation can be measured as itself: the
+    /// replicated pool until its standby serves reads again (after a load,
+    /// until it has replayed it), at most a minute.
+    pub async fn settle(&self) {
+        let Target::Replicated(t) = self else {
+            return;
+        };
+        let pool = t.adapter.source();
+        let start = std::time::Instant::now();
+        while !matches!(pool.replica_status()[0], ReplicaStatus::Usable { .. }) {
+            if start.elapsed().as_secs() >= 60 {
+                eprintln!("the standby is not serving reads: {pool:?}");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }

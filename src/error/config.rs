@@ -50,6 +50,16 @@ pub enum ConfigError {
     /// The pool's statement timeout is zero.
     #[error("the statement timeout must be positive (or None to keep the server's)")]
     StatementTimeout,
+    /// `max_replica_lag` is zero.
+    #[error("the maximum replica lag must be positive")]
+    MaxReplicaLag,
+    /// A replicated pool's primary URL lists several hosts without
+    /// `target_session_attrs=read-write`, so connections could land on a
+    /// replica.
+    #[error(
+        "the primary's URL lists several hosts: add `target_session_attrs=read-write` so that connections go to the one that accepts writes"
+    )]
+    PrimaryNotReadWrite,
     /// The database URL cannot be parsed; the reason never repeats the URL.
     #[error("the database URL cannot be parsed: {0}")]
     DatabaseUrl(String),

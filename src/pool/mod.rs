@@ -93,6 +93,7 @@ pub struct PoolOptions {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) verified_checkout: bool,
+    pub(crate) max_replica_lag: Duration,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
@@ -107,6 +108,7 @@ impl Default for PoolOptions {
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Some(Duration::from_secs(10)),
             verified_checkout: false,
+            max_replica_lag: Duration::from_secs(1),
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -306,7 +308,7 @@ impl PoolOptions {
 /// ([`Error::Unavailable`]), and `is_broken` sees the closed client, so the
 /// pool drops it. What is given up: LISTEN/NOTIFY notifications are not
 /// delivered on pooled connections.
-async fn connect(
+pub(crate) async fn connect(
     url: &str,
     #[cfg(feature = "rustls")] tls: Option<&crate::tls::TlsConfig>,
     #[cfg(not(feature = "rustls"))] tls: Option<&std::convert::Infallible>,

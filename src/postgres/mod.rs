@@ -418,17 +418,43 @@ where
             .await
     }
 
-    /// [`Self::load_named`] for a read whose SQL the columns keep. Not an
-    /// `async fn`: one would copy the future it awaits once more.
+    /// [`Self::load_named`] for the reads that decide validity: a replica first, if lent one.
     fn read<'a, T: Send + 'a>(
         &'a self,
         sql: fn(&Known) -> &Sql,
         params: &'a [Param<'a>],
         decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Send + Sync + 'a,
     ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
-        self.load_named(
-            move |known| Ok((sql(known).clone(), Cow::Borrowed(params))),
-            decode,
-        )
+        let statement = move |known: &Known| Ok((sql(known).clone(), Cow::Borrowed(params)));
+        async move {
+            // Boxed: inline, it would enlarge every read's future.
+            let replica = self.source.read_connection().await;
+            let replica = replica.map(|lent| Box::pin(self.read_replica(lent, statement, &decode)));
+            if let Some(replica) = replica
+                && let Some(found) = replica.await
+            {
+                return found;
+            }
+            self.load_named(statement, &decode).await
+        }
+    }
+
+    /// [`Self::read`] on a replica: `None` (ask the primary) when it finds no
+    /// rows (writes not replayed yet?) or fails but by a timeout (time spent).
+    async fn read_replica<'p, T: Send>(
+        &self,
+        mut lent: S::Connection<'_>,
+        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
+        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
+    ) -> Option<Result<Vec<T>>> {
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        let rows = self
+            .columns
+            .load(&mut conn, &self.statements, &self.names, statement, decode);
+        match rows.await {
+            Ok(rows) if rows.is_empty() => None,
+            Err(error) if !matches!(error, crate::Error::Timeout { .. }) => None,
+            found => Some(found),
+        }
     }
 }

@@ -21,14 +21,14 @@ const BASE_CONF: &str = "fsync = off\nsynchronous_commit = off\nfull_page_writes
 #[derive(Debug)]
 pub struct Cluster {
     /// The server binaries' directory.
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
     /// The cluster's directory: `data/`, `server.log` and the Unix socket.
-    dir: PathBuf,
-    port: u16,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
     /// Whether the server runs as the `postgres` user (this process is root).
-    run_as_postgres: bool,
+    pub(crate) run_as_postgres: bool,
     /// Whether the server is known to be stopped (nothing to stop on drop).
-    stopped: bool,
+    pub(crate) stopped: bool,
 }
 
 /// The directory of the PostgreSQL server binaries: the newest
@@ -80,6 +80,17 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_with(extra_conf: &str, files: &[(&str, &[u8])]) -> Result<Self, String> {
+        let mut cluster = Self::new_dir()?;
+        cluster.init()?;
+        cluster.configure(extra_conf, files)?;
+        cluster.pg_ctl(&["start", "-w", "-t", "60"])?;
+        cluster.stopped = false;
+        Ok(cluster)
+    }
+
+    /// A cluster not yet created: the server binaries, a fresh directory
+    /// (owned by the server's user) and a free port.
+    pub(crate) fn new_dir() -> Result<Self, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "no PostgreSQL server binaries found (initdb, pg_ctl): install them \
              (Debian/Ubuntu: `apt-get install -y postgresql`) or set DATABASE_URL"
@@ -92,7 +103,7 @@ impl Cluster {
         let dir =
             std::env::temp_dir().join(format!("lucia-diesel-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let mut cluster = Self {
+        let cluster = Self {
             bin,
             dir,
             port: free_port().map_err(|e| format!("finding a free port: {e}"))?,
@@ -108,10 +119,6 @@ impl Cluster {
                 false,
             )?;
         }
-        cluster.init()?;
-        cluster.configure(extra_conf, files)?;
-        cluster.pg_ctl(&["start", "-w", "-t", "60"])?;
-        cluster.stopped = false;
         Ok(cluster)
     }
 
@@ -136,7 +143,11 @@ impl Cluster {
 
     /// Writes `files` into the data directory and the settings into
     /// `postgresql.auto.conf`.
-    fn configure(&self, extra_conf: &str, files: &[(&str, &[u8])]) -> Result<(), String> {
+    pub(crate) fn configure(
+        &self,
+        extra_conf: &str,
+        files: &[(&str, &[u8])],
+    ) -> Result<(), String> {
         let data = self.data_dir();
         let mut conf = format!(
             "{BASE_CONF}port = {}\nunix_socket_directories = '{}'\n",
@@ -147,6 +158,11 @@ impl Cluster {
             conf.push_str("shared_preload_libraries = 'pg_stat_statements'\n");
         }
         conf.push_str(extra_conf);
+        // Ended, so that lines appended later (`pg_basebackup -R` appends
+        // `primary_conninfo` to a standby's copy) start a line of their own.
+        if !conf.ends_with('\n') {
+            conf.push('\n');
+        }
         for (name, content) in files {
             let path = data.join(name);
             std::fs::write(&path, content)
@@ -163,12 +179,12 @@ impl Cluster {
             .map_err(|e| format!("writing {}: {e}", conf_path.display()))
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
     /// `program`, run as the `postgres` user when this process is root.
-    fn command(&self, program: &Path) -> Command {
+    pub(crate) fn command(&self, program: &Path) -> Command {
         if self.run_as_postgres {
             let mut runuser = Command::new("runuser");
             runuser.args(["-u", "postgres", "--"]).arg(program);
@@ -180,7 +196,7 @@ impl Cluster {
 
     /// Runs `cmd` to completion; on failure, the error holds its output
     /// (stdout cut short when `quiet`) and the server log.
-    fn run(&self, cmd: &mut Command, quiet: bool) -> Result<(), String> {
+    pub(crate) fn run(&self, cmd: &mut Command, quiet: bool) -> Result<(), String> {
         let out = cmd
             .stdin(Stdio::null())
             .output()

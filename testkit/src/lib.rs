@@ -1,5 +1,6 @@
 //! Dev-only helpers for lucia-diesel's tests and examples: a throwaway
-//! PostgreSQL cluster, started from the installed server binaries.
+//! PostgreSQL cluster, started from the installed server binaries, and
+//! streaming standbys of it.
 //!
 //! The integration tests, the example app and the bench all need a
 //! PostgreSQL server. They use `DATABASE_URL` when it is set; without it
@@ -24,6 +25,12 @@
 //!   runs) is cleaned up when the process exits
 //!   ([`Cluster::stop_when_process_exits`], built on
 //!   [`after_this_process`]).
+//! - [`Cluster::start_standby`] copies a running cluster with
+//!   `pg_basebackup -R` into a hot standby that streams from it; the
+//!   standby is a [`Cluster`] too, with replication controls
+//!   ([`Cluster::pause_replay`], [`Cluster::resume_replay`],
+//!   [`Cluster::wait_for_replay`], [`Cluster::promote`]) beside the usual
+//!   stop and start. [`Cluster::psql`] asks either server anything.
 //!
 //! # Examples
 //! ```no_run
@@ -33,6 +40,18 @@
 //! drop(cluster); // stops the server, deletes its directory
 //! # Ok::<(), String>(())
 //! ```
+//!
+//! A primary and a hot standby, with replay paused for a while:
+//! ```no_run
+//! let primary = testkit::Cluster::start()?;
+//! let standby = primary.start_standby()?; // streams once this returns
+//! standby.pause_replay()?;
+//! primary.psql("CREATE TABLE t (x int)")?; // not on the standby yet
+//! standby.resume_replay()?;
+//! primary.wait_for_replay(&standby, std::time::Duration::from_secs(10))?;
+//! assert_eq!(standby.psql("SELECT pg_is_in_recovery()")?, "t");
+//! # Ok::<(), String>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -40,6 +59,7 @@
 
 mod cluster;
 mod process;
+mod standby;
 
 #[doc(inline)]
 pub use cluster::{Cluster, find_bin_dir};

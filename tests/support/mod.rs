@@ -39,6 +39,8 @@ pub fn url_with_search_path(url: &str, schema: &str) -> String {
 pub struct TestDb {
     pub schema: String,
     pub url: String,
+    /// The server's URL (default search path).
+    server: String,
     extra_schemas: Vec<String>,
 }
 
@@ -54,16 +56,26 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 impl TestDb {
+    /// A schema on the shared test server.
     pub async fn new() -> Self {
+        Self::on(server_url()).await
+    }
+
+    /// A schema on the server at `server` (a URL with the default search
+    /// path), such as a replicated pair's primary.
+    pub async fn on(server: &str) -> Self {
         let schema = unique_name("ld");
-        let mut admin = admin().await;
+        let mut admin = AsyncPgConnection::establish(server)
+            .await
+            .expect("connect to the test server");
         admin
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .expect("create test schema");
         Self {
-            url: url_with_search_path(server_url(), &schema),
+            url: url_with_search_path(server, &schema),
             schema,
+            server: server.to_owned(),
             extra_schemas: Vec::new(),
         }
     }
@@ -71,8 +83,9 @@ impl TestDb {
     /// Another schema owned by this test (for schema-qualified names).
     pub async fn extra_schema(&mut self, prefix: &str) -> String {
         let schema = unique_name(prefix);
-        admin()
+        AsyncPgConnection::establish(&self.server)
             .await
+            .expect("connect to the test server")
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .expect("create extra schema");
@@ -101,7 +114,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let mut schemas = vec![self.schema.clone()];
         schemas.append(&mut self.extra_schemas);
-        let url = server_url().to_owned();
+        let url = self.server.clone();
         // Drop runs inside the test's runtime: clean up on a thread of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
