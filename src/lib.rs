@@ -57,6 +57,8 @@
 //!   (`lucia_diesel::rocket`).
 //! - `axum`: extractors and a CSRF / cookie layer for axum 0.8
 //!   (`lucia_diesel::axum`).
+//! - `cache`: validation from memory, invalidated by PostgreSQL
+//!   (`SessionManager::with_cache`, `lucia_diesel::cache`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -68,7 +70,8 @@
     feature = "rocket",
     feature = "axum",
     feature = "rustls",
-    feature = "pooler"
+    feature = "pooler",
+    feature = "cache"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

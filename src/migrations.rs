@@ -317,7 +317,7 @@ pub async fn create_tables<U: UserId>(
 mod tests {
     use super::*;
 
-    const DIR: &str = "migrations-cache/2026-12-01-000100_cache_triggers";
+    const DIR: &str = "migrations-cache/2026-12-01-000001_cache_triggers";
 
     #[test]
     fn the_cache_migration_is_the_generated_ddl_for_the_default_names() {

@@ -19,13 +19,10 @@ use serde_json::json;
 
 use super::accounts::{self, AccountError, Hasher};
 
-/// Session attributes: `created_at`, a column the example's migration adds
-/// (left out of inserts, `None`, so its default `now()` applies).
+/// Session attributes: none beyond the crate's own columns (the session's
+/// `created_at` is one of them).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SessionInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
+pub struct SessionInfo {}
 
 /// User attributes: extra columns of `auth_user`.
 #[derive(Debug, Clone, Deserialize)]
@@ -142,8 +139,7 @@ struct UserJson {
 #[derive(Serialize)]
 struct SessionJson {
     id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
 
@@ -175,7 +171,7 @@ async fn start_session(
         "user": UserJson { id: user_id, username },
         "session": SessionJson {
             id: created.session.id.as_str().to_owned(),
-            created_at: None,
+            created_at: created.session.created_at,
             expires_at: created.session.expires_at,
         },
         "token": created.token.as_str(),
@@ -228,7 +224,7 @@ async fn me(current: Current) -> Json<serde_json::Value> {
         "user": user_json(&current),
         "session": SessionJson {
             id: current.session.id.as_str().to_owned(),
-            created_at: current.session.attributes.created_at,
+            created_at: current.session.created_at,
             expires_at: current.session.expires_at,
         },
     }))
@@ -244,7 +240,7 @@ async fn list_sessions(
         .map(|s| {
             json!({
                 "id": s.id.as_str(),
-                "created_at": s.attributes.created_at,
+                "created_at": s.created_at,
                 "expires_at": s.expires_at,
                 "current": s.id == current.session.id,
             })

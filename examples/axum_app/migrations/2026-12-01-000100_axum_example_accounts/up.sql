@@ -7,6 +7,3 @@ CREATE TABLE user_password (
     user_id TEXT PRIMARY KEY REFERENCES auth_user(id) ON DELETE CASCADE,
     hash TEXT NOT NULL
 );
-
--- When each session started, for GET /api/sessions.
-ALTER TABLE user_session ADD COLUMN created_at TIMESTAMPTZ NOT NULL DEFAULT now();
