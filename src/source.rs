@@ -64,6 +64,15 @@ pub trait ConnectionSource: Send + Sync + 'static {
     fn read_connection(&self) -> impl Future<Output = Option<Self::Connection<'_>>> + Send {
         std::future::ready(None)
     }
+
+    /// Whether [`read_connection`](Self::read_connection) may lend a
+    /// replica's connection, whose reads can lag behind the primary's
+    /// writes. The validation cache (feature `cache`) refuses such a
+    /// source: a read behind a revocation it has already been told about
+    /// could be kept. The default is `false`.
+    fn reads_replicas(&self) -> bool {
+        false
+    }
 }
 
 /// A connection lent by a [`ConnectionSource`]: anything that dereferences
@@ -200,5 +209,9 @@ impl<S: ConnectionSource> ConnectionSource for std::sync::Arc<S> {
 
     fn read_connection(&self) -> impl Future<Output = Option<Self::Connection<'_>>> + Send {
         (**self).read_connection()
+    }
+
+    fn reads_replicas(&self) -> bool {
+        (**self).reads_replicas()
     }
 }

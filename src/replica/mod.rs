@@ -328,4 +328,8 @@ impl ConnectionSource for ReplicatedPool {
             }
         }
     }
+
+    fn reads_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+    }
 }
