@@ -123,20 +123,8 @@ impl CacheDb {
 
 impl Drop for CacheDb {
     fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&server).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = conn.batch_execute(&sql).await;
-                }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        crate::support::cleanup(&self.server, &[drop]);
     }
 }
 
@@ -485,21 +473,8 @@ impl ListenRole {
 
 impl Drop for ListenRole {
     fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&server).await {
-                    let _ = conn
-                        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                        .await;
-                }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
+        let drop = format!("DROP ROLE IF EXISTS {}", self.name);
+        crate::support::cleanup(&self.server, &[drop]);
     }
 }
 

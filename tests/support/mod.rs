@@ -114,25 +114,33 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let mut schemas = vec![self.schema.clone()];
         schemas.append(&mut self.extra_schemas);
-        let url = self.server.clone();
-        // Drop runs inside the test's runtime: clean up on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                    for s in schemas {
-                        let _ = conn
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
-                            .await;
-                    }
-                }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
+        let drops: Vec<String> = schemas
+            .iter()
+            .map(|s| format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+            .collect();
+        cleanup(&self.server, &drops);
     }
+}
+
+/// Runs each statement on `server`, ignoring failures, from a thread and a
+/// runtime of its own: for cleanup in `Drop`, which runs inside the test's
+/// runtime.
+pub fn cleanup(server: &str, statements: &[String]) {
+    let (url, statements) = (server.to_owned(), statements.to_vec());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                for sql in statements {
+                    let _ = conn.batch_execute(&sql).await;
+                }
+            }
+        });
+        Ok::<_, std::io::Error>(())
+    })
+    .join();
 }
 
 /// The time now, cut to microseconds as PostgreSQL stores it, so that a
