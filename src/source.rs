@@ -65,13 +65,13 @@ pub trait ConnectionSource: Send + Sync + 'static {
         std::future::ready(None)
     }
 
-    /// Whether [`read_connection`](Self::read_connection) may lend a
-    /// replica's connection, whose reads can lag behind the primary's
-    /// writes. The validation cache (feature `cache`) refuses such a
-    /// source: a read behind a revocation it has already been told about
-    /// could be kept. The default is `false`.
-    fn reads_replicas(&self) -> bool {
-        false
+    /// How far behind the primary's writes a read through
+    /// [`read_connection`](Self::read_connection) may be: zero (the
+    /// default) for a source that reads where it writes. The validation
+    /// cache (feature `cache`) keeps no row read within this long after an
+    /// invalidation, which such a read may not reflect yet.
+    fn max_read_lag(&self) -> Duration {
+        Duration::ZERO
     }
 }
 
@@ -211,7 +211,7 @@ impl<S: ConnectionSource> ConnectionSource for std::sync::Arc<S> {
         (**self).read_connection()
     }
 
-    fn reads_replicas(&self) -> bool {
-        (**self).reads_replicas()
+    fn max_read_lag(&self) -> Duration {
+        (**self).max_read_lag()
     }
 }

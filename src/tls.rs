@@ -117,6 +117,7 @@ pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgCon
     })
 }
 
+#[cfg(feature = "cache")]
 impl TlsConfig {
     /// `config` raised from `sslmode=prefer` to `require`, and the
     /// connector that verifies the server, for a connection of the crate's

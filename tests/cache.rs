@@ -897,29 +897,3 @@ async fn cache_events_are_countable_and_carry_no_secret() {
         }
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_that_reads_from_replicas_is_refused() {
-    let db = CacheDb::new(true).await;
-    // A "replica" that is the primary itself: refused for what the source
-    // may do, whatever the replica's state.
-    let replicated = PoolOptions::new()
-        .build_replicated(&db.url, &[db.url.as_str()])
-        .await
-        .unwrap();
-    let err = SessionManager::new(PostgresAdapter::new(replicated.clone()))
-        .with_cache(CacheOptions::new(&db.url))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Config(ConfigError::CacheOnReplicas)),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("ReplicatedPool::primary"), "{err}");
-    // Its primary's pool reads where it writes.
-    let m: Manager = SessionManager::new(PostgresAdapter::new(replicated.primary().clone()))
-        .with_cache(CacheOptions::new(&db.url))
-        .await
-        .unwrap();
-    assert!(m.cache_stats().unwrap().listening);
-}

@@ -60,21 +60,16 @@ where
     /// ```
     ///
     /// # Errors
-    /// [`ConfigError::CacheOnReplicas`] for a source that reads from
-    /// replicas (a [`ReplicatedPool`](crate::ReplicatedPool); give the cached
-    /// manager its [`primary`](crate::ReplicatedPool::primary) pool instead);
     /// [`ConfigError::CacheTriggers`] when a table lacks the triggers (run
     /// [`migrations::CACHE_MIGRATIONS`](crate::migrations::CACHE_MIGRATIONS)
     /// or [`migrations::cache_triggers_sql`](crate::migrations::cache_triggers_sql));
     /// [`ConfigError::DatabaseUrl`] for a URL that cannot be parsed;
     /// [`Error::Unavailable`] when the database cannot be reached.
     pub async fn with_cache(mut self, options: CacheOptions) -> Result<Self> {
-        if self.adapter().source().reads_replicas() {
-            return Err(ConfigError::CacheOnReplicas.into());
-        }
         let names = self.adapter().table_names().clone();
         let listening = listen(&options, &names).await?;
-        let cache = Arc::new(Cache::<U, SA, UA>::new(&options, U::text));
+        let read_lag = self.adapter().source().max_read_lag();
+        let cache = Arc::new(Cache::<U, SA, UA>::new(&options, U::text, read_lag));
         cache.set_listening(true);
         let task = tokio::spawn(run(Arc::downgrade(&cache), options, names, Some(listening)));
         if let Ok(mut slot) = cache.listener.lock() {

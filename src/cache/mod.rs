@@ -33,7 +33,10 @@
 //! # No stale fill
 //! A validation that read a row before a revocation committed must not put
 //! it in the cache after the revocation's notification was handled: see
-//! [`Epochs`].
+//! `Epochs` in the source. Over a [`ReplicatedPool`](crate::ReplicatedPool),
+//! whose replicas may not have replayed a revocation yet when its
+//! notification arrives, a row read within `max_replica_lag` after any
+//! invalidation is answered but not kept.
 //!
 //! # When not to use it
 //! When the tables see more writes than validations (each write sends a
@@ -201,10 +204,26 @@ impl<U, SA, UA> Drop for Cache<U, SA, UA> {
 /// entry out, or the removal comes first and the fill sees a new epoch and
 /// is dropped. Under many writes, fills are dropped more often; nothing
 /// stale is ever kept.
-#[derive(Debug, Default)]
+///
+/// A source that reads from replicas ([`ConnectionSource::max_read_lag`](crate::ConnectionSource::max_read_lag)
+/// above zero) breaks the first case: a query that starts after the
+/// notification was handled may still read a replica that has not
+/// replayed the revocation, though it has once the lag bound has passed
+/// since the revocation committed (before its notification was sent). So
+/// with such a source a fill is also dropped when any invalidation (or
+/// reconnection) was handled less than the bound before its ticket was
+/// taken: a correctness property, at the price of fewer fills while
+/// invalidations come more often than the bound.
+#[derive(Debug)]
 pub(crate) struct Epochs {
     epoch: AtomicU64,
     lock: RwLock<()>,
+    /// The source's read lag bound, in microseconds (0: reads where it
+    /// writes), and when the last invalidation was handled, in
+    /// microseconds since `origin`.
+    read_lag_us: u64,
+    last_invalidation_us: AtomicU64,
+    origin: std::time::Instant,
     listening: AtomicBool,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -225,9 +244,43 @@ enum Change<'a> {
     All,
 }
 
-/// The epoch a validation saw before it read the database.
+impl Epochs {
+    fn new(read_lag: Duration) -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            lock: RwLock::new(()),
+            read_lag_us: u64::try_from(read_lag.as_micros()).unwrap_or(u64::MAX),
+            last_invalidation_us: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+            listening: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypasses: AtomicU64::new(0),
+            fills: AtomicU64::new(0),
+            dropped_fills: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// A new epoch, and its time: under the write lock.
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.last_invalidation_us
+            .store(self.now_us(), Ordering::Release);
+    }
+}
+
+/// The epoch a validation saw before it read the database, and when.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket(u64);
+pub(crate) struct Ticket {
+    epoch: u64,
+    at_us: u64,
+}
 
 /// The target of the cache's `tracing` events; each has an `event` field:
 /// `hit`, `miss`, `bypass`, `dropped_fill`, `invalidate`, `flush`.
@@ -243,7 +296,11 @@ where
     SA: Clone + Send + Sync + 'static,
     UA: Clone + Send + Sync + 'static,
 {
-    pub(crate) fn new(options: &CacheOptions, user_key: fn(&U) -> String) -> Self {
+    pub(crate) fn new(
+        options: &CacheOptions,
+        user_key: fn(&U) -> String,
+        read_lag: Duration,
+    ) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(options.max_entries)
             .time_to_live(options.max_age)
@@ -251,7 +308,7 @@ where
             .build();
         Self {
             entries,
-            epochs: Arc::new(Epochs::default()),
+            epochs: Arc::new(Epochs::new(read_lag)),
             user_key,
             listener: Mutex::new(None),
         }
@@ -297,9 +354,10 @@ where
     /// listening (then nothing is filled).
     pub(crate) fn ticket(&self) -> Option<Ticket> {
         let e = &self.epochs;
-        e.listening
-            .load(Ordering::Acquire)
-            .then(|| Ticket(e.epoch.load(Ordering::Acquire)))
+        e.listening.load(Ordering::Acquire).then(|| Ticket {
+            epoch: e.epoch.load(Ordering::Acquire),
+            at_us: if e.read_lag_us > 0 { e.now_us() } else { 0 },
+        })
     }
 
     /// Keeps a session read from the database, unless an invalidation came
@@ -312,7 +370,13 @@ where
     ) {
         let e = &self.epochs;
         let Ok(_guard) = e.lock.read() else { return };
-        if e.epoch.load(Ordering::Acquire) != ticket.0 || !e.listening.load(Ordering::Acquire) {
+        let too_soon = e.read_lag_us > 0
+            && ticket.at_us
+                < (e.last_invalidation_us.load(Ordering::Acquire)).saturating_add(e.read_lag_us);
+        if e.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !e.listening.load(Ordering::Acquire)
+            || too_soon
+        {
             e.dropped_fills.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: TARGET, event = "dropped_fill");
             return;
@@ -374,7 +438,7 @@ where
     fn invalidate(&self, change: Change<'_>) {
         let e = &self.epochs;
         let Ok(_guard) = e.lock.write() else { return };
-        e.epoch.fetch_add(1, Ordering::AcqRel);
+        e.bump();
         match change {
             Change::Session(digest) => {
                 self.entries.invalidate(&digest);
@@ -401,7 +465,7 @@ where
     fn set_listening(&self, listening: bool) {
         let e = &self.epochs;
         let Ok(_guard) = e.lock.write() else { return };
-        e.epoch.fetch_add(1, Ordering::AcqRel);
+        e.bump();
         if listening {
             self.flush_locked("connected");
         }

@@ -108,11 +108,6 @@ pub enum ConfigError {
         "the table {0} has no lucia-diesel notification triggers, which the session cache needs: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
     )]
     CacheTriggers(String),
-    /// The session cache was enabled on a source that reads from replicas.
-    #[error(
-        "the session cache needs a source that reads where it writes: a replica's read can lag behind a revocation the cache was already told about; give the cached manager the primary's pool (ReplicatedPool::primary)"
-    )]
-    CacheOnReplicas,
     /// A web framework integration found no session manager where it looks
     /// for one (Rocket's managed state).
     #[error(

@@ -329,7 +329,12 @@ impl ConnectionSource for ReplicatedPool {
         }
     }
 
-    fn reads_replicas(&self) -> bool {
-        !self.replicas.is_empty()
+    /// `max_replica_lag`: a usable replica is never further behind.
+    fn max_read_lag(&self) -> Duration {
+        if self.replicas.is_empty() {
+            Duration::ZERO
+        } else {
+            self.state.max_lag
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! Which server served a read is checked on the servers themselves:
 //! `pg_stat_statements` counts the session-and-user `JOIN` on each.
 
+#[cfg(feature = "cache")]
+mod cache;
 mod faults;
 mod routing;
 
