@@ -1,7 +1,7 @@
 //! The validation cache (feature `cache`): sessions validated from memory,
 //! invalidated by PostgreSQL itself.
 //!
-//! [`SessionManager::with_cache`] keeps validated sessions and their users
+//! [`SessionManager::with_cache`](crate::SessionManager::with_cache) keeps validated sessions and their users
 //! in memory (a [`moka`] cache, bounded in entries and in age). A hit is a
 //! live session with nothing to write (no extension, no activity to record):
 //! it costs no database round trip. Everything else goes to the database as
@@ -136,7 +136,7 @@ impl CacheOptions {
     }
 }
 
-/// What a cache has done so far ([`SessionManager::cache_stats`]).
+/// What a cache has done so far ([`SessionManager::cache_stats`](crate::SessionManager::cache_stats)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct CacheStats {
