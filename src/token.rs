@@ -144,7 +144,7 @@ pub struct SessionId(String);
 impl SessionId {
     /// An id as the session table holds it: one read back from a session
     /// list, a form or an existing table. Ids PostgreSQL cannot store
-    /// (empty, over [`MAX_SESSION_ID_BYTES`](crate::postgres::MAX_SESSION_ID_BYTES),
+    /// (empty, over [`MAX_SESSION_ID_BYTES`],
     /// holding NUL) are never found and never stored.
     #[must_use]
     pub fn new(id: impl Into<String>) -> Self {
@@ -162,7 +162,17 @@ impl SessionId {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// Whether PostgreSQL can hold it: text cannot hold NUL, and ids longer
+    /// than [`MAX_SESSION_ID_BYTES`] are never stored.
+    pub(crate) fn storable(&self) -> bool {
+        !self.0.is_empty() && self.0.len() <= MAX_SESSION_ID_BYTES && !self.0.contains('\0')
+    }
 }
+
+/// The longest session id the adapter stores or looks up, in bytes. Longer
+/// ids are never found, and `set_session` rejects them.
+pub const MAX_SESSION_ID_BYTES: usize = 512;
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

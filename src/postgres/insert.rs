@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::attributes::{insert_values, session_values};
 use super::columns::Known;
 use super::run::Param;
-use super::{ConnectionSource, PostgresAdapter, TableNames, UserId, storable};
+use super::{ConnectionSource, PostgresAdapter, TableNames, UserId};
 use crate::adapter::DatabaseSession;
 use crate::error::{DatabaseErrorKind, Error, ErrorClass, Result, undefined_table};
 
@@ -24,7 +24,7 @@ where
     where
         SA: Serialize + Sync,
     {
-        if !storable(&session.id) {
+        if !session.id.storable() {
             return Err(Error::InvalidSessionId);
         }
         if !session.user_id.storable() {

@@ -40,11 +40,8 @@ use crate::error::{ConfigError, Result};
 use crate::token::SessionId;
 use crate::trace::traced;
 
-/// The longest session id the adapter stores or looks up, in bytes. Longer
-/// ids are never found, and `set_session` rejects them.
-pub const MAX_SESSION_ID_BYTES: usize = 512;
-
 pub use crate::cleanup::CLEANUP_BATCH_SIZE;
+pub use crate::token::MAX_SESSION_ID_BYTES;
 
 /// Lucia's PostgreSQL adapter on diesel-async.
 ///
@@ -173,13 +170,6 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     }
 }
 
-/// Whether a session id can be looked up at all: PostgreSQL text cannot hold
-/// NUL, and ids longer than [`MAX_SESSION_ID_BYTES`] are never stored.
-fn storable(id: &SessionId) -> bool {
-    let id = id.as_str();
-    !id.is_empty() && id.len() <= MAX_SESSION_ID_BYTES && !id.contains('\0')
-}
-
 /// A session row: id, expires_at, user_id, then the attribute columns.
 fn decode_session<U: UserId, SA: DeserializeOwned>(
     row: &Row<'_>,
@@ -227,7 +217,7 @@ where
         let span = tracing::debug_span!("get_session_and_user", found = Empty);
         traced(&span, async {
             let mut found = None;
-            if storable(id) {
+            if id.storable() {
                 let params = [Param::Text(id.as_str())];
                 let rows = self.read(
                     |k| &k.get_session_and_user,
@@ -267,7 +257,7 @@ where
         traced(&span, async {
             let params = [Param::Timestamptz(at), Param::Text(id.as_str())];
             let sql = &self.statements.update_expiration;
-            let found = storable(id) && self.execute(sql, &params).await? > 0;
+            let found = id.storable() && self.execute(sql, &params).await? > 0;
             span.record("found", found);
             Ok(found)
         })
@@ -278,7 +268,7 @@ where
         let span = tracing::debug_span!("delete_session", found = Empty);
         traced(&span, async {
             let sql = &self.statements.delete_session;
-            let found = storable(id) && self.execute(sql, &[Param::Text(id.as_str())]).await? > 0;
+            let found = id.storable() && self.execute(sql, &[Param::Text(id.as_str())]).await? > 0;
             span.record("found", found);
             Ok(found)
         })
@@ -324,7 +314,7 @@ where
         let span = tracing::debug_span!("refresh_session", extended = Empty, found = Empty);
         traced(&span, async {
             let mut refreshed = None;
-            if storable(id) {
+            if id.storable() {
                 let (extend_by, seen_by) =
                     (refresh.extend_if_expiring_by, refresh.seen_if_last_seen_by);
                 let params = [
