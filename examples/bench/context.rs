@@ -198,13 +198,14 @@ impl Context {
     }
 }
 
-/// `cargo run --release --example bench -- <this process's arguments>`,
+/// `cargo run --release --example bench --features pooler,cache -- <this
+/// process's arguments>`,
 /// each argument quoted for the shell where it needs it.
 fn command_line() -> String {
     let mut command = if cfg!(debug_assertions) {
-        "cargo run --example bench".to_owned()
+        "cargo run --example bench --features pooler,cache".to_owned()
     } else {
-        "cargo run --release --example bench".to_owned()
+        "cargo run --release --example bench --features pooler,cache".to_owned()
     };
     let args: Vec<String> = std::env::args().skip(1).map(|a| shell_word(&a)).collect();
     if !args.is_empty() {

@@ -16,14 +16,16 @@ const PREAMBLE: &str = "# Benchmarks
 Results of session-bench v1 (`examples/bench`): lucia-diesel against a raw
 tokio-postgres client with one prepared statement per operation (`raw`, the
 floor), over a pool of 10 connections. See the README's Benchmark section
-for the protocol and `cargo run --release --example bench -- --help` for
+for the protocol and `cargo run --release --example bench --features
+pooler,cache -- --help` for
 every option.
 
 ```sh
-cargo run --release --example bench                        # scenario ops: every operation, c=1 and 32
-cargo run --release --example bench -- --scenario cleanup  # validate while 10^6 expired rows go
-cargo run --release --example bench -- --soak 60           # the bench's memory over a minute
-cargo run --release --example bench -- --no-write          # print only, leave this file alone
+cargo run --release --example bench --features pooler,cache                        # scenario ops: every operation, c=1 and 32
+cargo run --release --example bench --features pooler,cache -- --scenario cleanup  # validate while 10^6 expired rows go
+cargo run --release --example bench --features pooler,cache -- --scenario cache    # the validation cache
+cargo run --release --example bench --features pooler,cache -- --soak 60           # the bench's memory over a minute
+cargo run --release --example bench --features pooler,cache -- --no-write          # print only, leave this file alone
 ```
 
 Without `DATABASE_URL` the bench starts a throwaway cluster (`fsync` off):
