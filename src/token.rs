@@ -201,7 +201,14 @@ impl From<&str> for SessionId {
 #[must_use]
 pub fn session_id_for(token: &str, storage: TokenStorage) -> SessionId {
     SessionId(match storage {
-        TokenStorage::Hashed => hex::encode(Sha256::digest(token.as_bytes())),
+        TokenStorage::Hashed => {
+            // Into a buffer, not `hex::encode` (which collects the string
+            // char by char): every validation hashes a token.
+            let mut hex = [0; 64];
+            hex::encode_to_slice(Sha256::digest(token.as_bytes()), &mut hex)
+                .expect("64 bytes hold a SHA-256 digest in hex");
+            String::from_utf8_lossy(&hex).into_owned()
+        }
         TokenStorage::LuciaCompatible => token.to_owned(),
     })
 }
