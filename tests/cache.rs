@@ -800,6 +800,34 @@ async fn enabling_the_cache_needs_the_triggers_and_a_reachable_server() {
             .is_ok()
     );
 
+    // Settings refused before connecting, by name.
+    let refused = [
+        (
+            CacheOptions::new(&db.url).with_ping_interval(Duration::ZERO),
+            "ping",
+        ),
+        (
+            CacheOptions::new(&db.url).with_ping_interval(Duration::from_secs(3601)),
+            "ping",
+        ),
+        (
+            CacheOptions::new(&db.url).with_max_age(Duration::from_secs(86_401)),
+            "age",
+        ),
+        (
+            CacheOptions::new(&db.url).with_max_age(Duration::MAX),
+            "age",
+        ),
+    ];
+    for (options, what) in refused {
+        let err = manager().await.with_cache(options).await.unwrap_err();
+        let expected = match what {
+            "ping" => matches!(err, Error::Config(ConfigError::CachePingInterval)),
+            _ => matches!(err, Error::Config(ConfigError::CacheMaxAge)),
+        };
+        assert!(expected, "{what}: {err:?}");
+    }
+
     let err = manager()
         .await
         .with_cache(CacheOptions::new("postgres://x:y@host:notaport/db"))
@@ -818,6 +846,44 @@ async fn enabling_the_cache_needs_the_triggers_and_a_reachable_server() {
         !format!("{err} {err:?}").contains("hunter2secret"),
         "{err:?}"
     );
+}
+
+/// A listener whose runtime shut down (its task aborted) leaves the cache
+/// bypassed: nothing would invalidate it any more.
+#[test]
+fn a_listener_gone_with_its_runtime_leaves_the_cache_bypassed() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (app, listener) = (runtime(), runtime());
+    let db = app.block_on(CacheDb::new(true));
+    let (manager, alice) = app.block_on(async {
+        let manager = SessionManager::new(PostgresAdapter::new(db.pool().await));
+        (manager, db.user("alice", "Alice").await)
+    });
+    let b: Manager = listener
+        .block_on(manager.with_cache(CacheOptions::new(&db.url)))
+        .unwrap();
+    let token = app.block_on(async {
+        let c = b.create_session(alice, Attributes::new()).await.unwrap();
+        cached(&b, c.token.as_str()).await;
+        c.token
+    });
+
+    drop(listener);
+    let before = stats(&b);
+    assert!(!before.listening, "{before:?}");
+    app.block_on(async {
+        assert!(valid(&b, token.as_str()).await);
+    });
+    let after = stats(&b);
+    assert_eq!(after.hits, before.hits, "{after:?}");
+    assert_eq!(after.bypasses, before.bypasses + 1, "{after:?}");
+    drop(b);
+    drop(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

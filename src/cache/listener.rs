@@ -64,14 +64,22 @@ where
     /// [`migrations::CACHE_MIGRATIONS`](crate::migrations::CACHE_MIGRATIONS)
     /// or [`migrations::cache_triggers_sql`](crate::migrations::cache_triggers_sql));
     /// [`ConfigError::DatabaseUrl`] for a URL that cannot be parsed;
+    /// [`ConfigError::CacheMaxAge`] and [`ConfigError::CachePingInterval`]
+    /// for settings out of range;
     /// [`Error::Unavailable`] when the database cannot be reached.
     pub async fn with_cache(mut self, options: CacheOptions) -> Result<Self> {
+        options.check()?;
         let names = self.adapter().table_names().clone();
         let listening = listen(&options, &names).await?;
         let read_lag = self.adapter().source().max_read_lag();
         let cache = Arc::new(Cache::<U, SA, UA>::new(&options, U::text, read_lag));
         cache.set_listening(true);
-        let task = tokio::spawn(run(Arc::downgrade(&cache), options, names, Some(listening)));
+        let task = tokio::spawn(run(
+            BypassOnExit(Arc::downgrade(&cache)),
+            options,
+            names,
+            Some(listening),
+        ));
         if let Ok(mut slot) = cache.listener.lock() {
             *slot = Some(task);
         }
@@ -194,7 +202,7 @@ async fn check_triggers(client: &Client, table: &TableName) -> Result<()> {
 /// connection is lost, the cache bypassed meanwhile. Ends when the cache is
 /// dropped.
 async fn run<U, SA, UA>(
-    cache: Weak<Cache<U, SA, UA>>,
+    bypass: BypassOnExit<U, SA, UA>,
     options: CacheOptions,
     names: TableNames,
     mut listening: Option<Listening>,
@@ -203,6 +211,7 @@ async fn run<U, SA, UA>(
     SA: Clone + Send + Sync + 'static,
     UA: Clone + Send + Sync + 'static,
 {
+    let cache = bypass.0.clone();
     let mut backoff = MIN_BACKOFF;
     loop {
         let current = match listening.take() {
@@ -232,6 +241,29 @@ async fn run<U, SA, UA>(
         let Some(cache) = cache.upgrade() else { return };
         cache.set_listening(false);
         tracing::warn!(target: super::TARGET, "cache listener lost; the cache is bypassed until it reconnects");
+    }
+}
+
+/// Marks the cache not listening however the listener task ends (a panic,
+/// or dropped with its runtime, polled or not): a correctness property, as
+/// a cache nobody invalidates must not serve. An argument of [`run`], so it
+/// is dropped with the task even before its first poll.
+struct BypassOnExit<U, SA, UA>(Weak<Cache<U, SA, UA>>)
+where
+    U: Clone + Send + Sync + 'static,
+    SA: Clone + Send + Sync + 'static,
+    UA: Clone + Send + Sync + 'static;
+
+impl<U, SA, UA> Drop for BypassOnExit<U, SA, UA>
+where
+    U: Clone + Send + Sync + 'static,
+    SA: Clone + Send + Sync + 'static,
+    UA: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(cache) = self.0.upgrade() {
+            cache.set_listening(false);
+        }
     }
 }
 

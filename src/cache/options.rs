@@ -50,7 +50,7 @@ impl CacheOptions {
     }
 
     /// How long an entry may be served before it is read again (default
-    /// 60 s). A backstop, not the invalidation: it bounds what a
+    /// 60 s, at most a day: [`ConfigError::CacheMaxAge`](crate::ConfigError::CacheMaxAge)). A backstop, not the invalidation: it bounds what a
     /// notification missed without the cache noticing could cost (a
     /// connection that died silently before its ping failed), while a
     /// session in use is read from the database about once a minute instead
@@ -60,8 +60,10 @@ impl CacheOptions {
         self
     }
 
-    /// How often the listening connection is pinged (default 5 s); a ping
-    /// that fails or takes longer than a second counts as a lost connection.
+    /// How often the listening connection is pinged (default 5 s; positive
+    /// and at most an hour: [`ConfigError::CachePingInterval`](crate::ConfigError::CachePingInterval));
+    /// a ping that fails or takes longer than a second counts as a lost
+    /// connection.
     pub fn with_ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
         self
@@ -74,4 +76,23 @@ impl CacheOptions {
         self.tls = Some(tls);
         self
     }
+
+    /// The settings [`SessionManager::with_cache`](crate::SessionManager::with_cache)
+    /// refuses before connecting.
+    pub(crate) fn check(&self) -> Result<(), crate::ConfigError> {
+        if self.max_age > MAX_AGE_LIMIT {
+            return Err(crate::ConfigError::CacheMaxAge);
+        }
+        if self.ping_interval.is_zero() || self.ping_interval > PING_INTERVAL_LIMIT {
+            return Err(crate::ConfigError::CachePingInterval);
+        }
+        Ok(())
+    }
 }
+
+/// The longest entry age: a backstop longer than a day is none.
+const MAX_AGE_LIMIT: Duration = Duration::from_secs(86_400);
+
+/// The longest ping interval: a connection that died silently goes
+/// unnoticed (the cache serving without invalidations) for this long.
+const PING_INTERVAL_LIMIT: Duration = Duration::from_secs(3_600);

@@ -108,6 +108,12 @@ pub enum ConfigError {
         "the table {0} has no lucia-diesel notification triggers, which the session cache needs: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
     )]
     CacheTriggers(String),
+    /// The cache's maximum entry age is longer than a day.
+    #[error("the cache's maximum entry age must be at most a day (86400 s)")]
+    CacheMaxAge,
+    /// The cache's ping interval is zero or longer than an hour.
+    #[error("the cache's ping interval must be positive and at most an hour")]
+    CachePingInterval,
     /// A web framework integration found no session manager where it looks
     /// for one (Rocket's managed state).
     #[error(
