@@ -35,9 +35,10 @@
 //! with the logic shared with the other integrations ([`crate::http`]).
 //! When the session was extended they set the cookie again; when the cookie
 //! holds an invalid token they clear it, also when the request ends in a
-//! catcher's answer (a 401), as long as the fairing is attached. A storage
-//! failure is a `503 Service Unavailable` (never a valid session), a missing
-//! [`SessionManager`] a `500` naming it.
+//! catcher's answer (a 401). A storage failure is a `503 Service
+//! Unavailable` (never a valid session); a missing [`SessionManager`], or
+//! guards used without the fairing (whose cross-origin check would not
+//! have run), a `500` naming what is missing.
 //!
 //! # The fairing
 //! - **CSRF.** Requests with a state-changing method (anything but `GET`,
@@ -72,7 +73,7 @@ const REJECTED_PATH: &str = "/__lucia_diesel/cross-origin-request-rejected";
 struct Validated<A: Adapter>(Result<Option<CurrentSession<A>>, Error>);
 
 /// The policy the guards read, managed by [`SessionFairing`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct GuardSettings(RequestPolicy);
 
 fn status_of(err: &Error) -> Status {
@@ -113,8 +114,11 @@ where
             crate::error::ConfigError::MissingSessionManager(std::any::type_name::<A>()).into(),
         );
     };
-    let default = GuardSettings::default();
-    let policy = &req.rocket().state::<GuardSettings>().unwrap_or(&default).0;
+    // Without the fairing no cross-origin check ran: refuse rather than
+    // answer a state-changing request unchecked.
+    let Some(GuardSettings(policy)) = req.rocket().state::<GuardSettings>() else {
+        return Err(crate::error::ConfigError::MissingSessionFairing.into());
+    };
     // The raw header is parsed strictly (a duplicated session cookie counts
     // as none); requests built in-process (Rocket's local client) carry
     // their cookies in the jar only.

@@ -120,4 +120,10 @@ pub enum ConfigError {
         "no SessionManager<{0}> in the web framework's state: add it (Rocket: `rocket.manage(session_manager)`)"
     )]
     MissingSessionManager(&'static str),
+    /// Rocket's session guards ran without `rocket::SessionFairing`
+    /// attached, so no cross-origin check ran.
+    #[error(
+        "the session guards need the SessionFairing, which checks cross-origin requests: attach it (`rocket.attach(SessionFairing::new())`)"
+    )]
+    MissingSessionFairing,
 }

@@ -63,3 +63,41 @@ async fn blank_cookie_when_a_catcher_answers_401() {
     assert_eq!(location(&res).as_deref(), Some("/login"));
     assert!(session_set_cookie(&res).is_none());
 }
+
+/// The guards without the fairing (so without its cross-origin check)
+/// refuse with a 500 instead of answering unchecked.
+#[tokio::test]
+async fn guards_without_the_fairing_refuse() {
+    use lucia_diesel::rocket::{CurrentSession, MaybeSession};
+    use lucia_diesel::{PgPool, PoolOptions, PostgresAdapter, SessionManager};
+    use rocket::local::asynchronous::Client;
+
+    type Adapter = PostgresAdapter<PgPool>;
+    #[rocket::post("/me")]
+    fn me(_session: CurrentSession<Adapter>) -> &'static str {
+        "signed in"
+    }
+    #[rocket::get("/maybe")]
+    fn maybe(_session: MaybeSession<Adapter>) -> &'static str {
+        "answered"
+    }
+
+    let app = app().await;
+    let pool = PoolOptions::new().build(&app.url).await.unwrap();
+    let config = rocket::Config {
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::debug_default()
+    };
+    let rocket = rocket::custom(config)
+        .manage(SessionManager::new(PostgresAdapter::new(pool)))
+        .mount("/", rocket::routes![me, maybe]);
+    let client = Client::untracked(rocket).await.unwrap();
+    let res = client
+        .post("/me")
+        .header(Header::new("Origin", "https://evil.example"))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::InternalServerError);
+    let res = client.get("/maybe").dispatch().await;
+    assert_eq!(res.status(), Status::InternalServerError);
+}
