@@ -149,6 +149,37 @@ async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
     assert_eq!(counter.take().0, 2, "expired: one more to delete");
 }
 
+/// With an idle timeout and an absolute lifetime set, a validation with
+/// nothing due (no extension, no use to record yet) is still one query;
+/// a use to record once the activity resolution has passed is one more.
+#[tokio::test]
+async fn validate_session_with_timeouts_costs_one_query_when_nothing_is_due() {
+    use lucia_diesel::SessionManager;
+    let f = default_fixture().await;
+    let uid = f.create_user("alice").await;
+    let (source, counter) = counted(&f.db).await;
+    let clock = crate::support::clock::ManualClock::at(Utc::now());
+    let m = SessionManager::builder(PostgresAdapter::new(source))
+        .with_clock(clock.clone())
+        .with_idle_timeout(Duration::hours(1))
+        .with_absolute_lifetime(Duration::days(7))
+        .build()
+        .unwrap();
+    let created = m.create_session(uid, Attributes::new()).await.unwrap();
+    let token = created.token.as_str();
+    m.validate_session(token).await.unwrap().unwrap();
+    counter.take();
+    clock.advance(Duration::minutes(1));
+    m.validate_session(token).await.unwrap().unwrap();
+    assert_eq!(counter.take(), (1, 0), "nothing due: one cached query");
+    clock.advance(Duration::minutes(10));
+    m.validate_session(token).await.unwrap().unwrap();
+    assert_eq!(counter.take().0, 2, "a use to record: one more");
+    clock.advance(Duration::minutes(1));
+    m.validate_session(token).await.unwrap().unwrap();
+    assert_eq!(counter.take(), (1, 0), "recorded: one query again");
+}
+
 /// Two adapters on one connection, one on the default tables (statements
 /// cached under a type) and one on tables of the same names in another
 /// schema (cached under their SQL text): each prepares its own statements
