@@ -230,8 +230,8 @@ pub fn is_well_formed(token: &str, storage: TokenStorage) -> bool {
     let bytes = token.as_bytes();
     match storage {
         TokenStorage::Hashed => {
-            // A range test per byte, not a search of the alphabet (which
-            // was a tenth of validate_session's client-side instructions).
+            // A range test per byte, not a search of the alphabet: this
+            // runs on every request (see BENCHMARKS.md's notes).
             bytes.len() == TOKEN_LEN && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
         }
         TokenStorage::LuciaCompatible => {

@@ -10,7 +10,6 @@
 //! instead (a correctness property: no caller starves while others are
 //! served).
 
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,6 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::PoolOptions;
 use crate::error::{Error, ErrorSource, Result};
-use crate::postgres::run::race;
 
 /// The last error seen while opening a connection, and when, for
 /// [`Error::PoolTimeout`].
@@ -80,16 +78,16 @@ impl Queue {
             // go to waiters first); bb8's own wait is bounded by its
             // connection timeout, the checkout timeout.
             Ok(turn) => Box::pin(pool.get()).await.map(|conn| (conn, turn)),
-            // Waiting: the turn, then the connection, within one timer.
+            // Waiting: the turn, then the connection, within one deadline.
             Err(_) => {
-                let mut timer = pin!(tokio::time::sleep(self.checkout_timeout));
-                let turn = race(pin!(self.turns.acquire()), timer.as_mut())
+                let deadline = tokio::time::Instant::now() + self.checkout_timeout;
+                let turn = tokio::time::timeout_at(deadline, self.turns.acquire())
                     .await
-                    .ok_or_else(timed_out)?
+                    .map_err(|_| timed_out())?
                     .map_err(|_| Error::unavailable("the pool is closed"))?;
-                let conn = race(Box::pin(pool.get()).as_mut(), timer)
+                let conn = tokio::time::timeout_at(deadline, Box::pin(pool.get()))
                     .await
-                    .ok_or_else(timed_out)?;
+                    .map_err(|_| timed_out())?;
                 conn.map(|conn| (conn, turn))
             }
         };

@@ -107,7 +107,7 @@ impl<'de> MapAccess<'de> for Columns<'_, '_> {
     }
 }
 
-/// Type OIDs of the columns read plainly (`columns::Read::Plain`).
+/// Type OIDs of the columns read plainly (see `Column::plain`).
 mod oid {
     pub(super) const BOOL: u32 = 16;
     pub(super) const NAME: u32 = 19;

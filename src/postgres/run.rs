@@ -10,9 +10,7 @@
 //! retired. The server's `statement_timeout` cannot act while the server
 //! is frozen or unreachable; this deadline can.
 
-use std::future::poll_fn;
 use std::pin::{Pin, pin};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -253,24 +251,11 @@ async fn within<T>(
     let Some((at, limit)) = deadline else {
         return Ok(fut.await);
     };
-    let sleep = pin!(tokio::time::sleep_until(at.into()));
-    race(fut, sleep).await.ok_or(limit)
-}
-
-/// `fut`'s output, or `None` if `sleep` ends first. Both are polled where
-/// the caller pinned them, not moved into a wrapper such as
-/// `tokio::time::Timeout`: operation futures are copied on every call, and
-/// a wrapper copies them once more (measured: about 500 instructions per
-/// validation at concurrency 32).
-pub(crate) async fn race<T>(
-    mut fut: Pin<&mut impl Future<Output = T>>,
-    mut sleep: Pin<&mut tokio::time::Sleep>,
-) -> Option<T> {
-    poll_fn(|cx| match fut.as_mut().poll(cx) {
-        Poll::Ready(out) => Poll::Ready(Some(out)),
-        Poll::Pending => sleep.as_mut().poll(cx).map(|()| None),
-    })
-    .await
+    // The timeout wraps the pinned reference, not the operation's future,
+    // which stays where the caller pinned it.
+    tokio::time::timeout_at(at.into(), fut)
+        .await
+        .map_err(|_| limit)
 }
 
 /// A row from either kind of connection, read by column index with

@@ -244,10 +244,9 @@ impl Statements {
     /// `$1` session id -> id, expires_at, user_id, created_at, last_seen_at,
     /// the session's attribute columns, the user's. One `JOIN`.
     ///
-    /// Reads select each attribute column (`s."c"`) instead of
-    /// `to_jsonb(s) - ..`: `to_jsonb(record)` looks up each column's type on
-    /// every row (listing a user's sessions cost about 1.5x the server time
-    /// of selecting the columns), and the client builds the attributes.
+    /// Reads select each attribute column (`s."c"`), and the client builds
+    /// the attributes: `to_jsonb(record)` would look up each column's type
+    /// on every row (see BENCHMARKS.md's notes for what that cost).
     pub(crate) fn get_session_and_user(&self, columns: &Columns) -> Sql {
         SqlBuilder::new()
             .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at")
