@@ -187,7 +187,7 @@ fn decode_session<U: UserId, SA: DeserializeOwned>(
 
 /// The managed columns every session row starts with (see
 /// [`Statements::get_session_and_user`]); the attribute columns follow.
-const SESSION_COLUMNS: usize = 5;
+const SESSION_COLUMNS: usize = statements::MANAGED_SESSION_COLUMNS.len();
 
 /// A session row followed by its user's attribute columns.
 fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(

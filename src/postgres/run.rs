@@ -51,7 +51,7 @@ impl<'a> Statement<'a> {
     }
 
     /// The whole statement, with `$1`.. markers.
-    #[cfg_attr(not(feature = "pooler"), allow(dead_code))]
+    #[cfg(feature = "pooler")]
     pub(crate) fn text(&self) -> &str {
         self.sql.text()
     }
