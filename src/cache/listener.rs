@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Connection};
 
 use super::{CHANNEL, Cache, CacheOptions, CacheStats};
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{ConfigError, Error, Result, parse_database_url};
 use crate::postgres::{ConnectionSource, PostgresAdapter, TableName, TableNames, UserId};
 use crate::session::SessionManager;
 
@@ -111,10 +111,7 @@ impl Drop for Listening {
 
 /// Connects, checks the triggers and listens.
 async fn listen(options: &CacheOptions, names: &TableNames) -> Result<Listening> {
-    let mut config: tokio_postgres::Config = options
-        .listen_url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))?;
+    let mut config = parse_database_url(&options.listen_url)?;
     if config.get_application_name().is_none() {
         config.application_name(APPLICATION_NAME);
     }

@@ -75,7 +75,7 @@ use diesel_async::pooled_connection::{
 use futures_util::FutureExt as _;
 use tokio::sync::SemaphorePermit;
 
-use crate::error::{ConfigError, Error, ErrorSource, Result};
+use crate::error::{ConfigError, Error, ErrorSource, Result, parse_database_url};
 use crate::postgres::ConnectionSource;
 
 pub(crate) use self::queue::{LastError, Queue};
@@ -207,9 +207,7 @@ impl PoolOptions {
         self.check()?;
         // Checked now, so that a wrong URL is a configuration error at
         // startup, not a connect error at the first call.
-        let _: tokio_postgres::Config = database_url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))?;
+        parse_database_url(database_url)?;
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         let set = self
             .statement_timeout

@@ -60,7 +60,7 @@ use std::time::Duration;
 use tokio::sync::SemaphorePermit;
 use tokio_postgres::NoTls;
 
-use crate::error::{ConfigError, Error, ErrorSource, Result, classify_postgres};
+use crate::error::{Error, ErrorSource, Result, classify_postgres, parse_database_url};
 use crate::pool::{LastError, PoolOptions, Queue};
 use crate::postgres::ConnectionSource;
 
@@ -91,9 +91,7 @@ impl PoolOptions {
     /// or timeout.
     pub fn build_pooler_lazy(self, database_url: &str) -> Result<PoolerPool> {
         self.check()?;
-        let config: tokio_postgres::Config = database_url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))?;
+        let config = parse_database_url(database_url)?;
         let queue = Queue::new(&self);
         let manager = Manager {
             config,

@@ -138,7 +138,7 @@ use std::time::Duration;
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 
 use self::health::State;
-use crate::error::{ConfigError, Result};
+use crate::error::{ConfigError, Result, parse_database_url};
 use crate::pool::{PgPool, PoolOptions, PooledPgConnection};
 use crate::postgres::ConnectionSource;
 
@@ -180,7 +180,7 @@ impl PoolOptions {
         if self.max_replica_lag.is_zero() {
             return Err(ConfigError::MaxReplicaLag.into());
         }
-        let primary_config = parse(primary_url)?;
+        let primary_config = parse_database_url(primary_url)?;
         let hosts = primary_config.get_hosts().len();
         if hosts.max(primary_config.get_hostaddrs().len()) > 1
             && primary_config.get_target_session_attrs() != TargetSessionAttrs::ReadWrite
@@ -190,7 +190,7 @@ impl PoolOptions {
         let mut names = Vec::with_capacity(replica_urls.len());
         let mut replicas = Vec::with_capacity(replica_urls.len());
         for url in replica_urls {
-            names.push(server_name(&parse(url)?));
+            names.push(server_name(&parse_database_url(url)?));
             replicas.push(self.clone().build_lazy(url)?);
         }
         let primary = self.clone().build(primary_url).await?;
@@ -208,11 +208,6 @@ impl PoolOptions {
 }
 
 /// A URL's settings, or the configuration error (which never repeats it).
-fn parse(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    url.parse()
-        .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))
-}
-
 /// `host:port` of each host in `config`, for logs: never the user or
 /// password.
 fn server_name(config: &tokio_postgres::Config) -> String {
