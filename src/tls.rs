@@ -117,7 +117,6 @@ pub async fn establish(database_url: &str, tls: &TlsConfig) -> Result<AsyncPgCon
     })
 }
 
-#[cfg(feature = "cache")]
 impl TlsConfig {
     /// `config` raised from `sslmode=prefer` to `require`, and the
     /// connector that verifies the server, for a connection of the crate's
@@ -141,11 +140,7 @@ pub(crate) async fn connect_client(
     config: &tokio_postgres::Config,
     tls: &TlsConfig,
 ) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config = config.clone();
-    if config.get_ssl_mode() == SslMode::Prefer {
-        config.ssl_mode(SslMode::Require);
-    }
-    let connector = MakeRustlsConnect::new((*tls.config).clone());
+    let (config, connector) = tls.connector(config);
     let (client, connection) = config.connect(connector).await?;
     tokio::spawn(async move {
         let _ = connection.await;
@@ -158,14 +153,11 @@ pub(crate) async fn connect(
     database_url: &str,
     tls: &TlsConfig,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut config: tokio_postgres::Config =
+    let config: tokio_postgres::Config =
         database_url.parse().map_err(|e: tokio_postgres::Error| {
             diesel::ConnectionError::InvalidConnectionUrl(e.to_string())
         })?;
-    if config.get_ssl_mode() == SslMode::Prefer {
-        config.ssl_mode(SslMode::Require);
-    }
-    let connector = MakeRustlsConnect::new((*tls.config).clone());
+    let (config, connector) = tls.connector(&config);
     let (client, connection) = config
         .connect(connector)
         .await
