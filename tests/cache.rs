@@ -236,11 +236,16 @@ async fn a_hit_makes_no_query_and_answers_as_the_database_did() {
     assert_eq!(counter.take().0, 2);
 
     // Without a cache, every validation reads, as before.
-    let plain = SessionManager::new(PostgresAdapter::new(db.pool().await));
+    let mut conn = db.connect().await;
+    conn.set_instrumentation(counter.clone());
+    let plain = SessionManager::new(PostgresAdapter::new(lucia_diesel::SingleConnection::new(
+        conn,
+    )));
     assert!(plain.cache_stats().is_none());
     for _ in 0..2 {
         assert!(plain.validate_session(token).await.unwrap().is_some());
     }
+    assert_eq!(counter.take().0, 3, "a column lookup, then a read each");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
