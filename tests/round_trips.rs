@@ -120,23 +120,44 @@ async fn each_operation_is_one_cached_statement() {
     }
 }
 
-/// The manager's hot path: a valid session that needs nothing costs one
-/// query; extending or deleting an expired one costs one more.
-#[tokio::test]
-async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
-    use lucia_diesel::SessionManager;
+type CountedManager = lucia_diesel::SessionManager<PostgresAdapter<SingleConnection>>;
+
+/// A manager on a counted connection, built by `configure` with a manual
+/// clock, and a session of its validated once (its statements prepared).
+async fn validated_once(
+    configure: impl FnOnce(
+        lucia_diesel::SessionManagerBuilder<PostgresAdapter<SingleConnection>>,
+    )
+        -> lucia_diesel::SessionManagerBuilder<PostgresAdapter<SingleConnection>>,
+) -> (
+    CountedManager,
+    Counter,
+    crate::support::clock::ManualClock,
+    lucia_diesel::SessionToken,
+    Fixture<PostgresAdapter<lucia_diesel::PgPool>>,
+) {
     let f = default_fixture().await;
     let uid = f.create_user("alice").await;
     let (source, counter) = counted(&f.db).await;
     let clock = crate::support::clock::ManualClock::at(Utc::now());
-    let m = SessionManager::builder(PostgresAdapter::new(source))
-        .with_clock(clock.clone())
-        .build()
-        .unwrap();
+    let builder = lucia_diesel::SessionManager::builder(PostgresAdapter::new(source))
+        .with_clock(clock.clone());
+    let m = configure(builder).build().unwrap();
     let created = m.create_session(uid, Attributes::new()).await.unwrap();
-    let token = created.token.as_str();
-    m.validate_session(token).await.unwrap().unwrap();
+    m.validate_session(created.token.as_str())
+        .await
+        .unwrap()
+        .unwrap();
     counter.take();
+    (m, counter, clock, created.token, f)
+}
+
+/// The manager's hot path: a valid session that needs nothing costs one
+/// query; extending or deleting an expired one costs one more.
+#[tokio::test]
+async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
+    let (m, counter, clock, token, _fixture) = validated_once(|b| b).await;
+    let token = token.as_str();
     m.validate_session(token).await.unwrap().unwrap();
     assert_eq!(counter.take(), (1, 0), "valid session: one cached query");
     assert!(m.validate_session("not-a-token").await.unwrap().is_none());
@@ -154,21 +175,12 @@ async fn validate_session_costs_one_query_plus_one_to_extend_or_expire() {
 /// a use to record once the activity resolution has passed is one more.
 #[tokio::test]
 async fn validate_session_with_timeouts_costs_one_query_when_nothing_is_due() {
-    use lucia_diesel::SessionManager;
-    let f = default_fixture().await;
-    let uid = f.create_user("alice").await;
-    let (source, counter) = counted(&f.db).await;
-    let clock = crate::support::clock::ManualClock::at(Utc::now());
-    let m = SessionManager::builder(PostgresAdapter::new(source))
-        .with_clock(clock.clone())
-        .with_idle_timeout(Duration::hours(1))
-        .with_absolute_lifetime(Duration::days(7))
-        .build()
-        .unwrap();
-    let created = m.create_session(uid, Attributes::new()).await.unwrap();
-    let token = created.token.as_str();
-    m.validate_session(token).await.unwrap().unwrap();
-    counter.take();
+    let (m, counter, clock, token, _fixture) = validated_once(|b| {
+        b.with_idle_timeout(Duration::hours(1))
+            .with_absolute_lifetime(Duration::days(7))
+    })
+    .await;
+    let token = token.as_str();
     clock.advance(Duration::minutes(1));
     m.validate_session(token).await.unwrap().unwrap();
     assert_eq!(counter.take(), (1, 0), "nothing due: one cached query");
