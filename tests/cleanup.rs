@@ -8,8 +8,8 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use lucia_diesel::cleanup::{CleanupHandle, CleanupOptions, CleanupStats};
 use lucia_diesel::{Attributes, PgPool, PoolOptions, PostgresAdapter, SessionManager};
 
-use crate::observability::Capture;
 use crate::support::TestDb;
+use crate::support::capture::Capture;
 use crate::support::clock::ManualClock;
 use crate::support::scalar;
 
@@ -182,8 +182,7 @@ async fn a_failed_batch_is_logged_and_retried_at_the_next_interval() {
     )
     .await;
     insert(&db, "expired", 30, "2029-06-01 00:00:00+00").await;
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = Capture::start();
     let mut locker = lock_sessions(&db).await;
     let handle = CleanupOptions::new()
         .with_batch_size(10)

@@ -2,93 +2,14 @@
 //! countable `outcome` for every validation, and never a token or a stored
 //! session id in any span, field or event.
 
-use std::collections::HashMap;
-use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use chrono::Duration;
 use lucia_diesel::{
     Adapter, Attributes, PgPool, PostgresAdapter, SessionManager, TableNames, TokenStorage,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes as SpanAttributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
 use crate::adapter_suite::{default_fixture, pool};
+use crate::support::capture::Capture;
 use crate::support::clock::ManualClock;
-
-/// A subscriber that enables everything and writes each span, recorded
-/// field and event as one line of text.
-#[derive(Clone, Default)]
-pub struct Capture(Arc<CaptureState>);
-
-#[derive(Default)]
-pub struct CaptureState {
-    next_id: AtomicU64,
-    names: Mutex<HashMap<u64, &'static str>>,
-    lines: Mutex<Vec<String>>,
-}
-
-/// Writes fields as ` name=value` (strings without quotes).
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let _ = write!(self.0, " {}={}", field.name(), value);
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-}
-
-impl Capture {
-    fn push(&self, line: String) {
-        self.0.lines.lock().unwrap().push(line);
-    }
-    fn name(&self, id: &Id) -> &'static str {
-        self.0
-            .names
-            .lock()
-            .unwrap()
-            .get(&id.into_u64())
-            .copied()
-            .unwrap_or("?")
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lines.lock().unwrap().clone()
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &SpanAttributes<'_>) -> Id {
-        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let meta = span.metadata();
-        self.0.names.lock().unwrap().insert(id, meta.name());
-        let mut line = format!("span {} {}", meta.target(), meta.name());
-        span.record(&mut Fields(&mut line));
-        self.push(line);
-        Id::from_u64(id)
-    }
-    fn record(&self, span: &Id, values: &Record<'_>) {
-        let mut line = format!("record {}", self.name(span));
-        values.record(&mut Fields(&mut line));
-        self.push(line);
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let meta = event.metadata();
-        let parent = event.parent().map_or("-", |p| self.name(p));
-        let mut line = format!("event {} {} in={parent}", meta.target(), meta.level());
-        event.record(&mut Fields(&mut line));
-        self.push(line);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 fn count(lines: &[String], pred: impl Fn(&str) -> bool) -> usize {
     lines.iter().filter(|l| pred(l)).count()
@@ -117,8 +38,7 @@ async fn spans_and_outcomes_without_secrets() {
     );
     let alice = f.create_user("alice").await;
 
-    let capture = Capture::default();
-    let guard = tracing::subscriber::set_default(capture.clone());
+    let capture = Capture::start();
 
     let s1 = m
         .create_session(alice.clone(), Attributes::new())
@@ -194,9 +114,8 @@ async fn spans_and_outcomes_without_secrets() {
         adapter.delete_expired_batch(clock.get(), 10).await.unwrap(),
         0
     );
-    drop(guard);
-
     let lines = capture.lines();
+    drop(capture);
     let all = lines.join("\n");
 
     // A span for every manager and adapter operation.

@@ -1,6 +1,7 @@
 //! Test database plumbing: one server per test run, one schema per test.
 //! The throwaway cluster itself is the `testkit` crate (`testkit/`).
 
+pub mod capture;
 pub mod clock;
 #[cfg(any(feature = "rocket", feature = "axum"))]
 pub mod csrf;
@@ -17,6 +18,8 @@ use testkit::Cluster;
 /// private cluster started on first use and stopped when the process exits.
 pub fn server_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
+    // Before any test calls into the crate (see `capture`).
+    capture::install();
     URL.get_or_init(|| match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
