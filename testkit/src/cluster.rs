@@ -31,11 +31,16 @@ pub struct Cluster {
     pub(crate) stopped: bool,
 }
 
-/// The directory of the PostgreSQL server binaries: the newest
-/// `/usr/lib/postgresql/<version>/bin` that has `initdb`, else the first
-/// directory on `PATH` with both `initdb` and `pg_ctl`.
+/// The directory of the PostgreSQL server binaries: `LUCIA_PG_BIN` when it
+/// is set and not empty (taken as it is, never passed over for another
+/// install), else the newest `/usr/lib/postgresql/<version>/bin` that has
+/// `initdb`, else the first directory on `PATH` with both `initdb` and
+/// `pg_ctl`.
 #[must_use]
 pub fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("LUCIA_PG_BIN").filter(|bin| !bin.is_empty()) {
+        return Some(PathBuf::from(bin));
+    }
     let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -93,7 +98,8 @@ impl Cluster {
     pub(crate) fn new_dir() -> Result<Self, String> {
         let bin = find_bin_dir().ok_or_else(|| {
             "no PostgreSQL server binaries found (initdb, pg_ctl): install them \
-             (Debian/Ubuntu: `apt-get install -y postgresql`) or set DATABASE_URL"
+             (Debian/Ubuntu: `apt-get install -y postgresql`), point LUCIA_PG_BIN at \
+             their directory, or set DATABASE_URL"
                 .to_owned()
         })?;
         let nanos = SystemTime::now()

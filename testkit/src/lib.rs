@@ -9,9 +9,13 @@
 //! `lucia-diesel`; it is never published.
 //!
 //! # The cluster's rules
-//! - The server binaries (`initdb`, `pg_ctl`) come from the newest
-//!   `/usr/lib/postgresql/*/bin`, else from `PATH` ([`find_bin_dir`]).
-//!   Without them [`Cluster::start`] says how to install them.
+//! - The server binaries (`initdb`, `pg_ctl`, `postgres`, `psql`,
+//!   `pg_basebackup`) come from the directory in `LUCIA_PG_BIN` when it is
+//!   set (CI's run against PostgreSQL 18 sets it to the output of
+//!   `.ci/pg18.sh`), else from the newest `/usr/lib/postgresql/*/bin`, else
+//!   from `PATH` ([`find_bin_dir`]). Without them [`Cluster::start`] says
+//!   how to install them. As root the directory must be readable by the
+//!   `postgres` user (under `/opt`, say, not `/root`).
 //! - `initdb` and `postgres` refuse to run as root: as root ([`is_root`])
 //!   the cluster runs as the `postgres` system user, on a directory that
 //!   user owns.

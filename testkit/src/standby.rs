@@ -91,12 +91,14 @@ impl Cluster {
     }
 
     /// Waits up to `timeout` until `standby` has replayed everything this
-    /// cluster had written when the call began (its `pg_current_wal_lsn()`).
+    /// cluster had written when the call began (its
+    /// `pg_current_wal_insert_lsn()`: with `synchronous_commit = off` the
+    /// last commits may still be past `pg_current_wal_lsn()`).
     ///
     /// # Errors
     /// A server could not be asked, or the standby did not catch up in time.
     pub fn wait_for_replay(&self, standby: &Cluster, timeout: Duration) -> Result<(), String> {
-        let lsn = self.psql("SELECT pg_current_wal_lsn()")?;
+        let lsn = self.psql("SELECT pg_current_wal_insert_lsn()")?;
         let caught_up = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
         let deadline = Instant::now() + timeout;
         while standby.psql(&caught_up)? != "t" {
