@@ -48,14 +48,12 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use crate::error::ConfigError;
-use crate::postgres::{ConnectionSource, PostgresAdapter, UserId};
+use crate::postgres::PostgresAdapter;
 use crate::session::SessionManager;
+use crate::source::ConnectionSource;
+use crate::user_id::UserId;
 
-/// How many expired sessions one `DELETE` removes at most, in
-/// [`Adapter::delete_expired_sessions`](crate::Adapter::delete_expired_sessions)
-/// and by default in the background task: small enough that a large
-/// cleanup never holds locks on many rows at once.
-pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
+pub use crate::postgres::CLEANUP_BATCH_SIZE;
 
 /// The `target` of the cleanup task's spans and events.
 const TARGET: &str = "lucia_diesel::cleanup";

@@ -85,10 +85,16 @@ pub mod axum;
 pub mod cache;
 pub mod cleanup;
 mod clock;
+#[cfg(feature = "bb8")]
+mod connect;
 pub mod cookie;
+#[cfg(feature = "deadpool")]
+mod deadpool;
 mod error;
+mod exec;
 pub mod http;
 pub mod migrations;
+mod names;
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod pool;
@@ -107,6 +113,7 @@ pub mod rocket;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod session;
+mod single;
 mod source;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
@@ -133,6 +140,8 @@ pub use crate::error::{
 pub use crate::error::{SchemaError, SchemaProblem};
 #[doc(inline)]
 pub use crate::http::{is_same_origin_fetch, read_bearer_token, verify_request_origin};
+#[doc(inline)]
+pub use crate::names::{TableName, TableNames};
 #[cfg(feature = "bb8")]
 #[doc(inline)]
 pub use crate::pool::{PgPool, PoolOptions};
@@ -140,13 +149,15 @@ pub use crate::pool::{PgPool, PoolOptions};
 #[doc(inline)]
 pub use crate::pooler::PoolerPool;
 #[doc(inline)]
-pub use crate::postgres::{
-    ConnectionSource, PostgresAdapter, SingleConnection, TableName, TableNames, UserId,
-};
+pub use crate::postgres::{PostgresAdapter, UserId};
 #[cfg(feature = "bb8")]
 #[doc(inline)]
 pub use crate::replica::{ReplicaStatus, ReplicatedPool};
 #[doc(inline)]
 pub use crate::session::{CreatedSession, Session, SessionManager, SessionManagerBuilder};
+#[doc(inline)]
+pub use crate::single::SingleConnection;
+#[doc(inline)]
+pub use crate::source::ConnectionSource;
 #[doc(inline)]
 pub use crate::token::{SessionId, SessionToken, TokenStorage};

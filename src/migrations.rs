@@ -19,7 +19,8 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
 use crate::error::{Error, Result};
-use crate::postgres::{TableNames, UserId};
+use crate::names::{TableName, TableNames};
+use crate::user_id::UserId;
 
 /// The crate's migrations (Lucia's schema on `auth_user` / `user_session`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -197,7 +198,7 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
 /// ```
 #[must_use]
 pub fn cache_triggers_sql(names: &TableNames) -> MigrationSql {
-    let function = |table: &crate::postgres::TableName| {
+    let function = |table: &TableName| {
         let name = table.derived_ident_sql("notify");
         match table.schema_sql() {
             Some(schema) => format!("{schema}.{name}"),

@@ -1,22 +1,18 @@
-//! Where [`PostgresAdapter`](crate::PostgresAdapter) gets its connections.
-//!
-//! The Rust counterparts of the drivers Lucia's PostgreSQL adapter takes:
-//! a bb8 pool (like node-postgres' `Pool`), a deadpool pool, or one
-//! connection (like node-postgres' `Client`); and a primary with read
-//! replicas ([`ReplicatedPool`](crate::ReplicatedPool)), which lends reads
-//! a replica's connection through [`ConnectionSource::read_connection`].
+//! Where [`PostgresAdapter`](crate::PostgresAdapter) gets its connections:
+//! the [`ConnectionSource`] trait, and nothing else. Each source implements
+//! it in its own module: the bb8 pools in `pool`, `PoolerPool` in `pooler`,
+//! [`ReplicatedPool`](crate::ReplicatedPool) in `replica`, deadpool pools in
+//! `deadpool`, [`SingleConnection`](crate::SingleConnection) in `single`.
 
 use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use tokio::sync::{Mutex, MutexGuard};
 
-use crate::postgres::run::Conn;
-
-#[allow(unused_imports)] // `Error` is used by docs and pool-feature code only.
+#[allow(unused_imports)] // `Error` is named by the docs only.
 use crate::error::{Error, Result};
+use crate::exec::Conn;
 
 /// Something that lends out a connection for one operation: an
 /// [`AsyncPgConnection`] (bb8 and deadpool pools, [`PgPool`](crate::PgPool),
@@ -84,7 +80,8 @@ pub trait SourceConnection: Send + sealed::Sealed {
     fn conn(&mut self) -> Conn<'_>;
 }
 
-mod sealed {
+/// Implemented by this crate's connection types only.
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
@@ -93,106 +90,6 @@ impl<T: DerefMut<Target = AsyncPgConnection> + Send> sealed::Sealed for T {}
 impl<T: DerefMut<Target = AsyncPgConnection> + Send> SourceConnection for T {
     fn conn(&mut self) -> Conn<'_> {
         Conn::diesel(self)
-    }
-}
-
-#[cfg(feature = "pooler")]
-impl sealed::Sealed for crate::pooler::PooledClient<'_> {}
-
-#[cfg(feature = "pooler")]
-impl SourceConnection for crate::pooler::PooledClient<'_> {
-    fn conn(&mut self) -> Conn<'_> {
-        Conn::pooler(self.connection())
-    }
-}
-
-/// One connection used for every operation, one operation at a time (like
-/// node-postgres' `Client`). It does not reconnect: once the connection
-/// breaks every call fails with [`Error::Unavailable`]. Prefer a pool in
-/// servers; this suits scripts, tests and single-task tools.
-pub struct SingleConnection {
-    conn: Mutex<AsyncPgConnection>,
-}
-
-impl std::fmt::Debug for SingleConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SingleConnection").finish_non_exhaustive()
-    }
-}
-
-impl SingleConnection {
-    /// Wraps an established connection.
-    #[must_use]
-    pub fn new(conn: AsyncPgConnection) -> Self {
-        Self {
-            conn: Mutex::new(conn),
-        }
-    }
-
-    /// Opens a connection to `database_url`.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when the connection cannot be opened.
-    pub async fn establish(database_url: &str) -> Result<Self> {
-        use diesel_async::AsyncConnection as _;
-        Ok(Self::new(AsyncPgConnection::establish(database_url).await?))
-    }
-
-    /// Gives the connection back.
-    #[must_use]
-    pub fn into_inner(self) -> AsyncPgConnection {
-        self.conn.into_inner()
-    }
-}
-
-impl From<AsyncPgConnection> for SingleConnection {
-    fn from(conn: AsyncPgConnection) -> Self {
-        Self::new(conn)
-    }
-}
-
-impl ConnectionSource for SingleConnection {
-    type Connection<'a> = MutexGuard<'a, AsyncPgConnection>;
-
-    async fn connection(&self) -> Result<Self::Connection<'_>> {
-        #[allow(unused_mut)]
-        let mut guard = self.conn.lock().await;
-        // diesel-async exposes the socket's state only with a pool feature;
-        // without one a closed connection shows up as the query's error.
-        #[cfg(any(feature = "bb8", feature = "deadpool"))]
-        if diesel_async::pooled_connection::PoolableConnection::is_broken(&mut *guard) {
-            return Err(Error::unavailable("the connection is closed or broken"));
-        }
-        Ok(guard)
-    }
-}
-
-#[cfg(feature = "bb8")]
-impl ConnectionSource for diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection> {
-    type Connection<'a> =
-        diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
-
-    async fn connection(&self) -> Result<Self::Connection<'_>> {
-        self.get()
-            .await
-            .map_err(|e| crate::pool::from_bb8_error(e, None))
-    }
-}
-
-#[cfg(feature = "deadpool")]
-impl ConnectionSource for diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection> {
-    type Connection<'a> = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
-
-    async fn connection(&self) -> Result<Self::Connection<'_>> {
-        use deadpool::managed::PoolError as P;
-        use diesel_async::pooled_connection::PoolError as E;
-        self.get().await.map_err(|e| match e {
-            P::Timeout(_) => Error::PoolTimeout { last_error: None },
-            P::Backend(E::ConnectionError(e)) => Error::from(e),
-            P::Backend(E::QueryError(e)) => Error::from(e),
-            P::Closed => Error::unavailable("the pool is closed"),
-            other => Error::unavailable(other),
-        })
     }
 }
 

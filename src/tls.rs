@@ -133,21 +133,6 @@ impl TlsConfig {
     }
 }
 
-/// A tokio-postgres client over verified TLS, its connection driven by a
-/// task of its own (for the pools).
-#[cfg(feature = "bb8")]
-pub(crate) async fn connect_client(
-    config: &tokio_postgres::Config,
-    tls: &TlsConfig,
-) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (config, connector) = tls.connector(config);
-    let (client, connection) = config.connect(connector).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
 /// [`establish`] with diesel's error type, for the pool's connection setup.
 pub(crate) async fn connect(
     database_url: &str,

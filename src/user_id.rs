@@ -8,7 +8,7 @@ use diesel::query_builder::QueryId;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Integer, SingleValue, Text};
 
-use crate::postgres::run::Param;
+use crate::exec::Param;
 
 mod sealed {
     pub trait Sealed {}

@@ -17,8 +17,11 @@ use tokio_postgres::{AsyncMessage, Client, Connection};
 
 use super::{CHANNEL, Cache, CacheOptions, CacheStats};
 use crate::error::{ConfigError, Error, Result, parse_database_url};
-use crate::postgres::{ConnectionSource, PostgresAdapter, TableName, TableNames, UserId};
-use crate::session::SessionManager;
+use crate::names::{TableName, TableNames};
+use crate::postgres::PostgresAdapter;
+use crate::session::{CacheHook, SessionManager};
+use crate::source::ConnectionSource;
+use crate::user_id::UserId;
 
 /// The triggers [`migrations::cache_triggers_sql`](crate::migrations::cache_triggers_sql)
 /// creates on each table.
@@ -83,15 +86,19 @@ where
         if let Ok(mut slot) = cache.listener.lock() {
             *slot = Some(task);
         }
-        self.cache = Some(cache);
+        self.cache = CacheHook::new::<U, SA, UA>(cache);
         Ok(self)
     }
 
     /// What the cache has done so far; `None` without a cache.
     #[must_use]
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        let cache = self.cache.as_deref()?;
-        Some(Cache::<U, SA, UA>::of(cache)?.stats())
+        let cache = self
+            .cache()
+            .get()?
+            .as_any()
+            .downcast_ref::<Cache<U, SA, UA>>()?;
+        Some(cache.stats())
     }
 }
 

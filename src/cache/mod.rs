@@ -59,6 +59,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 use crate::adapter::{DatabaseSession, DatabaseUser};
+use crate::session::hook::{Ticket, ValidationCache};
 use crate::token::SessionId;
 
 /// The notification channel the triggers send on and the cache listens to.
@@ -203,13 +204,6 @@ impl Epochs {
     }
 }
 
-/// The epoch a validation saw before it read the database, and when.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket {
-    epoch: u64,
-    at_us: u64,
-}
-
 /// The target of the cache's `tracing` events; each has an `event` field:
 /// `hit`, `miss`, `bypass`, `dropped_fill`, `invalidate`, `flush`.
 const TARGET: &str = "lucia_diesel::cache";
@@ -242,17 +236,12 @@ where
         }
     }
 
-    /// The typed cache behind a manager's type-erased one.
-    pub(crate) fn of(cache: &(dyn Any + Send + Sync)) -> Option<&Self> {
-        cache.downcast_ref()
-    }
-
     /// The cached session with this id, if the cache is listening and
     /// `servable` accepts it (live, nothing to write).
-    pub(crate) fn lookup(
+    fn find(
         &self,
         id: &SessionId,
-        servable: impl FnOnce(&DatabaseSession<U, SA>) -> bool,
+        servable: &dyn Fn(&DatabaseSession<U, SA>) -> bool,
     ) -> Option<Arc<Entry<U, SA, UA>>> {
         let e = &self.epochs;
         if !e.listening.load(Ordering::Acquire) {
@@ -280,7 +269,7 @@ where
 
     /// The epoch now, taken before reading the database; `None` while not
     /// listening (then nothing is filled).
-    pub(crate) fn ticket(&self) -> Option<Ticket> {
+    fn take_ticket(&self) -> Option<Ticket> {
         let e = &self.epochs;
         e.listening.load(Ordering::Acquire).then(|| Ticket {
             epoch: e.epoch.load(Ordering::Acquire),
@@ -290,12 +279,7 @@ where
 
     /// Keeps a session read from the database, unless an invalidation came
     /// in since `ticket` was taken (see [`Epochs`]).
-    pub(crate) fn fill(
-        &self,
-        ticket: Ticket,
-        session: &DatabaseSession<U, SA>,
-        user: &DatabaseUser<U, UA>,
-    ) {
+    fn keep(&self, ticket: Ticket, session: &DatabaseSession<U, SA>, user: &DatabaseUser<U, UA>) {
         let e = &self.epochs;
         let Ok(_guard) = e.lock.read() else { return };
         let too_soon = e.read_lag_us > 0
@@ -350,17 +334,6 @@ where
         self.invalidate(change);
     }
 
-    /// This manager's own revocation of a session, once committed: gone
-    /// from its cache before its notification arrives.
-    pub(crate) fn forget_session(&self, id: &SessionId) {
-        self.invalidate(Change::Session(key(id)));
-    }
-
-    /// This manager's own revocation of a user's sessions, once committed.
-    pub(crate) fn forget_user(&self, user: &U) {
-        self.invalidate(Change::User(&(self.user_key)(user)));
-    }
-
     /// Drops what changed, and starts a new epoch so that no fill that read
     /// the database before can store it again (see [`Epochs`]).
     fn invalidate(&self, change: Change<'_>) {
@@ -404,5 +377,43 @@ where
         self.entries.invalidate_all();
         self.epochs.flushes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: TARGET, event = "flush", why);
+    }
+}
+
+/// The manager's own revocations are gone from its cache before their
+/// invalidations arrive.
+impl<U, SA, UA> ValidationCache<U, SA, UA> for Cache<U, SA, UA>
+where
+    U: Clone + Send + Sync + 'static,
+    SA: Clone + Send + Sync + 'static,
+    UA: Clone + Send + Sync + 'static,
+{
+    fn lookup(
+        &self,
+        id: &SessionId,
+        servable: &dyn Fn(&DatabaseSession<U, SA>) -> bool,
+    ) -> Option<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
+        let entry = self.find(id, servable)?;
+        Some((entry.session.clone(), entry.user.clone()))
+    }
+
+    fn ticket(&self) -> Option<Ticket> {
+        self.take_ticket()
+    }
+
+    fn fill(&self, ticket: Ticket, session: &DatabaseSession<U, SA>, user: &DatabaseUser<U, UA>) {
+        self.keep(ticket, session, user);
+    }
+
+    fn forget_session(&self, id: &SessionId) {
+        self.invalidate(Change::Session(key(id)));
+    }
+
+    fn forget_user(&self, user: &U) {
+        self.invalidate(Change::User(&(self.user_key)(user)));
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

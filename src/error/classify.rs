@@ -49,7 +49,6 @@ impl ErrorClass {
     }
 
     /// An error that says nothing about the connection or the columns.
-    #[cfg(feature = "pooler")]
     pub(crate) fn from_error(error: Error) -> Self {
         Self::new(error)
     }

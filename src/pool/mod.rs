@@ -75,8 +75,9 @@ use diesel_async::pooled_connection::{
 use futures_util::FutureExt as _;
 use tokio::sync::SemaphorePermit;
 
+use crate::connect::TlsConfig;
 use crate::error::{ConfigError, Error, ErrorSource, Result, parse_database_url};
-use crate::postgres::ConnectionSource;
+use crate::source::ConnectionSource;
 
 pub(crate) use self::queue::{LastError, Queue};
 
@@ -94,8 +95,7 @@ pub struct PoolOptions {
     pub(crate) statement_timeout: Option<Duration>,
     pub(crate) verified_checkout: bool,
     pub(crate) max_replica_lag: Duration,
-    #[cfg(feature = "rustls")]
-    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl Default for PoolOptions {
@@ -109,7 +109,6 @@ impl Default for PoolOptions {
             statement_timeout: Some(Duration::from_secs(10)),
             verified_checkout: false,
             max_replica_lag: Duration::from_secs(1),
-            #[cfg(feature = "rustls")]
             tls: None,
         }
     }
@@ -212,18 +211,14 @@ impl PoolOptions {
         let set = self
             .statement_timeout
             .map(|t| format!("SET statement_timeout = {}", t.as_millis().max(1)));
-        #[cfg(feature = "rustls")]
         let tls = self.tls.clone();
-        #[cfg(not(feature = "rustls"))]
-        let tls: Option<std::convert::Infallible> = None;
         config.custom_setup = Box::new(move |url| {
             let set = set.clone();
-            #[allow(clippy::clone_on_copy)] // `Copy` only without `rustls`.
             let tls = tls.clone();
             let url = url.to_owned();
             async move {
                 use diesel_async::SimpleAsyncConnection as _;
-                let mut conn = connect(&url, tls.as_ref()).await?;
+                let mut conn = crate::connect::diesel(&url, tls.as_ref()).await?;
                 if let Some(set) = set {
                     conn.batch_execute(&set)
                         .await
@@ -297,43 +292,6 @@ impl PoolOptions {
 
 /// Opens one of the pool's connections.
 ///
-/// The tokio-postgres connection is driven by a task of its own and the
-/// [`AsyncPgConnection`] is made from the client alone. diesel-async then
-/// awaits each query directly; from a connection it drives itself, it would
-/// race every query against a broadcast of the connection's errors (a
-/// resubscription, a `select` and a receiver per query). A query on a lost
-/// connection fails all the same, with the client's "connection closed"
-/// ([`Error::Unavailable`]), and `is_broken` sees the closed client, so the
-/// pool drops it. What is given up: LISTEN/NOTIFY notifications are not
-/// delivered on pooled connections.
-pub(crate) async fn connect(
-    url: &str,
-    #[cfg(feature = "rustls")] tls: Option<&crate::tls::TlsConfig>,
-    #[cfg(not(feature = "rustls"))] tls: Option<&std::convert::Infallible>,
-) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| {
-        diesel::ConnectionError::InvalidConnectionUrl(format!(
-            "the database URL cannot be parsed: {e}"
-        ))
-    })?;
-    let client = match tls {
-        #[cfg(feature = "rustls")]
-        Some(tls) => crate::tls::connect_client(&config, tls).await,
-        #[cfg(not(feature = "rustls"))]
-        Some(never) => match *never {},
-        None => config.connect(tokio_postgres::NoTls).await.map(|(client, connection)| {
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(target: "lucia_diesel::pool", error = %e, "database connection ended");
-                }
-            });
-            client
-        }),
-    }
-    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-    AsyncPgConnection::try_from(client).await
-}
-
 /// A bb8 pool built by [`PoolOptions`]; a [`ConnectionSource`].
 ///
 /// Cloning is cheap and shares the pool. [`PgPool::bb8`] gives the bb8 pool
@@ -430,5 +388,16 @@ impl bb8::ErrorSink<PoolError> for LastErrorSink {
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
         Box::new(self.clone())
+    }
+}
+
+/// A bb8 pool of diesel-async connections that the application already
+/// has: lent as it is, without [`PgPool`]'s deadline or queue.
+impl ConnectionSource for diesel_async::pooled_connection::bb8::Pool<AsyncPgConnection> {
+    type Connection<'a> =
+        diesel_async::pooled_connection::bb8::PooledConnection<'a, AsyncPgConnection>;
+
+    async fn connection(&self) -> Result<Self::Connection<'_>> {
+        self.get().await.map_err(|e| from_bb8_error(e, None))
     }
 }

@@ -52,20 +52,16 @@
 //! # Ok(()) }
 //! ```
 
-mod connection;
-mod raw;
-
 use std::time::Duration;
 
 use tokio::sync::SemaphorePermit;
-use tokio_postgres::NoTls;
 
 use crate::error::{Error, ErrorSource, Result, classify_postgres, parse_database_url};
+use crate::exec::Conn;
 use crate::pool::{LastError, PoolOptions, Queue};
-use crate::postgres::ConnectionSource;
+use crate::source::{ConnectionSource, SourceConnection};
 
-pub use self::connection::PoolerConnection;
-pub(crate) use self::raw::{get, value};
+pub use crate::exec::pooler::PoolerConnection;
 
 impl PoolOptions {
     /// Builds a [`PoolerPool`] (for a pooler in transaction mode) and opens
@@ -96,7 +92,6 @@ impl PoolOptions {
         let manager = Manager {
             config,
             verified_checkout: self.verified_checkout,
-            #[cfg(feature = "rustls")]
             tls: self.tls.clone(),
         };
         let pool = self
@@ -167,9 +162,11 @@ impl std::fmt::Debug for PooledClient<'_> {
     }
 }
 
-impl PooledClient<'_> {
-    pub(crate) fn connection(&mut self) -> &mut PoolerConnection {
-        &mut self.conn
+impl crate::source::sealed::Sealed for PooledClient<'_> {}
+
+impl SourceConnection for PooledClient<'_> {
+    fn conn(&mut self) -> Conn<'_> {
+        Conn::pooler(&mut self.conn)
     }
 }
 
@@ -178,21 +175,12 @@ impl PooledClient<'_> {
 struct Manager {
     config: tokio_postgres::Config,
     verified_checkout: bool,
-    #[cfg(feature = "rustls")]
-    tls: Option<crate::tls::TlsConfig>,
+    tls: Option<crate::connect::TlsConfig>,
 }
 
 impl Manager {
     async fn client(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        #[cfg(feature = "rustls")]
-        if let Some(tls) = &self.tls {
-            return crate::tls::connect_client(&self.config, tls).await;
-        }
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        crate::connect::client(&self.config, self.tls.as_ref()).await
     }
 }
 

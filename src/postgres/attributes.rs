@@ -17,17 +17,17 @@ use serde::de::{
 };
 use serde_json::{Map, Value};
 
-use super::names::Ident;
-use super::run::Row;
 use super::statements::{Column, MANAGED_SESSION_COLUMNS, Write};
 use crate::error::{ConfigError, Error, Result};
+use crate::exec::Row;
+use crate::names::Ident;
 
 /// Attribute columns `start..start + columns.len()` of `row`, decoded
 /// straight into the application's type as the JSON object
 /// `{"name": value, ..}` would be: the same values `to_jsonb(row)` gives,
 /// without the server building JSON on every row.
 pub(crate) fn from_columns<T: DeserializeOwned>(
-    row: &Row<'_>,
+    row: &Row,
     start: usize,
     columns: &[Column],
 ) -> deserialize::Result<T> {
@@ -40,14 +40,14 @@ pub(crate) fn from_columns<T: DeserializeOwned>(
 }
 
 /// Attribute columns as a serde map of column names to values.
-struct Columns<'a, 'r> {
-    row: &'a Row<'r>,
+struct Columns<'a> {
+    row: &'a Row,
     start: usize,
     columns: &'a [Column],
     next: usize,
 }
 
-impl<'de> Deserializer<'de> for Columns<'_, '_> {
+impl<'de> Deserializer<'de> for Columns<'_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
@@ -75,7 +75,7 @@ impl<'de> Deserializer<'de> for Columns<'_, '_> {
     }
 }
 
-impl<'de> MapAccess<'de> for Columns<'_, '_> {
+impl<'de> MapAccess<'de> for Columns<'_> {
     type Error = serde_json::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -97,7 +97,7 @@ impl<'de> MapAccess<'de> for Columns<'_, '_> {
         self.next += 1;
         let value = self
             .row
-            .with_value(idx, column_value)
+            .json(idx)
             .map_err(|e| serde_json::Error::custom(format_args!("column {idx}: {e}")))?;
         seed.deserialize(value)
     }
@@ -105,64 +105,6 @@ impl<'de> MapAccess<'de> for Columns<'_, '_> {
     fn size_hint(&self) -> Option<usize> {
         Some(self.columns.len() - self.next)
     }
-}
-
-/// Type OIDs of the columns read plainly (see `Column::plain`).
-mod oid {
-    pub(super) const BOOL: u32 = 16;
-    pub(super) const NAME: u32 = 19;
-    pub(super) const INT8: u32 = 20;
-    pub(super) const INT2: u32 = 21;
-    pub(super) const INT4: u32 = 23;
-    pub(super) const TEXT: u32 = 25;
-    pub(super) const BPCHAR: u32 = 1042;
-    pub(super) const VARCHAR: u32 = 1043;
-    pub(super) const UUID: u32 = 2950;
-    pub(super) const JSONB: u32 = 3802;
-}
-
-/// One column's binary value as the JSON value `to_jsonb` makes of it.
-fn column_value(value: Option<(u32, &[u8])>) -> deserialize::Result<Value> {
-    let Some((oid, bytes)) = value else {
-        return Ok(Value::Null);
-    };
-    let int = |bytes: &[u8]| -> deserialize::Result<i64> {
-        Ok(match bytes.len() {
-            2 => i64::from(i16::from_be_bytes([bytes[0], bytes[1]])),
-            4 => i64::from(i32::from_be_bytes(bytes.try_into()?)),
-            8 => i64::from_be_bytes(bytes.try_into()?),
-            n => return Err(format!("an integer of {n} bytes").into()),
-        })
-    };
-    Ok(match oid {
-        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME => {
-            Value::String(std::str::from_utf8(bytes)?.to_owned())
-        }
-        oid::INT2 | oid::INT4 | oid::INT8 => Value::from(int(bytes)?),
-        oid::BOOL => match bytes {
-            [b] => Value::Bool(*b != 0),
-            _ => return Err("a boolean of more than one byte".into()),
-        },
-        oid::UUID => {
-            let bytes: &[u8; 16] = bytes.try_into()?;
-            let hex = hex::encode(bytes);
-            Value::String(format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            ))
-        }
-        oid::JSONB => match bytes.split_first() {
-            Some((1, text)) => serde_json::from_slice(text)?,
-            _ => return Err("unsupported jsonb encoding version".into()),
-        },
-        other => {
-            return Err(format!("an attribute column of unexpected type (OID {other})").into());
-        }
-    })
 }
 
 /// Session attributes ready for an insert: the attribute values by

@@ -2,20 +2,19 @@
 //! adapter): looked up in the catalog before the adapter's first statement
 //! that names them, once, and kept with those statements. A column
 //! dropped, renamed or retyped later makes the next statement fail;
-//! [`KnownColumns::load`] then looks the columns up again and runs the
-//! statement once more (a failed statement wrote nothing). A column added
+//! [`KnownColumns::again`] then looks the columns up again for the one
+//! retry (a failed statement wrote nothing). A column added
 //! later is read after a restart, or after such a failure.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex, RwLock};
 
 use diesel::deserialize;
 use diesel::sql_types::{Bool, Text};
 
-use super::names::{Ident, TableName, TableNames};
-use super::run::{Conn, Param, Row, RunResult, Statement};
-use super::statements::{Column, Columns, MANAGED_SESSION_COLUMNS, Sql, Statements, Write};
-use crate::error::Result;
+use super::statements::{Column, Columns, MANAGED_SESSION_COLUMNS, Statements, Write};
+use crate::error::{Error, ErrorClass, Result};
+use crate::exec::{Conn, Param, RunResult, Sql, Statement};
+use crate::names::{Ident, TableName, TableNames};
 
 /// What one adapter knows of its tables' columns.
 #[derive(Debug, Default)]
@@ -23,14 +22,21 @@ pub(crate) struct KnownColumns {
     known: RwLock<Option<Arc<Known>>>,
 }
 
+/// The reads that name the attribute columns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Read {
+    /// [`Statements::get_session_and_user`].
+    SessionAndUser,
+    /// [`Statements::get_user_sessions`].
+    UserSessions,
+}
+
 /// The columns, and the statements that name them.
 #[derive(Debug)]
 pub(crate) struct Known {
     pub(crate) columns: Columns,
-    /// See [`Statements::get_session_and_user`].
-    pub(crate) get_session_and_user: Sql,
-    /// See [`Statements::get_user_sessions`].
-    pub(crate) get_user_sessions: Sql,
+    get_session_and_user: Sql,
+    get_user_sessions: Sql,
     /// Inserts already rendered, by their attribute columns' names (at most
     /// [`MAX_INSERTS`]): an application writes few column sets, typically
     /// one per attribute type.
@@ -44,6 +50,14 @@ type Rendered = (Box<[Box<str>]>, Sql);
 const MAX_INSERTS: usize = 16;
 
 impl Known {
+    /// The SQL of `read`, naming these columns.
+    pub(crate) fn read(&self, read: Read) -> &Sql {
+        match read {
+            Read::SessionAndUser => &self.get_session_and_user,
+            Read::UserSessions => &self.get_user_sessions,
+        }
+    }
+
     /// The insert for a session with the attribute columns `names`, in that
     /// order (see [`Statements::insert_session`]), and those columns; `None`
     /// when one is not a column of the session table.
@@ -74,38 +88,8 @@ impl Known {
 }
 
 impl KnownColumns {
-    /// Runs a query that names the attribute columns: `statement` gives
-    /// its SQL and binds for the columns (looked up first if they are not
-    /// known), `decode` reads each row. When the statement fails because a
-    /// column it names is gone or has another type (or `statement` says a
-    /// column is missing), the columns are looked up again and the
-    /// statement runs once more: a failed statement wrote nothing.
-    pub(crate) async fn load<'p, T: Send>(
-        &self,
-        conn: &mut Conn<'_>,
-        statements: &Statements,
-        names: &TableNames,
-        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        let known = self.get(conn, statements, names).await?;
-        match attempt(conn, &known, &statement, &decode).await {
-            // Boxed, as the lookup: a rare path whose state would
-            // otherwise enlarge every operation's future.
-            Err(class) if class.stale_columns => {
-                Box::pin(async {
-                    self.forget(&known);
-                    let known = self.get(conn, statements, names).await?;
-                    Ok(attempt(conn, &known, &statement, &decode).await?)
-                })
-                .await
-            }
-            result => Ok(result?),
-        }
-    }
-
     /// The columns, looked up on first use.
-    async fn get(
+    pub(crate) async fn get(
         &self,
         conn: &mut Conn<'_>,
         statements: &Statements,
@@ -132,6 +116,26 @@ impl KnownColumns {
         Ok(known)
     }
 
+    /// The one retry of a statement that names the attribute columns:
+    /// when `failure` says a column it named is gone or has another type
+    /// (or the statement named one the columns lack), the columns looked up
+    /// again for one more run (a failed statement wrote nothing); any other
+    /// failure as it is.
+    pub(crate) async fn again(
+        &self,
+        conn: &mut Conn<'_>,
+        statements: &Statements,
+        names: &TableNames,
+        stale: &Arc<Known>,
+        failure: ErrorClass,
+    ) -> Result<Arc<Known>> {
+        if !failure.stale_columns {
+            return Err(failure.error);
+        }
+        self.forget(stale);
+        Ok(self.get(conn, statements, names).await?)
+    }
+
     /// Forgets the columns if they are still `stale` (another call may have
     /// looked them up again meanwhile).
     fn forget(&self, stale: &Arc<Known>) {
@@ -143,22 +147,6 @@ impl KnownColumns {
     }
 }
 
-/// A statement that names the attribute columns: its SQL (kept with the
-/// columns) and its parameters.
-pub(crate) type Named<'p> = (Sql, Cow<'p, [Param<'p>]>);
-
-/// One run of [`KnownColumns::load`]'s statement.
-async fn attempt<'p, T: Send>(
-    conn: &mut Conn<'_>,
-    known: &Known,
-    statement: &(impl Fn(&Known) -> RunResult<Named<'p>> + Sync),
-    decode: &(impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync),
-) -> RunResult<Vec<T>> {
-    let (sql, params) = statement(known)?;
-    let stmt = Statement::new(&sql, &params);
-    conn.load(stmt, |row| decode(row, &known.columns)).await
-}
-
 /// Reads the columns of both tables from the catalog.
 async fn look_up(
     conn: &mut Conn<'_>,
@@ -168,8 +156,11 @@ async fn look_up(
     let (session_table, user_table) = (names.session().to_sql(), names.user().to_sql());
     let params = [Param::Text(&session_table), Param::Text(&user_table)];
     let stmt = Statement::new(&statements.table_columns, &params);
-    let rows = conn
-        .load(stmt, |row| {
+    let rows = conn.query(stmt).await?;
+    let mut columns = Columns::default();
+    let (mut session_found, mut user_found) = (false, false);
+    for row in &rows {
+        let decoded = (|| -> deserialize::Result<_> {
             Ok((
                 row.get::<Bool, bool>(0)?,
                 row.get::<Text, String>(1)?,
@@ -178,11 +169,9 @@ async fn look_up(
                 row.get::<Text, String>(4)?,
                 row.get::<Bool, bool>(5)?,
             ))
-        })
-        .await?;
-    let mut columns = Columns::default();
-    let (mut session_found, mut user_found) = (false, false);
-    for (in_session, name, type_schema, type_name, write, plain) in rows {
+        })();
+        let (in_session, name, type_schema, type_name, write, plain) =
+            decoded.map_err(|e| ErrorClass::from_error(Error::decode(e)))?;
         // Catalog names always fit an identifier (at most 63 bytes, no NUL).
         let (Ok(ident), Ok(type_name)) = (
             Ident::new(&name, &name),

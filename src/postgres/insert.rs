@@ -1,17 +1,16 @@
 //! [`Adapter::set_session`]'s insert: one statement naming the attribute
 //! columns the application's value has, and the errors a caller acts on.
 
-use std::borrow::Cow;
-
 use diesel::sql_types::Bool;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::attributes::{insert_values, session_values};
 use super::columns::Known;
-use super::run::Param;
-use super::{ConnectionSource, PostgresAdapter, TableNames, UserId};
+use super::{ConnectionSource, PostgresAdapter, SourceConnection as _, TableNames, UserId};
 use crate::adapter::DatabaseSession;
 use crate::error::{DatabaseErrorKind, Error, ErrorClass, Result, undefined_table};
+use crate::exec::{Conn, Param, RunResult, Statement};
 
 impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA>
 where
@@ -31,33 +30,65 @@ where
             return Err(Error::UnknownUser);
         }
         let values = session_values(&session.attributes)?;
-        let names: Vec<&str> = values.keys().map(String::as_str).collect();
-        let (id, user, at) = (session.id.as_str(), &session.user_id, &session.expires_at);
-        let inserted = self.load_named(
-            |known| {
-                let Some((columns, sql)) = known.insert(&self.statements, &names) else {
-                    return Err(unknown_columns(known, &self.names));
-                };
-                let mut params = vec![
-                    Param::Text(id),
-                    user.param(),
-                    Param::Timestamptz(*at),
-                    Param::Timestamptz(session.created_at),
-                    Param::Timestamptz(session.last_seen_at),
-                ];
-                let attributes = insert_values(&columns, &values);
-                params.extend(attributes.into_iter().map(Param::Jsonb));
-                Ok((sql, Cow::Owned(params)))
-            },
-            |_, _| Ok(()),
-        );
-        match inserted.await.map(|rows| rows.len()) {
+        let inserted = self.insert_retrying(session, &values).await;
+        match inserted {
             Ok(1) => Ok(()),
             Ok(_) => Err(Error::DuplicateSessionId),
             Err(e) => Err(self
                 .insert_error(&session.user_id, e, !values.is_empty())
                 .await),
         }
+    }
+
+    /// The insert on a connection of its own: the columns first (looked up
+    /// on first use), and once more if they changed.
+    async fn insert_retrying(
+        &self,
+        session: &DatabaseSession<U, SA>,
+        values: &Map<String, Value>,
+    ) -> Result<u64> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        let (statements, names) = (&self.statements, &self.names);
+        let known = self.columns.get(&mut conn, statements, names).await?;
+        let failure = match self.insert_once(&mut conn, &known, session, values).await {
+            Ok(inserted) => return Ok(inserted),
+            Err(failure) => failure,
+        };
+        // Boxed: a rare path whose state would otherwise enlarge every insert's future.
+        Box::pin(async move {
+            let known = self
+                .columns
+                .again(&mut conn, statements, names, &known, failure);
+            let known = known.await?;
+            Ok(self.insert_once(&mut conn, &known, session, values).await?)
+        })
+        .await
+    }
+
+    /// One run of the insert with these columns: the number of rows
+    /// inserted (0 when the id is taken).
+    async fn insert_once(
+        &self,
+        conn: &mut Conn<'_>,
+        known: &Known,
+        session: &DatabaseSession<U, SA>,
+        values: &Map<String, Value>,
+    ) -> RunResult<u64> {
+        let names: Vec<&str> = values.keys().map(String::as_str).collect();
+        let Some((columns, sql)) = known.insert(&self.statements, &names) else {
+            return Err(unknown_columns(known, &self.names));
+        };
+        let mut params = vec![
+            Param::Text(session.id.as_str()),
+            session.user_id.param(),
+            Param::Timestamptz(session.expires_at),
+            Param::Timestamptz(session.created_at),
+            Param::Timestamptz(session.last_seen_at),
+        ];
+        let attributes = insert_values(&columns, values);
+        params.extend(attributes.into_iter().map(Param::Jsonb));
+        conn.execute(Statement::new(&sql, &params)).await
     }
 
     /// Turns an insert failure into the error a caller can act on.
@@ -75,11 +106,12 @@ where
                 // the user exists instead of parsing a localised message.
                 let sql = &self.statements.user_exists;
                 let params = [user_id.param()];
-                match self
-                    .load(sql, &params, |row| row.get::<Bool, bool>(0))
-                    .await
-                {
-                    Ok(rows) if rows.first() != Some(&true) => Error::UnknownUser,
+                let exists = self.query(sql, &params).await.and_then(|rows| {
+                    let exists = rows.first().map(|row| row.get::<Bool, bool>(0));
+                    exists.transpose().map_err(Error::decode)
+                });
+                match exists {
+                    Ok(exists) if exists != Some(true) => Error::UnknownUser,
                     Ok(_) if has_attributes => invalid_attributes(),
                     Ok(_) => err,
                     Err(e) => e,

@@ -1,22 +1,23 @@
 //! [`PostgresAdapter`]: Lucia's PostgreSQL adapter on diesel-async.
 //!
+//! This file holds the operations: each gets its connection (and, for the
+//! statements that name them, the attribute columns), runs its statement
+//! on the runner (`crate::exec`) and decodes its rows itself.
 //! `statements` renders the adapter's SQL from its table names and
-//! columns (the only place identifiers meet SQL), `run` runs a statement on
-//! a lent connection and decodes its rows, `columns` knows the attribute
-//! columns, and this file holds the operations. Every value is a bind
+//! columns, `columns` knows the attribute columns (and retries once when
+//! they changed), `attributes` decodes and encodes them, `insert` is
+//! `set_session`, `verify` the schema check. Every value is a bind
 //! parameter.
 
 mod attributes;
 mod columns;
 mod insert;
-mod names;
-pub(crate) mod run;
 mod statements;
 mod verify;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize;
@@ -25,23 +26,29 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
 
-pub use self::names::{TableName, TableNames};
-pub use crate::source::{ConnectionSource, SingleConnection, SourceConnection};
+pub use crate::names::{TableName, TableNames};
+pub use crate::single::SingleConnection;
+pub use crate::source::{ConnectionSource, SourceConnection};
 pub use crate::user_id::UserId;
 
 use self::attributes::from_columns;
-use self::columns::{Known, KnownColumns, Named};
-use self::run::{Param, Row, RunResult, Statement};
-use self::statements::{Column, Columns, Sql, Statements};
+use self::columns::{Known, KnownColumns, Read};
+use self::statements::{Column, Columns, Statements};
 use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
 };
-use crate::error::{ConfigError, Result};
+use crate::error::{ConfigError, Error, Result};
+use crate::exec::{Conn, Param, Row, Sql, Statement};
 use crate::token::SessionId;
 use crate::trace::traced;
 
-pub use crate::cleanup::CLEANUP_BATCH_SIZE;
 pub use crate::token::MAX_SESSION_ID_BYTES;
+
+/// How many expired sessions one `DELETE` removes at most, in
+/// [`Adapter::delete_expired_sessions`](crate::Adapter::delete_expired_sessions)
+/// and by default in the background cleanup: small enough that a large
+/// cleanup never holds locks on many rows at once.
+pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
 
 /// Lucia's PostgreSQL adapter on diesel-async.
 ///
@@ -172,7 +179,7 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
 
 /// A session row: id, expires_at, user_id, then the attribute columns.
 fn decode_session<U: UserId, SA: DeserializeOwned>(
-    row: &Row<'_>,
+    row: &Row,
     attributes: &[Column],
 ) -> deserialize::Result<DatabaseSession<U, SA>> {
     Ok(DatabaseSession {
@@ -189,9 +196,19 @@ fn decode_session<U: UserId, SA: DeserializeOwned>(
 /// [`Statements::get_session_and_user`]); the attribute columns follow.
 const SESSION_COLUMNS: usize = statements::MANAGED_SESSION_COLUMNS.len();
 
+/// `refresh`'s row: the expiry and last use as they now stand, and
+/// whether this call extended the session.
+fn decode_refreshed(row: &Row) -> deserialize::Result<Refreshed> {
+    Ok(Refreshed {
+        expires_at: row.get::<Timestamptz, _>(0)?,
+        last_seen_at: row.get::<Timestamptz, _>(1)?,
+        extended: row.get::<Bool, bool>(2)?,
+    })
+}
+
 /// A session row followed by its user's attribute columns.
 fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
-    row: &Row<'_>,
+    row: &Row,
     columns: &Columns,
 ) -> deserialize::Result<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
     let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
@@ -219,13 +236,11 @@ where
             let mut found = None;
             if id.storable() {
                 let params = [Param::Text(id.as_str())];
-                let rows = self.read(
-                    |k| &k.get_session_and_user,
-                    &params,
-                    decode_session_and_user,
-                );
-                found = rows.await?.pop();
+                let (rows, known) = self.read(Read::SessionAndUser, &params).await?;
+                let row = rows.first();
+                found = row.map(|row| decode_session_and_user(row, &known.columns));
             }
+            let found = found.transpose().map_err(Error::decode)?;
             span.record("found", found.is_some());
             Ok(found)
         })
@@ -237,9 +252,11 @@ where
         traced(&span, async {
             let mut sessions = Vec::new();
             if user_id.storable() {
-                let decode = |row: &Row<'_>, c: &Columns| decode_session(row, &c.session);
                 let params = [user_id.param()];
-                sessions = self.read(|k| &k.get_user_sessions, &params, decode).await?;
+                let (rows, known) = self.read(Read::UserSessions, &params).await?;
+                let decode = |row| decode_session(row, &known.columns.session);
+                let decoded = rows.iter().map(decode).collect::<deserialize::Result<_>>();
+                sessions = decoded.map_err(Error::decode)?;
             }
             span.record("rows", sessions.len());
             Ok(sessions)
@@ -326,17 +343,12 @@ where
                     Param::Timestamptz(extend_by),
                     Param::Timestamptz(seen_by),
                 ];
-                let decode = |row: &Row<'_>| {
-                    Ok(Refreshed {
-                        expires_at: row.get::<Timestamptz, _>(0)?,
-                        last_seen_at: row.get::<Timestamptz, _>(1)?,
-                        extended: row.get::<Bool, bool>(2)?,
-                    })
-                };
-                refreshed = self
-                    .load(&self.statements.refresh, &params, decode)
-                    .await?
-                    .pop();
+                let rows = self.query(&self.statements.refresh, &params).await?;
+                refreshed = rows
+                    .first()
+                    .map(decode_refreshed)
+                    .transpose()
+                    .map_err(Error::decode)?;
             }
             span.record("found", refreshed.is_some());
             span.record("extended", refreshed.is_some_and(|r| r.extended));
@@ -381,70 +393,52 @@ where
         Ok(conn.execute(Statement::new(sql, params)).await?)
     }
 
-    /// Runs one query on a connection of its own, decoding each row.
-    async fn load<T: Send>(
-        &self,
-        sql: &Sql,
-        params: &[Param<'_>],
-        decode: impl FnMut(&Row<'_>) -> deserialize::Result<T> + Send,
-    ) -> Result<Vec<T>> {
+    /// Runs one query on a connection of its own, for its rows.
+    async fn query(&self, sql: &Sql, params: &[Param<'_>]) -> Result<Vec<Row>> {
         let mut lent = self.source.connection().await?;
         let mut conn = lent.conn().within(self.source.operation_timeout());
-        Ok(conn.load(Statement::new(sql, params), decode).await?)
+        Ok(conn.query(Statement::new(sql, params)).await?)
     }
 
-    /// Runs a statement that names the attribute columns (see
-    /// [`KnownColumns::load`]) on a connection of its own.
-    async fn load_named<'p, T: Send>(
-        &self,
-        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        let mut lent = self.source.connection().await?;
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        let (statements, names) = (&self.statements, &self.names);
-        self.columns
-            .load(&mut conn, statements, names, statement, decode)
-            .await
-    }
-
-    /// [`Self::load_named`] for the reads that decide validity: a replica first, if lent one.
-    fn read<'a, T: Send + 'a>(
-        &'a self,
-        sql: fn(&Known) -> &Sql,
-        params: &'a [Param<'a>],
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Send + Sync + 'a,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
-        let statement = move |known: &Known| Ok((sql(known).clone(), Cow::Borrowed(params)));
-        async move {
-            // Boxed: inline, it would enlarge every read's future.
-            let replica = self.source.read_connection().await;
-            let replica = replica.map(|lent| Box::pin(self.read_replica(lent, statement, &decode)));
-            if let Some(replica) = replica
-                && let Some(found) = replica.await
-            {
-                return found;
+    /// A read that decides validity, and the columns its rows have: on a
+    /// replica first, if the source lends one, and asked again on the
+    /// primary when the replica finds nothing (writes not replayed yet?)
+    /// or fails but by a timeout (then the time is spent).
+    async fn read(&self, read: Read, params: &[Param<'_>]) -> Result<(Vec<Row>, Arc<Known>)> {
+        if let Some(mut lent) = self.source.read_connection().await {
+            let mut conn = lent.conn().within(self.source.operation_timeout());
+            match self.read_on(&mut conn, read, params).await {
+                Ok((rows, _)) if rows.is_empty() => {}
+                Err(error) if !matches!(error, Error::Timeout { .. }) => {}
+                found => return found,
             }
-            self.load_named(statement, &decode).await
         }
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        self.read_on(&mut conn, read, params).await
     }
 
-    /// [`Self::read`] on a replica: `None` (ask the primary) when it finds no
-    /// rows (writes not replayed yet?) or fails but by a timeout (time spent).
-    async fn read_replica<'p, T: Send>(
+    /// Runs `read` on a lent connection: the columns first (looked up on
+    /// first use), and once more if they changed.
+    async fn read_on(
         &self,
-        mut lent: S::Connection<'_>,
-        statement: impl Fn(&Known) -> RunResult<Named<'p>> + Sync,
-        decode: impl Fn(&Row<'_>, &Columns) -> deserialize::Result<T> + Sync,
-    ) -> Option<Result<Vec<T>>> {
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        let rows = self
-            .columns
-            .load(&mut conn, &self.statements, &self.names, statement, decode);
-        match rows.await {
-            Ok(rows) if rows.is_empty() => None,
-            Err(error) if !matches!(error, crate::Error::Timeout { .. }) => None,
-            found => Some(found),
-        }
+        conn: &mut Conn<'_>,
+        read: Read,
+        params: &[Param<'_>],
+    ) -> Result<(Vec<Row>, Arc<Known>)> {
+        let (statements, names) = (&self.statements, &self.names);
+        let known = self.columns.get(conn, statements, names).await?;
+        let failure = match conn.query(Statement::new(known.read(read), params)).await {
+            Ok(rows) => return Ok((rows, known)),
+            Err(failure) => failure,
+        };
+        // Boxed: a rare path whose state would otherwise enlarge every read's future.
+        Box::pin(async move {
+            let known = self.columns.again(conn, statements, names, &known, failure);
+            let known = known.await?;
+            let rows = conn.query(Statement::new(known.read(read), params)).await?;
+            Ok((rows, known))
+        })
+        .await
     }
 }

@@ -8,10 +8,9 @@
 use diesel::deserialize;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 
-use super::run::{Conn, Param, Row, Statement};
-use super::statements::{Sql, SqlBuilder};
 use super::{ConnectionSource, PostgresAdapter, SourceConnection as _, TableName, UserId};
 use crate::error::{Error, Result, SchemaError, SchemaProblem};
+use crate::exec::{Conn, Param, Row, Sql, SqlBuilder, Statement};
 use crate::trace::traced;
 
 /// The schema, and whether the role may use it.
@@ -57,7 +56,7 @@ struct RelationRow {
 }
 
 impl RelationRow {
-    fn decode(row: &Row<'_>) -> deserialize::Result<Self> {
+    fn decode(row: &Row) -> deserialize::Result<Self> {
         Ok(Self {
             oid: row.get::<BigInt, _>(0)?,
             kind: row.get::<Text, _>(1)?,
@@ -81,7 +80,7 @@ struct ColumnRow {
 }
 
 impl ColumnRow {
-    fn decode(row: &Row<'_>) -> deserialize::Result<Self> {
+    fn decode(row: &Row) -> deserialize::Result<Self> {
         Ok(Self {
             name: row.get::<Text, _>(0)?,
             not_null: row.get::<Bool, _>(1)?,
@@ -233,8 +232,9 @@ async fn check_table(
     if let (Some(schema), Some(quoted)) = (name.schema(), name.schema_sql()) {
         let params = [Param::Text(schema)];
         let stmt = Statement::new(&queries.schema, &params);
-        let usable = conn.load(stmt, |row| row.get::<Bool, bool>(0)).await?;
-        match usable.first().copied() {
+        let rows = conn.query(stmt).await?;
+        let usable = rows.first().map(|row| row.get::<Bool, bool>(0));
+        match usable.transpose().map_err(Error::decode)? {
             None => return Ok(vec![SchemaProblem::SchemaNotFound { schema: quoted }]),
             Some(false) => return Ok(vec![SchemaProblem::SchemaNotUsable { schema: quoted }]),
             Some(true) => {}
@@ -242,8 +242,9 @@ async fn check_table(
     }
     let params = [Param::Text(&table)];
     let stmt = Statement::new(&queries.relation, &params);
-    let relation = conn.load(stmt, RelationRow::decode).await?;
-    let Some(relation) = relation.into_iter().next() else {
+    let rows = conn.query(stmt).await?;
+    let relation = rows.first().map(RelationRow::decode);
+    let Some(relation) = relation.transpose().map_err(Error::decode)? else {
         return Ok(vec![SchemaProblem::TableNotFound { table }]);
     };
     if !matches!(relation.kind.as_str(), "r" | "p") {
@@ -252,7 +253,12 @@ async fn check_table(
     }
     let params = [Param::BigInt(relation.oid)];
     let stmt = Statement::new(&queries.columns, &params);
-    let columns = conn.load(stmt, ColumnRow::decode).await?;
+    let rows = conn.query(stmt).await?;
+    let columns = rows
+        .iter()
+        .map(ColumnRow::decode)
+        .collect::<deserialize::Result<Vec<_>>>();
+    let columns = columns.map_err(Error::decode)?;
     for &Need(name, want, unique, _, _) in needs {
         let (table, column) = (table.clone(), name);
         let Some(c) = columns.iter().find(|c| c.name == name) else {

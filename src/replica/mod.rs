@@ -140,7 +140,7 @@ use tokio_postgres::config::{Host, TargetSessionAttrs};
 use self::health::State;
 use crate::error::{ConfigError, Result, parse_database_url};
 use crate::pool::{PgPool, PoolOptions, PooledPgConnection};
-use crate::postgres::ConnectionSource;
+use crate::source::ConnectionSource;
 
 impl PoolOptions {
     /// How stale a replica of a [`ReplicatedPool`] may be and still serve

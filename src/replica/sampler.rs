@@ -54,7 +54,7 @@ struct ReplicaRow {
 /// order. Must run within a tokio runtime.
 pub(super) fn spawn(
     state: &Arc<State>,
-    #[cfg_attr(not(feature = "rustls"), allow(unused_variables))] options: &PoolOptions,
+    options: &PoolOptions,
     primary_url: &str,
     replica_urls: &[&str],
 ) {
@@ -62,7 +62,6 @@ pub(super) fn spawn(
     let bound = state.max_lag;
     let link = |url: &str| Link {
         url: url.to_owned(),
-        #[cfg(feature = "rustls")]
         tls: options.tls.clone(),
         conn: None,
     };
@@ -128,8 +127,7 @@ async fn watch<T: QueryableByName<Pg> + Send + 'static>(
 struct Link {
     /// May hold a password: never logged or shown.
     url: String,
-    #[cfg(feature = "rustls")]
-    tls: Option<crate::tls::TlsConfig>,
+    tls: Option<crate::connect::TlsConfig>,
     conn: Option<AsyncPgConnection>,
 }
 
@@ -157,10 +155,8 @@ impl Link {
     /// A connection as the pools open them (TLS included), without their
     /// statement timeout: each probe has its own bound.
     async fn connect(&self) -> Option<AsyncPgConnection> {
-        #[cfg(feature = "rustls")]
-        let tls = self.tls.as_ref();
-        #[cfg(not(feature = "rustls"))]
-        let tls = None;
-        crate::pool::connect(&self.url, tls).await.ok()
+        crate::connect::diesel(&self.url, self.tls.as_ref())
+            .await
+            .ok()
     }
 }

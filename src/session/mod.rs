@@ -55,10 +55,13 @@ use crate::token::{SessionId, SessionToken, TokenStorage, session_id_for};
 use crate::trace::traced;
 
 mod builder;
+pub(crate) mod hook;
+mod policy;
 mod validate;
 
 pub use self::builder::SessionManagerBuilder;
-use self::validate::Policy;
+pub(crate) use self::hook::{CacheHook, Cached, Ticket};
+use self::policy::Policy;
 
 /// The longest session lifetime accepted (10 years).
 const MAX_LIFETIME_DAYS: i64 = 3650;
@@ -158,10 +161,8 @@ pub struct CreatedSession<U, A> {
 pub struct SessionManager<A> {
     adapter: A,
     policy: Policy,
-    /// The validation cache, a `cache::Cache` of the adapter's types, held
-    /// type-erased so that `SessionManager<A>` needs no bounds on `A`.
-    #[cfg(feature = "cache")]
-    pub(crate) cache: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The validation cache, if one was installed (feature `cache`).
+    pub(crate) cache: CacheHook,
     cookie: CookieConfig,
     storage: TokenStorage,
     clock: Arc<dyn Clock>,
@@ -169,15 +170,13 @@ pub struct SessionManager<A> {
 
 impl<A> fmt::Debug for SessionManager<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct("SessionManager");
-        debug
+        f.debug_struct("SessionManager")
             .field("policy", &self.policy)
             .field("cookie", &self.cookie)
             .field("storage", &self.storage)
-            .field("clock", &self.clock);
-        #[cfg(feature = "cache")]
-        debug.field("cache", &self.cache.is_some());
-        debug.finish_non_exhaustive()
+            .field("clock", &self.clock)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,12 +198,9 @@ impl<A> SessionManager<A> {
 }
 
 impl<A: Adapter> SessionManager<A> {
-    /// The validation cache, typed.
-    #[cfg(feature = "cache")]
-    pub(crate) fn cache(
-        &self,
-    ) -> Option<&crate::cache::Cache<A::UserId, A::SessionAttributes, A::UserAttributes>> {
-        self.cache.as_deref().and_then(crate::cache::Cache::of)
+    /// The validation cache, typed; does nothing without one.
+    pub(crate) fn cache(&self) -> Cached<'_, A::UserId, A::SessionAttributes, A::UserAttributes> {
+        self.cache.typed()
     }
 
     /// A manager with every default (30-day sessions, secure cookie, hashed
@@ -214,8 +210,7 @@ impl<A: Adapter> SessionManager<A> {
         Self {
             adapter,
             policy: Policy::default(),
-            #[cfg(feature = "cache")]
-            cache: None,
+            cache: CacheHook::default(),
             cookie: CookieConfig::new(),
             storage: TokenStorage::default(),
             clock: Arc::new(SystemClock),
@@ -324,10 +319,7 @@ impl<A: Adapter> SessionManager<A> {
         let span = tracing::debug_span!("invalidate_session");
         traced(&span, async {
             self.adapter.delete_session(session_id).await?;
-            #[cfg(feature = "cache")]
-            if let Some(cache) = self.cache() {
-                cache.forget_session(session_id);
-            }
+            self.cache().forget_session(session_id);
             Ok(())
         })
         .await
@@ -343,10 +335,7 @@ impl<A: Adapter> SessionManager<A> {
             tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_user_sessions(user_id).await?;
-            #[cfg(feature = "cache")]
-            if let Some(cache) = self.cache() {
-                cache.forget_user(user_id);
-            }
+            self.cache().forget_user(user_id);
             span.record("sessions", n);
             Ok(n)
         })

@@ -1,14 +1,13 @@
 //! [`SessionManager::validate_session`]: Lucia's validation, with sliding
 //! expiry, and the outcome event every validation ends with.
 
-use chrono::{DateTime, Duration, Utc};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
-use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf, UserOf};
-use crate::adapter::{Adapter, DatabaseSession, SessionRefresh};
+use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf, Ticket, UserOf};
+use crate::adapter::{Adapter, DatabaseSession};
 use crate::error::{Error, Result};
-use crate::token::{is_well_formed, session_id_for};
+use crate::token::{SessionId, is_well_formed, session_id_for};
 
 impl<A: Adapter> SessionManager<A> {
     /// Checks a token. `None` for a malformed, unknown or expired token
@@ -46,96 +45,96 @@ impl<A: Adapter> SessionManager<A> {
         result.map(|(_, session)| session)
     }
 
-    async fn validate(
-        &self,
-        token: &str,
-        span: &Span,
-    ) -> Result<(Outcome, Option<(SessionOf<A>, UserOf<A>)>)> {
+    /// The look-up: a malformed token is refused before any query, a
+    /// servable cached session is answered from memory, anything else is
+    /// read from the database and handed to [`Self::settle`].
+    async fn validate(&self, token: &str, span: &Span) -> Result<(Outcome, Option<Validated<A>>)> {
         if !is_well_formed(token, self.storage) {
             return Ok((Outcome::Malformed, None));
         }
         let id = session_id_for(token, self.storage);
-        #[cfg(feature = "cache")]
-        let cache = self.cache();
-        #[cfg(feature = "cache")]
-        if let Some(cache) = cache {
-            let now = self.now();
-            let servable = |s: &DatabaseSession<_, _>| {
-                !self.policy.expired(now, s) && self.policy.refresh(now, s).is_none()
-            };
-            if let Some(entry) = cache.lookup(&id, servable) {
-                span.record("user_id", tracing::field::debug(&entry.user.id));
-                let session = Session::from_stored(entry.session.clone(), false);
-                return Ok((Outcome::Valid, Some((session, entry.user.clone()))));
-            }
+        if let Some(hit) = self.cached(&id, span) {
+            return Ok((Outcome::Valid, Some(hit)));
         }
-        #[cfg(feature = "cache")]
-        let ticket = cache.and_then(crate::cache::Cache::ticket);
+        // Taken before the read: a revocation handled after it drops the fill.
+        let ticket = self.cache().ticket();
         let Some((stored, user)) = self.adapter.get_session_and_user(&id).await? else {
             return Ok((Outcome::Unknown, None));
         };
         span.record("user_id", tracing::field::debug(&user.id));
+        self.settle(stored, user, ticket).await
+    }
+
+    /// A cached session that is live and has nothing to write now, if the
+    /// manager has a cache and holds one. Not async: nothing here is kept
+    /// in the validation's future.
+    fn cached(&self, id: &SessionId, span: &Span) -> Option<Validated<A>> {
+        let now = self.now();
+        let servable = |s: &DatabaseSession<_, _>| {
+            !self.policy.expired(now, s) && self.policy.refresh(now, s).is_none()
+        };
+        let (stored, user) = self.cache().lookup(id, &servable)?;
+        span.record("user_id", tracing::field::debug(&user.id));
+        Some((Session::from_stored(stored, false), user))
+    }
+
+    /// The decision on a session read from the database: delete it when
+    /// expired, write what is due (an extension, a recorded use), and keep
+    /// it in the cache as it then stands.
+    async fn settle(
+        &self,
+        mut stored: DatabaseSession<A::UserId, A::SessionAttributes>,
+        user: UserOf<A>,
+        ticket: Option<Ticket>,
+    ) -> Result<(Outcome, Option<Validated<A>>)> {
         let now = self.now();
         if self.policy.expired(now, &stored) {
             // Invalid whether or not the row goes now: a failed delete
             // (read-only database, outage) leaves it to the cleanup.
             if let Err(error) = self.adapter.delete_session(&stored.id).await {
-                tracing::warn!(
-                    target: OUTCOME_TARGET,
-                    error = %error,
-                    "could not delete an expired session; it stays invalid"
-                );
+                tracing::warn!(target: OUTCOME_TARGET, error = %error, "could not delete an expired session; it stays invalid");
             }
             return Ok((Outcome::Expired, None));
         }
-        let Some(refresh) = self.policy.refresh(now, &stored) else {
-            #[cfg(feature = "cache")]
-            if let (Some(cache), Some(ticket)) = (cache, ticket) {
-                cache.fill(ticket, &stored, &user);
-            }
-            return Ok((
-                Outcome::Valid,
-                Some((Session::from_stored(stored, false), user)),
-            ));
-        };
-        let refreshed = self
-            .adapter
-            .refresh_session(&stored.id, &stored, refresh)
-            .await;
-        let mut stored = stored;
-        let (fresh, outcome) = match refreshed {
-            // The row just read says valid; on a read-only database (a
-            // standby, maintenance) it stays valid, unextended.
-            Err(error @ Error::ReadOnly { .. }) => {
-                tracing::warn!(
-                    target: OUTCOME_TARGET,
-                    error = %error,
-                    "the database is read-only: session not extended"
-                );
-                (false, Outcome::Valid)
-            }
-            Err(error) => return Err(error),
-            // Deleted meanwhile (logout elsewhere): as if never found.
-            Ok(None) => return Ok((Outcome::Unknown, None)),
-            Ok(Some(refreshed)) => {
-                stored.expires_at = refreshed.expires_at;
-                stored.last_seen_at = refreshed.last_seen_at;
-                // Written (extensions and uses notify nothing): cached as
-                // it now stands.
-                #[cfg(feature = "cache")]
-                if let (Some(cache), Some(ticket)) = (cache, ticket) {
-                    cache.fill(ticket, &stored, &user);
+        let (fresh, outcome) = match self.policy.refresh(now, &stored) {
+            None => (false, Outcome::Valid),
+            Some(refresh) => match self
+                .adapter
+                .refresh_session(&stored.id, &stored, refresh)
+                .await
+            {
+                // The row just read says valid; on a read-only database (a
+                // standby, maintenance) it stays valid, unextended.
+                Err(error @ Error::ReadOnly { .. }) => {
+                    tracing::warn!(target: OUTCOME_TARGET, error = %error, "the database is read-only: session not extended");
+                    return Ok((
+                        Outcome::Valid,
+                        Some((Session::from_stored(stored, false), user)),
+                    ));
                 }
-                if refreshed.extended {
-                    (true, Outcome::Extended)
-                } else {
-                    (false, Outcome::Valid)
+                Err(error) => return Err(error),
+                // Deleted meanwhile (logout elsewhere): as if never found.
+                Ok(None) => return Ok((Outcome::Unknown, None)),
+                Ok(Some(refreshed)) => {
+                    stored.expires_at = refreshed.expires_at;
+                    stored.last_seen_at = refreshed.last_seen_at;
+                    let outcome = if refreshed.extended {
+                        Outcome::Extended
+                    } else {
+                        Outcome::Valid
+                    };
+                    (refreshed.extended, outcome)
                 }
-            }
+            },
         };
+        // Extensions and recorded uses invalidate nothing: cached as it now stands.
+        self.cache().fill(ticket, &stored, &user);
         Ok((outcome, Some((Session::from_stored(stored, fresh), user))))
     }
 }
+
+/// A valid session and its user.
+type Validated<A> = (SessionOf<A>, UserOf<A>);
 
 /// How a validation ended: the `outcome` field of its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,181 +160,5 @@ impl Outcome {
             Self::Unknown => "unknown",
             Self::Malformed => "malformed",
         }
-    }
-}
-
-/// A condition time no session meets (PostgreSQL stores no time before
-/// 4713 BC, so not `DateTime::MIN_UTC`).
-const NEVER: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
-
-/// The timeouts a manager enforces (set by its builder).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy {
-    /// Lucia's sliding lifetime: extended by a full one in its second half.
-    pub(crate) lifetime: Duration,
-    /// Invalid once not seen for this long.
-    pub(crate) idle_timeout: Option<Duration>,
-    /// Invalid once this old, and never extended past it.
-    pub(crate) absolute_lifetime: Option<Duration>,
-    /// `last_seen_at` is written at most once per this.
-    pub(crate) activity_resolution: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            lifetime: Duration::days(30),
-            idle_timeout: None,
-            absolute_lifetime: None,
-            activity_resolution: Duration::minutes(5),
-        }
-    }
-}
-
-impl Policy {
-    /// The expiry of a session created at `now`.
-    pub(crate) fn first_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.capped(now, now + self.lifetime)
-    }
-
-    /// `expires_at`, no later than the absolute lifetime allows.
-    fn capped(&self, created_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> DateTime<Utc> {
-        self.absolute_lifetime
-            .map_or(expires_at, |max| expires_at.min(created_at + max))
-    }
-
-    /// Whether a stored session is invalid at `now`: expired
-    /// (`expires_at <= now`, Lucia's rule), idle too long, or too old.
-    pub(crate) fn expired<U, A>(&self, now: DateTime<Utc>, s: &DatabaseSession<U, A>) -> bool {
-        now >= s.expires_at
-            || self
-                .idle_timeout
-                .is_some_and(|idle| now >= s.last_seen_at + idle)
-            || self
-                .absolute_lifetime
-                .is_some_and(|max| now >= s.created_at + max)
-    }
-
-    /// What a validation at `now` must write, if anything: a new expiry
-    /// when less than half the lifetime is left (Lucia's rule) and the cap
-    /// allows a later one, and the time of this use when the stored one is
-    /// a resolution old. Each is conditional on the row as stored, so racing
-    /// validations write it once.
-    pub(crate) fn refresh<U, A>(
-        &self,
-        now: DateTime<Utc>,
-        s: &DatabaseSession<U, A>,
-    ) -> Option<SessionRefresh> {
-        let half = self.lifetime / 2;
-        let expires_at = self.capped(s.created_at, now + self.lifetime);
-        let extend = now >= s.expires_at - half && expires_at > s.expires_at;
-        let seen = now >= s.last_seen_at + self.activity_resolution;
-        (extend || seen).then(|| SessionRefresh {
-            expires_at,
-            extend_if_expiring_by: if extend { now + half } else { NEVER },
-            seen_at: now,
-            seen_if_last_seen_by: if seen {
-                now - self.activity_resolution
-            } else {
-                NEVER
-            },
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::to_micros;
-    use crate::token::SessionId;
-    use chrono::TimeZone;
-
-    /// What `policy` decides at `now` for a session with these times:
-    /// expired, extended (with the new expiry), seen, or nothing.
-    fn decide(
-        policy: &Policy,
-        now: DateTime<Utc>,
-        (created_at, last_seen_at, expires_at): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
-    ) -> &'static str {
-        let s = DatabaseSession {
-            id: SessionId::new("x"),
-            user_id: (),
-            expires_at,
-            created_at,
-            last_seen_at,
-            attributes: (),
-        };
-        if policy.expired(now, &s) {
-            return "expired";
-        }
-        match policy.refresh(now, &s) {
-            None => "valid",
-            Some(r) if r.extend_if_expiring_by > NEVER => "extend",
-            Some(_) => "seen",
-        }
-    }
-
-    #[test]
-    fn lucias_half_life_rule() {
-        let policy = Policy::default();
-        let expires_at = Utc.with_ymd_and_hms(2030, 1, 31, 0, 0, 0).unwrap();
-        let half = expires_at - Duration::days(15);
-        let us = Duration::microseconds(1);
-        // Seen just now: only the expiry decides.
-        let times = |now: DateTime<Utc>| (expires_at - Duration::days(30), now, expires_at);
-        for (now, expected) in [
-            (half - us, "valid"),
-            (half, "extend"),
-            (expires_at - us, "extend"),
-            (expires_at, "expired"),
-            (expires_at + us, "expired"),
-        ] {
-            assert_eq!(decide(&policy, now, times(now)), expected, "{now}");
-        }
-        let short = Policy {
-            lifetime: Duration::seconds(3),
-            ..Policy::default()
-        };
-        let start = expires_at - Duration::seconds(3);
-        let at = |ms| start + Duration::milliseconds(ms);
-        assert_eq!(
-            decide(&short, at(1499), (start, at(1499), expires_at)),
-            "valid"
-        );
-        assert_eq!(
-            decide(&short, at(1500), (start, at(1500), expires_at)),
-            "extend"
-        );
-    }
-
-    #[test]
-    fn idle_and_absolute_limits() {
-        let t0 = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let us = Duration::microseconds(1);
-        let policy = Policy {
-            idle_timeout: Some(Duration::hours(1)),
-            absolute_lifetime: Some(Duration::days(1)),
-            ..Policy::default()
-        };
-        let far = t0 + Duration::days(30);
-        let idle_at = t0 + Duration::hours(1);
-        assert_eq!(decide(&policy, idle_at - us, (t0, t0, far)), "seen");
-        assert_eq!(decide(&policy, idle_at, (t0, t0, far)), "expired");
-        let old_at = t0 + Duration::days(1);
-        assert_eq!(decide(&policy, old_at, (t0, old_at - us, far)), "expired");
-        // The first expiry and every extension stop at the absolute limit.
-        assert_eq!(policy.first_expiry(t0), old_at);
-        assert_eq!(policy.capped(t0, far), old_at);
-        let capped = (t0, old_at - Duration::minutes(1), old_at);
-        assert_eq!(
-            decide(&policy, old_at - Duration::minutes(1), capped),
-            "valid"
-        );
-    }
-
-    #[test]
-    fn to_micros_truncates() {
-        let t = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
-        assert_eq!(to_micros(t).timestamp_subsec_nanos(), 123_456_000);
     }
 }

@@ -5,15 +5,20 @@
 
 use std::sync::Arc;
 
-use diesel::deserialize;
 use futures_util::TryStreamExt as _;
 use tokio_postgres::NoTls;
 
-use super::raw::binds;
+use self::raw::binds;
+pub(crate) use self::raw::{get, value};
 use crate::error::{ErrorClass, classify_postgres};
-use crate::postgres::run::{CANCEL_WAIT, RunResult, Statement};
+use crate::exec::{CANCEL_WAIT, RunResult, Statement};
 
-/// One tokio-postgres connection of a [`PoolerPool`](super::PoolerPool).
+mod raw;
+
+/// A row as a pooler connection returns it.
+pub(crate) type PoolerRow = tokio_postgres::Row;
+
+/// One tokio-postgres connection of a [`PoolerPool`](crate::PoolerPool).
 /// Opaque: the adapter runs its statements on it.
 pub struct PoolerConnection {
     /// Shared with a cancel request in flight, which keeps the connection
@@ -50,13 +55,9 @@ impl PoolerConnection {
         self.broken || self.client.is_closed()
     }
 
-    /// Runs `stmt` as an unnamed statement and hands each row to `f`;
-    /// returns the number of rows affected.
-    pub(crate) async fn run(
-        &mut self,
-        stmt: &Statement<'_>,
-        mut f: impl FnMut(&tokio_postgres::Row) -> deserialize::Result<()> + Send,
-    ) -> RunResult<u64> {
+    /// Runs `stmt` as an unnamed statement: its rows, and the number of
+    /// rows it affected.
+    pub(crate) async fn run(&mut self, stmt: &Statement<'_>) -> RunResult<(Vec<PoolerRow>, u64)> {
         let binds = binds(stmt).map_err(ErrorClass::from_error)?;
         let params = binds.iter().map(|(bind, ty)| {
             (
@@ -70,10 +71,11 @@ impl PoolerConnection {
             .await
             .map_err(classify_postgres)?;
         let mut rows = std::pin::pin!(rows);
+        let mut out = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(classify_postgres)? {
-            f(&row).map_err(|e| ErrorClass::from_error(crate::Error::decode(e)))?;
+            out.push(row);
         }
-        Ok(rows.rows_affected().unwrap_or(0))
+        Ok((out, rows.rows_affected().unwrap_or(0)))
     }
 
     /// Never lends this connection again; with `cancel`, also asks the

@@ -1,7 +1,9 @@
-//! Running a statement on a lent connection and decoding its rows: the one
-//! place the adapter's statements are executed. A [`Statement`]'s SQL is
-//! fixed per adapter and safe to cache, so diesel-async keeps it prepared
-//! (keyed by its text); a pooler connection runs it unnamed.
+//! The statement runner, a leaf of the crate: SQL assembled by
+//! [`SqlBuilder`], a [`Statement`] (its [`Sql`] and [`Param`]s) run on a
+//! lent connection ([`Conn`]), and its [`Row`]s decoded. The one place
+//! statements are executed. A statement's SQL is fixed per adapter and
+//! safe to cache, so diesel-async keeps it prepared (keyed by its text); a
+//! pooler connection (feature `pooler`, in `pooler/`) runs it unnamed.
 //!
 //! Every operation gets one client-side deadline from its source
 //! ([`ConnectionSource::operation_timeout`](crate::ConnectionSource::operation_timeout)),
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
-use diesel::deserialize::{self, FromSql};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{self, Untyped};
@@ -25,10 +26,22 @@ use diesel_async::{
 use futures_util::TryStreamExt as _;
 use serde_json::Value;
 
-use super::statements::Sql;
+pub(crate) use self::pooler::PoolerConnection;
+pub(crate) use self::row::Row;
+pub(crate) use self::sql::{Sql, SqlBuilder};
 use crate::error::{Error, ErrorClass, classify_diesel};
+
+/// Statements run unnamed on a tokio-postgres client, for poolers in
+/// transaction mode.
 #[cfg(feature = "pooler")]
-use crate::pooler::PoolerConnection;
+pub(crate) mod pooler;
+/// Without the `pooler` feature: a pooler connection that cannot exist, so
+/// the runner's code is the same with and without it.
+#[cfg(not(feature = "pooler"))]
+#[path = "no_pooler.rs"]
+pub(crate) mod pooler;
+mod row;
+mod sql;
 
 /// A statement's outcome: its value, or what its failure means.
 pub(crate) type RunResult<T> = Result<T, ErrorClass>;
@@ -51,7 +64,7 @@ impl<'a> Statement<'a> {
     }
 
     /// The whole statement, with `$1`.. markers.
-    #[cfg(feature = "pooler")]
+    #[cfg_attr(not(feature = "pooler"), allow(dead_code))]
     pub(crate) fn text(&self) -> &str {
         self.sql.text()
     }
@@ -119,7 +132,7 @@ pub struct Conn<'c> {
 
 enum Kind<'c> {
     Diesel(&'c mut AsyncPgConnection),
-    #[cfg(feature = "pooler")]
+    #[cfg_attr(not(feature = "pooler"), allow(dead_code))]
     Pooler(&'c mut PoolerConnection),
 }
 
@@ -131,7 +144,7 @@ impl<'c> Conn<'c> {
         }
     }
 
-    #[cfg(feature = "pooler")]
+    #[cfg_attr(not(feature = "pooler"), allow(dead_code))]
     pub(crate) fn pooler(conn: &'c mut PoolerConnection) -> Self {
         Self {
             kind: Kind::Pooler(conn),
@@ -145,40 +158,24 @@ impl<'c> Conn<'c> {
         self
     }
 
-    /// Runs a query and decodes each row with `decode`.
-    pub(crate) async fn load<T: Send>(
-        &mut self,
-        stmt: Statement<'_>,
-        mut decode: impl FnMut(&Row<'_>) -> deserialize::Result<T> + Send,
-    ) -> RunResult<Vec<T>> {
+    /// Runs a query for its rows.
+    pub(crate) async fn query(&mut self, stmt: Statement<'_>) -> RunResult<Vec<Row>> {
         let deadline = self.deadline;
         let result = match &mut self.kind {
             Kind::Diesel(conn) => {
                 let rows = async {
-                    let mut rows = AsyncConnectionCore::load(&mut **conn, stmt).await?;
-                    let mut out = Vec::new();
-                    while let Some(row) = rows.try_next().await? {
-                        let value = decode(&Row::Diesel(&row))
-                            .map_err(diesel::result::Error::DeserializationError)?;
-                        out.push(value);
-                    }
-                    Ok(out)
+                    let rows = AsyncConnectionCore::load(&mut **conn, stmt).await?;
+                    rows.map_ok(Row::Diesel).try_collect().await
                 };
                 let rows = pin!(async { rows.await.map_err(classify_diesel) });
                 within(deadline, rows).await
             }
             // Boxed here and below: inline, the pooler's state would
             // enlarge every operation's future, on diesel connections too.
-            #[cfg(feature = "pooler")]
             Kind::Pooler(conn) => {
-                let mut out = Vec::new();
-                let mut rows = Box::pin(conn.run(&stmt, |row| {
-                    out.push(decode(&Row::Pooler(row))?);
-                    Ok(())
-                }));
-                let done = within(deadline, rows.as_mut()).await.map(|r| r.map(drop));
-                drop(rows);
-                done.map(|r| r.map(|()| out))
+                let mut rows = Box::pin(conn.run(&stmt));
+                let rows = within(deadline, rows.as_mut()).await;
+                rows.map(|r| r.map(|(rows, _)| rows.into_iter().map(Row::Pooler).collect()))
             }
         };
         self.settle(result)
@@ -193,10 +190,11 @@ impl<'c> Conn<'c> {
                 let count = pin!(async { count.await.map_err(classify_diesel) });
                 within(deadline, count).await.map(|r| r.map(|n| n as u64))
             }
-            #[cfg(feature = "pooler")]
             Kind::Pooler(conn) => {
-                let mut count = Box::pin(conn.run(&stmt, |_| Ok(())));
-                within(deadline, count.as_mut()).await
+                let mut run = Box::pin(conn.run(&stmt));
+                within(deadline, run.as_mut())
+                    .await
+                    .map(|r| r.map(|(_, n)| n))
             }
         };
         self.settle(result)
@@ -231,7 +229,6 @@ impl<'c> Conn<'c> {
                     AnsiTransactionManager::transaction_manager_status_mut(&mut **conn)
                         .set_in_error();
                 }
-                #[cfg(feature = "pooler")]
                 Kind::Pooler(conn) => conn.retire(cancel),
             }
         }
@@ -258,50 +255,9 @@ async fn within<T>(
         .map_err(|_| limit)
 }
 
-/// A row from either kind of connection, read by column index with
-/// diesel's `FromSql`, so both decode alike.
-pub(crate) enum Row<'r> {
-    Diesel(&'r PgRow),
-    #[cfg(feature = "pooler")]
-    Pooler(&'r tokio_postgres::Row),
-}
-
-/// A row as diesel-async returns it.
-type PgRow = <AsyncPgConnection as AsyncConnectionCore>::Row<'static, 'static>;
-
-impl Row<'_> {
-    /// Column `idx` as `T`, read as SQL type `ST`.
-    pub(crate) fn get<ST, T: FromSql<ST, Pg>>(&self, idx: usize) -> deserialize::Result<T> {
-        match self {
-            Row::Diesel(row) => diesel::row::Row::get_value::<ST, T, usize>(*row, idx),
-            #[cfg(feature = "pooler")]
-            Row::Pooler(row) => crate::pooler::get(row, idx),
-        }
-    }
-
-    /// Column `idx` as its type's OID and binary value (`None` for NULL),
-    /// handed to `f` without copying.
-    pub(crate) fn with_value<R>(
-        &self,
-        idx: usize,
-        f: impl FnOnce(Option<(u32, &[u8])>) -> deserialize::Result<R>,
-    ) -> deserialize::Result<R> {
-        match self {
-            Row::Diesel(row) => {
-                let field = diesel::row::Row::get(*row, idx).ok_or("no such column")?;
-                let value = diesel::row::Field::value(&field);
-                f(value.as_ref().map(|v| (v.get_oid().get(), v.as_bytes())))
-            }
-            #[cfg(feature = "pooler")]
-            Row::Pooler(row) => f(crate::pooler::value(row, idx)?),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::statements::SqlBuilder;
 
     #[test]
     fn renders_params_in_order_and_stays_cacheable() {
