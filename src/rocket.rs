@@ -36,9 +36,14 @@
 //! When the session was extended they set the cookie again; when the cookie
 //! holds an invalid token they clear it, also when the request ends in a
 //! catcher's answer (a 401). A storage failure is a `503 Service
-//! Unavailable` (never a valid session); a missing [`SessionManager`], or
-//! guards used without the fairing (whose cross-origin check would not
-//! have run), a `500` naming what is missing.
+//! Unavailable` (never a valid session).
+//!
+//! Both guards are Rocket [`Sentinel`]s: a route that uses one while no
+//! [`SessionManager`] of its adapter is managed, or without
+//! [`SessionFairing`] attached (whose cross-origin check would not run),
+//! stops the launch with an error naming what to add. A guard reached
+//! where Rocket cannot see it (through another guard's `request.guard()`)
+//! answers `500` in those cases instead, never a request unchecked.
 //!
 //! # The fairing
 //! - **CSRF.** Requests with a state-changing method (anything but `GET`,
@@ -58,7 +63,7 @@ use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::{Header, Method, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
-use rocket::{Build, Data, Response, Rocket};
+use rocket::{Build, Data, Ignite, Response, Rocket, Sentinel};
 
 use crate::adapter::Adapter;
 use crate::error::Error;
@@ -183,6 +188,39 @@ where
             Ok(current) => Outcome::Success(MaybeSession(current.clone())),
             Err(e) => Outcome::Error((status_of(e), e.clone())),
         }
+    }
+}
+
+/// Whether a guard over adapter `A` would fail on every request of
+/// `rocket`: logs what is missing and how to add it.
+fn guard_lacks_setup<A: Adapter + 'static>(rocket: &Rocket<Ignite>, guard: &str) -> bool {
+    let adapter = std::any::type_name::<A>();
+    if rocket.state::<SessionManager<A>>().is_none() {
+        rocket::error!(
+            "`{guard}<{adapter}>` is used, but no `SessionManager<{adapter}>` is managed: add `.manage(SessionManager::new(adapter))` to the Rocket builder."
+        );
+        return true;
+    }
+    if rocket.state::<GuardSettings>().is_none() {
+        rocket::error!(
+            "`{guard}<{adapter}>` is used, but `SessionFairing` is not attached (its cross-origin check would not run): add `.attach(lucia_diesel::rocket::SessionFairing::new())` to the Rocket builder."
+        );
+        return true;
+    }
+    false
+}
+
+/// Stops the launch when the guard could never succeed (no manager, no fairing).
+impl<A: Adapter + 'static> Sentinel for CurrentSession<A> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        guard_lacks_setup::<A>(rocket, "CurrentSession")
+    }
+}
+
+/// Stops the launch when the guard could never succeed (no manager, no fairing).
+impl<A: Adapter + 'static> Sentinel for MaybeSession<A> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        guard_lacks_setup::<A>(rocket, "MaybeSession")
     }
 }
 

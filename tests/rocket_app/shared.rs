@@ -64,13 +64,16 @@ async fn blank_cookie_when_a_catcher_answers_401() {
     assert!(session_set_cookie(&res).is_none());
 }
 
-/// The guards without the fairing (so without its cross-origin check)
-/// refuse with a 500 instead of answering unchecked.
+/// A route with a guard but no fairing (so no cross-origin check), or no
+/// manager: the launch stops (Rocket's sentinels), naming the guard. Where
+/// Rocket cannot see the guard (reached through another guard), it
+/// refuses with a 500 instead of answering unchecked.
 #[tokio::test]
-async fn guards_without_the_fairing_refuse() {
-    use lucia_diesel::rocket::{CurrentSession, MaybeSession};
+async fn guards_without_the_fairing_stop_the_launch() {
+    use lucia_diesel::rocket::{CurrentSession, MaybeSession, SessionFairing};
     use lucia_diesel::{PgPool, PoolOptions, PostgresAdapter, SessionManager};
     use rocket::local::asynchronous::Client;
+    use rocket::request::{FromRequest, Outcome, Request};
 
     type Adapter = PostgresAdapter<PgPool>;
     #[rocket::post("/me")]
@@ -81,23 +84,62 @@ async fn guards_without_the_fairing_refuse() {
     fn maybe(_session: MaybeSession<Adapter>) -> &'static str {
         "answered"
     }
+    /// A guard of the application's that asks for the session itself.
+    struct Hidden;
+    #[rocket::async_trait]
+    impl<'r> FromRequest<'r> for Hidden {
+        type Error = lucia_diesel::Error;
+        async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+            req.guard::<MaybeSession<Adapter>>().await.map(|_| Hidden)
+        }
+    }
+    #[rocket::get("/hidden")]
+    fn hidden(_guard: Hidden) -> &'static str {
+        "answered"
+    }
 
     let app = app().await;
-    let pool = PoolOptions::new().build(&app.url).await.unwrap();
+    let manager = async || {
+        let pool = PoolOptions::new().build_lazy(&app.url).unwrap();
+        SessionManager::new(PostgresAdapter::new(pool))
+    };
     let config = rocket::Config {
         log_level: rocket::config::LogLevel::Off,
         ..rocket::Config::debug_default()
     };
+    let sentinel_aborts = |err: rocket::Error| {
+        matches!(err.kind(), rocket::error::ErrorKind::SentinelAborts(sentries)
+            if sentries.iter().any(|s| s.type_name.contains("lucia_diesel::http::session::")))
+    };
+    for routes in [rocket::routes![me], rocket::routes![maybe]] {
+        // No fairing.
+        let rocket = rocket::custom(config.clone())
+            .manage(manager().await)
+            .mount("/", routes.clone());
+        let Err(err) = Client::untracked(rocket).await else {
+            panic!("the launch goes on")
+        };
+        assert!(sentinel_aborts(err));
+        // No manager.
+        let rocket = rocket::custom(config.clone())
+            .attach(SessionFairing::new())
+            .mount("/", routes.clone());
+        let Err(err) = Client::untracked(rocket).await else {
+            panic!("the launch goes on")
+        };
+        assert!(sentinel_aborts(err));
+        // Both: it launches.
+        let rocket = rocket::custom(config.clone())
+            .manage(manager().await)
+            .attach(SessionFairing::new())
+            .mount("/", routes);
+        assert!(Client::untracked(rocket).await.is_ok());
+    }
+
     let rocket = rocket::custom(config)
-        .manage(SessionManager::new(PostgresAdapter::new(pool)))
-        .mount("/", rocket::routes![me, maybe]);
+        .manage(manager().await)
+        .mount("/", rocket::routes![hidden]);
     let client = Client::untracked(rocket).await.unwrap();
-    let res = client
-        .post("/me")
-        .header(Header::new("Origin", "https://evil.example"))
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::InternalServerError);
-    let res = client.get("/maybe").dispatch().await;
+    let res = client.get("/hidden").dispatch().await;
     assert_eq!(res.status(), Status::InternalServerError);
 }
