@@ -15,13 +15,14 @@
 //! `{"username", "password"}`), `GET /api/me`, `GET /api/sessions`,
 //! `DELETE /api/sessions/{id}`, `POST /api/logout`.
 
-mod accounts;
-mod api;
+mod server;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use lucia_diesel::{CookieConfig, PoolOptions, PostgresAdapter, SessionManager, migrations};
+
+use self::server::{accounts, api};
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =

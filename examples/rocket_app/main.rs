@@ -9,32 +9,22 @@
 //! hold this app's tables), otherwise starts a private throwaway PostgreSQL
 //! cluster that is removed when the app exits. Serves on
 //! <http://127.0.0.1:8000> (`ROCKET_PORT` to change). Every setting is in
-//! the README's "Try it" section and in `startup.rs`.
+//! the README's "Try it" section and in `server/startup.rs`.
 //!
 //! Session cookies are `Secure`. Browsers store `Secure` cookies from
 //! `http://localhost` and `http://127.0.0.1`, so local use needs nothing
 //! special; to test over plain http on another host, set
 //! `APP_INSECURE_COOKIES=1` (never in production).
 
-mod accounts;
-mod agent;
-mod app;
-mod assets;
-mod errors;
-mod headers;
-mod limits;
-mod pages;
-mod password;
-mod sessions;
-mod sign_in;
-mod startup;
+mod server;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use lucia_diesel::{CookieConfig, PoolOptions, PostgresAdapter, SessionManager, migrations};
 
-use self::startup::Settings;
+use self::server::app;
+use self::server::startup::{self, Settings};
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =

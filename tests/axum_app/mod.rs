@@ -1,14 +1,13 @@
 //! The axum integration against PostgreSQL: the extractors and the layer
 //! through `tower::ServiceExt::oneshot` (`extractors.rs`), the shared CSRF
-//! table (`csrf.rs`), and the example's JSON API over a real socket
+//! table (`cross_origin.rs`), and the example's JSON API over a real socket
 //! (`end_to_end.rs`).
 
-#[path = "../../examples/axum_app/accounts.rs"]
-mod accounts;
-#[path = "../../examples/axum_app/api.rs"]
-mod api;
+#[path = "../../examples/axum_app/server/mod.rs"]
+mod server;
+use server::{accounts, api};
 
-mod csrf;
+mod cross_origin;
 mod end_to_end;
 mod extractors;
 

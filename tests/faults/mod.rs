@@ -11,7 +11,7 @@
 mod cancelled;
 mod connections;
 mod exhaustion;
-mod load;
+mod restarts;
 mod timeouts;
 mod writes;
 

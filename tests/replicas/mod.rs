@@ -8,9 +8,9 @@
 //! `pg_stat_statements` counts the session-and-user `JOIN` on each.
 
 #[cfg(feature = "cache")]
-mod cache;
-mod faults;
+mod cached_reads;
 mod routing;
+mod standby_faults;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};

@@ -2,30 +2,9 @@
 //! sign-up, login, sessions, revoke, logout, password change, cookie
 //! attributes, fixation, replay, CSRF and malformed cookies.
 
-#[path = "../../examples/rocket_app/accounts.rs"]
-mod accounts;
-#[path = "../../examples/rocket_app/agent.rs"]
-mod agent;
-#[path = "../../examples/rocket_app/app.rs"]
-mod app;
-#[path = "../../examples/rocket_app/assets.rs"]
-mod assets;
-#[path = "../../examples/rocket_app/errors.rs"]
-mod errors;
-#[path = "../../examples/rocket_app/headers.rs"]
-mod headers;
-#[path = "../../examples/rocket_app/limits.rs"]
-mod limits;
-#[path = "../../examples/rocket_app/pages.rs"]
-mod pages;
-#[path = "../../examples/rocket_app/password.rs"]
-mod password;
-#[path = "../../examples/rocket_app/sessions.rs"]
-mod sessions;
-#[path = "../../examples/rocket_app/sign_in.rs"]
-mod sign_in;
-#[path = "../../examples/rocket_app/startup.rs"]
-mod startup;
+#[path = "../../examples/rocket_app/server/mod.rs"]
+mod server;
+use server::{accounts, agent, app, headers, limits, pages, password, startup};
 
 mod browser;
 mod clients;

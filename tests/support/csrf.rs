@@ -1,5 +1,5 @@
 //! The CSRF table both integrations are checked against (Rocket in
-//! `tests/rocket_app/shared.rs`, axum in `tests/axum_app/csrf.rs`): every
+//! `tests/rocket_app/shared.rs`, axum in `tests/axum_app/cross_origin.rs`): every
 //! method x `Origin` (absent, same, foreign, `null`) x `Sec-Fetch-Site`
 //! (absent and its four values), each sent with the session cookie and
 //! again with a bearer token.
