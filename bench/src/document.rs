@@ -13,19 +13,18 @@ use crate::{Args, Res, Scenario, USERS};
 /// The start of a new `BENCHMARKS.md`, ahead of the first section.
 const PREAMBLE: &str = "# Benchmarks
 
-Results of session-bench v1 (`examples/bench`): lucia-diesel against a raw
+Results of session-bench v1 (`bench/`): lucia-diesel against a raw
 tokio-postgres client with one prepared statement per operation (`raw`, the
 floor), over a pool of 10 connections. See the README's Benchmark section
-for the protocol and `cargo run --release --example bench --features
-pooler,cache -- --help` for
-every option.
+for the protocol and `cargo run --release -p lucia-diesel-bench -- --help`
+for every option.
 
 ```sh
-cargo run --release --example bench --features pooler,cache                        # scenario ops: every operation, c=1 and 32
-cargo run --release --example bench --features pooler,cache -- --scenario cleanup  # validate while 10^6 expired rows go
-cargo run --release --example bench --features pooler,cache -- --scenario cache    # the validation cache
-cargo run --release --example bench --features pooler,cache -- --soak 60           # the bench's memory over a minute
-cargo run --release --example bench --features pooler,cache -- --no-write          # print only, leave this file alone
+cargo run --release -p lucia-diesel-bench                        # scenario ops: every operation, c=1 and 32
+cargo run --release -p lucia-diesel-bench -- --scenario cleanup  # validate while 10^6 expired rows go
+cargo run --release -p lucia-diesel-bench -- --scenario cache    # the validation cache
+cargo run --release -p lucia-diesel-bench -- --soak 60           # the bench's memory over a minute
+cargo run --release -p lucia-diesel-bench -- --no-write          # print only, leave this file alone
 ```
 
 Without `DATABASE_URL` the bench starts a throwaway cluster (`fsync` off):
@@ -41,9 +40,9 @@ Each run replaces its scenario's section, between the HTML comments
 `cleanup` or `soak`), and keeps everything else in this file.
 ";
 
-/// `BENCHMARKS.md` at the repository root.
+/// `BENCHMARKS.md` at the repository root (the bench's parent folder).
 pub fn path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md")
 }
 
 /// The markers around the section `name`.

@@ -198,14 +198,14 @@ impl Context {
     }
 }
 
-/// `cargo run --release --example bench --features pooler,cache -- <this
+/// `cargo run --release -p lucia-diesel-bench -- <this
 /// process's arguments>`,
 /// each argument quoted for the shell where it needs it.
 fn command_line() -> String {
     let mut command = if cfg!(debug_assertions) {
-        "cargo run --example bench --features pooler,cache".to_owned()
+        "cargo run -p lucia-diesel-bench".to_owned()
     } else {
-        "cargo run --release --example bench --features pooler,cache".to_owned()
+        "cargo run --release -p lucia-diesel-bench".to_owned()
     };
     let args: Vec<String> = std::env::args().skip(1).map(|a| shell_word(&a)).collect();
     if !args.is_empty() {
@@ -254,8 +254,8 @@ fn commit(dir: &Path) -> Option<Commit> {
         "--porcelain",
         "--untracked-files=no",
         "--",
-        ".",
-        ":!BENCHMARKS.md",
+        ":/",
+        ":!/BENCHMARKS.md",
     ])?;
     Some(Commit {
         hash,

@@ -1,13 +1,13 @@
 //! session-bench v1: lucia-diesel against a raw tokio-postgres floor.
 //!
 //! ```sh
-//! cargo run --release --example bench --features pooler,cache -- --secs 5 --sessions 100000
+//! cargo run --release -p lucia-diesel-bench -- --secs 5 --sessions 100000
 //! # validate at three scales, loaded one on top of the other
-//! cargo run --release --example bench --features pooler,cache -- --ops validate --sessions 10000,100000,1000000
+//! cargo run --release -p lucia-diesel-bench -- --ops validate --sessions 10000,100000,1000000
 //! # delete_expired_sessions on 10^6 expired rows while validate runs at c=32
-//! cargo run --release --example bench --features pooler,cache -- --scenario cleanup
+//! cargo run --release -p lucia-diesel-bench -- --scenario cleanup
 //! # memory over a 60 s validate run at c=32, sampled every 5 s
-//! cargo run --release --example bench --features pooler,cache -- --soak 60
+//! cargo run --release -p lucia-diesel-bench -- --soak 60
 //! ```
 //!
 //! Uses `DATABASE_URL` (the server; the bench creates its own database
