@@ -1,5 +1,7 @@
-//! Database-backed auth sessions for Diesel on PostgreSQL: Lucia v3's
-//! PostgreSQL adapter and session manager, on `diesel-async`.
+//! Database-backed auth sessions for Diesel on PostgreSQL, on
+//! `diesel-async`: hashed tokens, sliding expiry, revocation, and Rocket
+//! and axum integrations. The session manager and the adapter follow Lucia
+//! v3's, so a Rust service can share session tables with a Lucia app.
 //!
 //! - [`SessionManager`] is Lucia's session life cycle: create, validate
 //!   (sliding expiry, `fresh`), invalidate, list and clean up sessions, plus
@@ -44,6 +46,25 @@
 //!   returned by [`SessionManager::create_session_cookie`] do: never log them.
 //! - Cookies set `HttpOnly`, `Secure`, `SameSite=Lax` and `Path=/`
 //!   explicitly; `__Host-` names are checked.
+//!
+//! # Layers
+//! Each layer uses only those below it (no two modules import each other):
+//! - `error`, `token`, `user_id`, `names`, `clock`: errors (one SQLSTATE
+//!   table), tokens and session ids, user id types, table names.
+//! - `exec`: the statement runner, a leaf: SQL built from quoted
+//!   identifiers and bind markers, statements run on a lent connection
+//!   under one client-side deadline, rows decoded (the pooler's unnamed
+//!   statements in a gated part of it).
+//! - [`ConnectionSource`] alone, then each source in its own module:
+//!   [`pool`], `pooler`, [`replica`], deadpool, [`SingleConnection`].
+//! - [`postgres`]: [`PostgresAdapter`]'s operations, each getting its
+//!   connection and columns, running its statement and decoding its rows.
+//! - [`session`]: [`SessionManager`] (its validation decides in
+//!   `session/validate.rs` with the `Policy` of `session/policy.rs`) and
+//!   the hook a validation cache plugs into; then `cache`, [`cleanup`],
+//!   [`migrations`].
+//! - [`http`], the framework-free request core, and the thin `rocket` and
+//!   `axum` adapters over it.
 //!
 //! # Crate features
 //! - `bb8` (default): [`PoolOptions`] / [`PgPool`] / [`ReplicatedPool`],

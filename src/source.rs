@@ -16,7 +16,7 @@ use crate::exec::Conn;
 
 /// Something that lends out a connection for one operation: an
 /// [`AsyncPgConnection`] (bb8 and deadpool pools, [`PgPool`](crate::PgPool),
-/// [`SingleConnection`]) or a pooler connection (`PoolerPool`, feature
+/// [`SingleConnection`](crate::SingleConnection)) or a pooler connection (`PoolerPool`, feature
 /// `pooler`).
 pub trait ConnectionSource: Send + Sync + 'static {
     /// The borrowed connection; returned to the source when dropped.

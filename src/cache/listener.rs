@@ -36,6 +36,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl<S, U, SA, UA> SessionManager<PostgresAdapter<S, U, SA, UA>>
 where
     S: ConnectionSource,

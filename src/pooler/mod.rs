@@ -63,6 +63,7 @@ use crate::source::{ConnectionSource, SourceConnection};
 
 pub use crate::exec::pooler::PoolerConnection;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "pooler")))]
 impl PoolOptions {
     /// Builds a [`PoolerPool`] (for a pooler in transaction mode) and opens
     /// its first connection. The same sizes and timeouts apply as for

@@ -45,7 +45,7 @@ use crate::trace::traced;
 pub use crate::token::MAX_SESSION_ID_BYTES;
 
 /// How many expired sessions one `DELETE` removes at most, in
-/// [`Adapter::delete_expired_sessions`](crate::Adapter::delete_expired_sessions)
+/// [`Adapter::delete_expired_sessions`]
 /// and by default in the background cleanup: small enough that a large
 /// cleanup never holds locks on many rows at once.
 pub const CLEANUP_BATCH_SIZE: u32 = 1_000;
@@ -369,7 +369,7 @@ where
     ///
     /// # Errors
     /// [`ConfigError::CleanupBatchSize`] for a `limit` of 0; any database
-    /// error, typed as in [`Error`](crate::Error).
+    /// error, typed as in [`Error`].
     pub async fn delete_expired_batch(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_batch", limit, rows = Empty);
         traced(&span, async {

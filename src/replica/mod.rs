@@ -142,6 +142,7 @@ use crate::error::{ConfigError, Result, parse_database_url};
 use crate::pool::{PgPool, PoolOptions, PooledPgConnection};
 use crate::source::ConnectionSource;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 impl PoolOptions {
     /// How stale a replica of a [`ReplicatedPool`] may be and still serve
     /// reads (default 1 s): it must have applied every write the primary
