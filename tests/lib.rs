@@ -22,6 +22,7 @@ mod replicas;
 #[cfg(feature = "rocket")]
 mod rocket_app;
 mod round_trips;
+mod server;
 mod session;
 mod session_activity;
 #[cfg(feature = "rustls")]
