@@ -134,14 +134,24 @@ impl TableName {
     /// A name derived from this one for an index or constraint, quoted:
     /// `<table>_<suffix>`, cut to fit 63 bytes on a character boundary.
     pub(crate) fn derived_ident_sql(&self, suffix: &str) -> String {
+        let mut out = String::new();
+        self.sibling(suffix).table.write_quoted(&mut out);
+        out
+    }
+
+    /// A relation or function named after this table, in its schema:
+    /// `<schema>.<table>_<suffix>`, the table part cut to fit 63 bytes on a
+    /// character boundary.
+    pub(crate) fn sibling(&self, suffix: &str) -> TableName {
         let table = self.table.as_str();
         let mut cut = table.len().min(MAX_IDENTIFIER_BYTES - suffix.len() - 1);
         while !table.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut out = String::new();
-        Ident(format!("{}_{suffix}", &table[..cut]).into()).write_quoted(&mut out);
-        out
+        TableName {
+            schema: self.schema.clone(),
+            table: Ident(format!("{}_{suffix}", &table[..cut]).into()),
+        }
     }
 }
 
@@ -206,6 +216,17 @@ impl TableNames {
     #[must_use]
     pub fn session(&self) -> &TableName {
         &self.session
+    }
+
+    /// The validation cache's outbox of invalidations, beside the session
+    /// table: `<session>_invalidations`.
+    pub(crate) fn outbox(&self) -> TableName {
+        self.session.sibling("invalidations")
+    }
+
+    /// The outbox's trim horizon (one row): `<session>_invalidations_horizon`.
+    pub(crate) fn outbox_horizon(&self) -> TableName {
+        self.session.sibling("invalidations_horizon")
     }
 }
 

@@ -102,18 +102,27 @@ pub enum ConfigError {
     /// The CA bundle for TLS holds no certificate.
     #[error("the CA PEM holds no certificate")]
     NoCaCertificate,
-    /// The session cache was enabled on a table without its notification
-    /// triggers.
+    /// The session cache was enabled on tables without its outbox or
+    /// triggers; says which are missing.
     #[error(
-        "the table {0} has no lucia-diesel notification triggers, which the session cache needs: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
+        "the validation cache's outbox is incomplete, missing {0}: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
     )]
     CacheTriggers(String),
     /// The cache's maximum entry age is longer than a day.
     #[error("the cache's maximum entry age must be at most a day (86400 s)")]
     CacheMaxAge,
-    /// The cache's ping interval is zero or longer than an hour.
-    #[error("the cache's ping interval must be positive and at most an hour")]
-    CachePingInterval,
+    /// The cache's poll interval is under a millisecond or over a minute.
+    #[error("the cache's poll interval must be at least 1 ms and at most a minute")]
+    CachePollInterval,
+    /// The outbox's retention is under ten poll intervals or over a day.
+    #[error("the cache's outbox retention must be at least ten poll intervals and at most a day")]
+    CacheRetention,
+    /// The cache's maximum poll age is under a poll interval or over the
+    /// outbox retention.
+    #[error(
+        "the cache's maximum poll age must be at least a poll interval and at most the outbox retention"
+    )]
+    CacheMaxPollAge,
     /// A web framework integration found no session manager where it looks
     /// for one (Rocket's managed state).
     #[error(

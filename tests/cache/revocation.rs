@@ -18,12 +18,12 @@ async fn revocations_reach_the_other_instance_within_milliseconds() {
         let token = created.token.as_str();
         cached(&b, token).await;
         cached(&a, token).await;
-        // From the start of the revoking call to its notification handled.
+        // From the start of the revoking call to its invalidation handled.
         let (before, start) = (stats(&b), Instant::now());
         a.invalidate_session(&created.session.id).await.unwrap();
         handled(&b, &before, 1).await;
         lags.push(start.elapsed());
-        assert!(!valid(&b, token).await, "served after its notification");
+        assert!(!valid(&b, token).await, "served after its invalidation");
         // The revoking instance forgot it at once.
         assert!(!valid(&a, token).await);
     }
@@ -79,7 +79,7 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
         created
     };
     // Runs `sql` (with `{id}` replaced by the session's id) and waits until
-    // `b` has handled its `n` notifications.
+    // `b` has handled its `n` invalidations.
     let write = async |sql: &str, id: &str, n: u64| {
         let before = stats(&b);
         db.exec(&sql.replace("{id}", id)).await;
@@ -100,11 +100,11 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     write(sql, s.session.id.as_str(), 1).await;
     let before = stats(&b);
     assert!(!valid(&b, s.token.as_str()).await, "expired by plain SQL");
-    // Found expired, it was deleted: that notifies too.
+    // Found expired, it was deleted: that invalidates too.
     handled(&b, &before, 1).await;
 
-    // An extension notifies nothing (the cache's earlier expiry only sends
-    // it to the database sooner); a later notification is the barrier that
+    // An extension inserts nothing (the cache's earlier expiry only sends
+    // it to the database sooner); a later invalidation is the barrier that
     // shows none came before it.
     let s = session().await;
     let extended = "UPDATE user_session SET expires_at = expires_at + interval '1 day', \
@@ -122,7 +122,7 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     let (got, _) = b.validate_session(s.token.as_str()).await.unwrap().unwrap();
     assert_eq!(stats(&b).hits, before.hits + 1, "still cached");
     assert_eq!(got.expires_at, s.session.expires_at);
-    // An earlier expiry notifies: then the database's.
+    // An earlier expiry invalidates: then the database's.
     let shortened =
         "UPDATE user_session SET expires_at = expires_at - interval '1 hour' WHERE id = '{id}'";
     write(shortened, s.session.id.as_str(), 1).await;
@@ -130,7 +130,7 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     let expected = s.session.expires_at + chrono::Duration::days(1) - chrono::Duration::hours(1);
     assert_eq!(got.expires_at, expected);
 
-    // Any other column changed notifies, with the new value.
+    // Any other column changed invalidates, with the new value.
     let s = session().await;
     write(
         "UPDATE user_session SET country = 'se' WHERE id = '{id}'",
@@ -161,7 +161,7 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     let d = b.create_session(dave, Attributes::new()).await.unwrap();
     cached(&b, d.token.as_str()).await;
     let s = session().await;
-    // A notification for each of carol's sessions and one for carol.
+    // An invalidation for each of carol's sessions and one for carol.
     let sessions = crate::support::scalar(
         &mut db.connect().await,
         "SELECT count(*) AS n FROM user_session WHERE user_id = 'carol'",
@@ -184,8 +184,8 @@ async fn writers_outside_the_crate_invalidate_every_instance() {
     let erin = db.user("erin", "Erin").await;
     let e = b.create_session(erin, Attributes::new()).await.unwrap();
     cached(&b, e.token.as_str()).await;
-    // Truncating the users cascades to the sessions: both tables notify
-    // `*`, and PostgreSQL delivers a transaction's equal notifications once.
+    // Truncating the users cascades to the sessions: both tables insert an
+    // "everything" row.
     write("TRUNCATE auth_user CASCADE", "", 1).await;
     assert!(!valid(&b, e.token.as_str()).await, "users truncated");
 }
@@ -203,7 +203,7 @@ async fn custom_table_names_get_their_triggers_from_the_generated_ddl() {
         .await;
     let m: Manager =
         SessionManager::new(PostgresAdapter::new(db.pool().await).with_table_names(names.clone()))
-            .with_cache(CacheOptions::new(&db.url))
+            .with_cache(options())
             .await
             .unwrap();
     let s = m
@@ -222,7 +222,7 @@ async fn custom_table_names_get_their_triggers_from_the_generated_ddl() {
     // The down migration removes what the up one made.
     db.exec(&triggers.down).await;
     let err = SessionManager::new(PostgresAdapter::new(db.pool().await).with_table_names(names))
-        .with_cache(CacheOptions::new(&db.url))
+        .with_cache(options())
         .await
         .unwrap_err();
     assert!(

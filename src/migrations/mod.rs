@@ -11,6 +11,8 @@
 //! matching DDL and [`write_migration`] saves it as a migration of the
 //! application's own.
 
+mod outbox;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -18,14 +20,16 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
+pub(crate) use self::outbox::TRIGGERS;
+pub use self::outbox::cache_triggers_sql;
 use crate::error::{Error, Result};
-use crate::names::{TableName, TableNames};
+use crate::names::TableNames;
 use crate::user_id::UserId;
 
 /// The crate's migrations (Lucia's schema on `auth_user` / `user_session`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The notification triggers the validation cache needs (see the
+/// The outbox and triggers the validation cache needs (see the
 /// [`cache`](crate::cache) module), on `auth_user` / `user_session`: run
 /// after [`MIGRATIONS`] with [`run_embedded_migrations`], or copy
 /// `migrations-cache/` into the application's migrations. For other names,
@@ -163,123 +167,6 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
     MigrationSql { up, down }
 }
 
-/// DDL for the validation cache's notification triggers on tables of any
-/// names (the crate's own names give [`CACHE_MIGRATIONS`]).
-///
-/// Each table gets a trigger function (named after the table, in its
-/// schema) and two triggers, `lucia_diesel_notify` (each row updated or
-/// deleted) and `lucia_diesel_notify_truncate`.
-///
-/// Two kinds of writes send nothing, because they cannot make a cached
-/// session wrong. Inserts: the cache holds only sessions it has read, never
-/// "not found" (an `INSERT ... ON CONFLICT DO UPDATE` that changes a row
-/// fires the update trigger). And a session's extension or recorded use
-/// (`expires_at` and `last_seen_at` later, every other column the same):
-/// a cache holding the earlier times only goes to the database sooner. An
-/// earlier expiry, any other column changed, or a delete does notify.
-///
-/// PostgreSQL commits transactions that notify one at a time (a lock held
-/// through the commit's WAL flush), so on a durable server concurrent
-/// logouts and revocations lose the group commit they would otherwise
-/// share; see the README's cache section. They send on channel
-/// `lucia_diesel_sessions`: `s:` and the hex SHA-256 of a session's id (never
-/// the id, which in Lucia-compatible storage is the token), `u:` and a user's
-/// id as text (`*` if that would not fit a notification), and `*` when a
-/// table is truncated. A statement touching many rows sends one notification
-/// a row.
-///
-/// # Examples
-/// ```
-/// use lucia_diesel::{TableNames, migrations::cache_triggers_sql};
-///
-/// let sql = cache_triggers_sql(&TableNames::new("auth.users", "auth.sessions")?);
-/// assert!(sql.up.contains(r#"AFTER TRUNCATE ON "auth"."sessions""#));
-/// # Ok::<(), lucia_diesel::ConfigError>(())
-/// ```
-#[must_use]
-pub fn cache_triggers_sql(names: &TableNames) -> MigrationSql {
-    let function = |table: &TableName| {
-        let name = table.derived_ident_sql("notify");
-        match table.schema_sql() {
-            Some(schema) => format!("{schema}.{name}"),
-            None => name,
-        }
-    };
-    let (session, user) = (names.session().to_sql(), names.user().to_sql());
-    let (session_fn, user_fn) = (function(names.session()), function(names.user()));
-    let up = format!(
-        "-- The validation cache's invalidations: every change to a session or a
--- user is announced on channel lucia_diesel_sessions, whoever makes it.
-CREATE FUNCTION {session_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        PERFORM pg_notify('lucia_diesel_sessions', '*');
-        RETURN NULL;
-    END IF;
-    -- An extension or a recorded use (later times, nothing else changed)
-    -- sends nothing: a cache still holding the earlier times only goes to
-    -- the database sooner. Notifying transactions commit one at a time.
-    IF TG_OP = 'UPDATE'
-        AND NEW.expires_at >= OLD.expires_at
-        AND (to_jsonb(NEW) ->> 'last_seen_at')::timestamptz
-            >= (to_jsonb(OLD) ->> 'last_seen_at')::timestamptz
-        AND to_jsonb(NEW) - 'expires_at' - 'last_seen_at'
-            = to_jsonb(OLD) - 'expires_at' - 'last_seen_at'
-    THEN
-        RETURN NULL;
-    END IF;
-    -- A digest of the id: in Lucia-compatible storage the id is the token.
-    PERFORM pg_notify('lucia_diesel_sessions',
-        's:' || encode(sha256(convert_to(OLD.id::text, 'UTF8')), 'hex'));
-    IF TG_OP = 'UPDATE' AND NEW.id IS DISTINCT FROM OLD.id THEN
-        PERFORM pg_notify('lucia_diesel_sessions',
-            's:' || encode(sha256(convert_to(NEW.id::text, 'UTF8')), 'hex'));
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER lucia_diesel_notify AFTER UPDATE OR DELETE ON {session}
-    FOR EACH ROW EXECUTE FUNCTION {session_fn}();
-CREATE TRIGGER lucia_diesel_notify_truncate AFTER TRUNCATE ON {session}
-    FOR EACH STATEMENT EXECUTE FUNCTION {session_fn}();
-
-CREATE FUNCTION {user_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    payload text;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        payload := '*';
-    ELSE
-        payload := 'u:' || OLD.id::text;
-        -- Notifications hold under 8000 bytes; '*' empties every cache.
-        IF octet_length(payload) >= 7900 THEN
-            payload := '*';
-        END IF;
-    END IF;
-    PERFORM pg_notify('lucia_diesel_sessions', payload);
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER lucia_diesel_notify AFTER UPDATE OR DELETE ON {user}
-    FOR EACH ROW EXECUTE FUNCTION {user_fn}();
-CREATE TRIGGER lucia_diesel_notify_truncate AFTER TRUNCATE ON {user}
-    FOR EACH STATEMENT EXECUTE FUNCTION {user_fn}();
-"
-    );
-    let down = format!(
-        "DROP TRIGGER lucia_diesel_notify_truncate ON {user};
-DROP TRIGGER lucia_diesel_notify ON {user};
-DROP FUNCTION {user_fn}();
-DROP TRIGGER lucia_diesel_notify_truncate ON {session};
-DROP TRIGGER lucia_diesel_notify ON {session};
-DROP FUNCTION {session_fn}();
-"
-    );
-    MigrationSql { up, down }
-}
-
 /// Writes [`create_tables_sql`] as a new migration in an application's
 /// migrations directory (`<dir>/<timestamp>_create_auth_tables/{up,down}.sql`)
 /// and returns the migration's directory.
@@ -318,7 +205,7 @@ pub async fn create_tables<U: UserId>(
 mod tests {
     use super::*;
 
-    const DIR: &str = "migrations-cache/2026-12-01-000001_cache_triggers";
+    const DIR: &str = "migrations-cache/2026-12-03-000000_cache_outbox";
 
     #[test]
     fn the_cache_migration_is_the_generated_ddl_for_the_default_names() {

@@ -1,0 +1,10 @@
+DROP TRIGGER lucia_diesel_invalidate_truncate ON "auth_user";
+DROP TRIGGER lucia_diesel_invalidate_delete ON "auth_user";
+DROP TRIGGER lucia_diesel_invalidate ON "auth_user";
+DROP FUNCTION "auth_user_invalidate"();
+DROP TRIGGER lucia_diesel_invalidate_truncate ON "user_session";
+DROP TRIGGER lucia_diesel_invalidate_delete ON "user_session";
+DROP TRIGGER lucia_diesel_invalidate ON "user_session";
+DROP FUNCTION "user_session_invalidate"();
+DROP TABLE "user_session_invalidations_horizon";
+DROP TABLE "user_session_invalidations";
