@@ -1,6 +1,6 @@
 //! `--scenario cache`: validation from memory against the raw floor, what
-//! the cache's triggers cost the writes, and how long a revocation takes to
-//! reach another instance.
+//! the cache's outbox triggers cost the writes, and how long a revocation
+//! takes to reach another instance.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +20,19 @@ use crate::{Res, USERS};
 /// Revocations timed per load.
 const REVOCATIONS: u64 = 1000;
 
-/// The write operations whose cost with the triggers is measured: `touch`
-/// writes an earlier expiry (a revocation, notified), `extend` a later one
-/// (as validation does; not notified).
-const WRITES: [Op; 4] = [Op::Create, Op::Extend, Op::Touch, Op::Delete];
+/// The write operations whose cost with the outbox triggers is measured:
+/// `touch` writes an earlier expiry (a revocation: an outbox row), `extend`
+/// a later one (as validation does: none), `delete_user` deletes a user's
+/// two sessions (two rows), `update_user` is the application's own UPDATE
+/// of a user row (one row; on the raw client only).
+const WRITES: [Op; 6] = [
+    Op::Create,
+    Op::Extend,
+    Op::Touch,
+    Op::Delete,
+    Op::DeleteUser,
+    Op::UpdateUser,
+];
 
 /// The phases of a write run, as they appear in its label.
 const WITHOUT: &str = "no triggers";
@@ -34,6 +43,46 @@ pub struct Lag {
     /// Concurrent validations on the cached instance meanwhile (0: idle).
     pub load: usize,
     pub lags: Vec<Duration>,
+}
+
+/// What polling the outbox cost the server, for a number of readers.
+pub struct PollCost {
+    pub readers: usize,
+    /// Revocations committed per second meanwhile (0: idle).
+    pub revocations_per_sec: f64,
+    pub polls_per_sec: f64,
+    /// Server CPU seconds per second, over all its cores (1.0: one core).
+    pub server_cpu: f64,
+    pub cores: usize,
+}
+
+/// How long each poll-cost run measures.
+const POLL_SECS: u64 = 5;
+
+/// The server's CPU time so far (user and system, seconds), summed over
+/// the `postgres` processes in `/proc`: the bench runs beside its server.
+/// `None` when they cannot be read (a server elsewhere).
+fn server_cpu() -> Option<f64> {
+    let mut ticks = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !name.ends_with("(postgres") {
+            continue;
+        }
+        // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        ticks += field(14)? + field(15)?;
+        found = true;
+    }
+    // Linux reports these in USER_HZ, 100 on every common configuration.
+    found.then(|| ticks as f64 / 100.0)
 }
 
 /// What the cache did during one measured run.
@@ -54,11 +103,12 @@ impl Bench {
             self.timed(&target, job, None).await;
         }
         self.trigger_cost(sessions).await?;
-        self.lag(sessions).await
+        self.lag(sessions).await?;
+        self.poll_cost().await
     }
 
     /// Before a cached `validate_session` run: every token validated twice
-    /// (the first pass writes what is due, and that write's notification
+    /// (the first pass writes what is due, and that write's invalidation
     /// empties the entry; the second fills), so the run measures the
     /// steady state. Returns the cache's counters before the run.
     pub async fn warm(&self, target: &Arc<Target>, job: Job) -> Option<CacheStats> {
@@ -112,7 +162,10 @@ impl Bench {
                     for installed in phases {
                         data::set_cache_triggers(&mut self.stats, installed).await?;
                         let phase = if installed { WITH } else { WITHOUT };
-                        for target in &targets {
+                        for target in targets
+                            .iter()
+                            .filter(|t| op != Op::UpdateUser || t.tag() == "raw")
+                        {
                             // Rounds 2r and 2r + 1 hold round r's two phases
                             // (and keep the ids they create apart).
                             let round = 2 * round + u32::from(installed);
@@ -139,7 +192,7 @@ impl Bench {
             return Ok(());
         };
         let a = SessionManager::new(PostgresAdapter::new(self.pool.clone()))
-            .with_cache(CacheOptions::new(&self.url))
+            .with_cache(CacheOptions::new())
             .await?;
         let c = self.args.concurrency.iter().copied().max().unwrap_or(32);
         for load in [0, c] {
@@ -160,6 +213,105 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+impl Bench {
+    /// The server CPU that polling costs: 20 and 200 readers (caches of
+    /// their own on one pool, as that many app instances would poll) at
+    /// the default interval, idle, and 20 readers while revocations
+    /// commit.
+    async fn poll_cost(&mut self) -> Res<()> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        for (readers, busy) in [(20, false), (20, true), (200, false)] {
+            eprintln!(
+                "poll cost: {readers} readers{}",
+                if busy { ", revocations" } else { "" }
+            );
+            let mut caches = Vec::with_capacity(readers);
+            for _ in 0..readers {
+                let m = SessionManager::new(PostgresAdapter::new(self.pool.clone()))
+                    .with_cache(CacheOptions::new())
+                    .await?;
+                caches.push(m);
+            }
+            let writer = SessionManager::new(PostgresAdapter::new(self.pool.clone()));
+            let revoked = AtomicU64::new(0);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let polls = || {
+                caches
+                    .iter()
+                    .map(|m| m.cache_stats().map_or(0, |s| s.polls))
+                    .sum::<u64>()
+            };
+            let measure = async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (polls0, cpu0, revoked0, start) = (
+                    polls(),
+                    server_cpu(),
+                    revoked.load(Ordering::Relaxed),
+                    Instant::now(),
+                );
+                tokio::time::sleep(Duration::from_secs(POLL_SECS)).await;
+                let secs = start.elapsed().as_secs_f64();
+                let cost = PollCost {
+                    readers,
+                    revocations_per_sec: (revoked.load(Ordering::Relaxed) - revoked0) as f64 / secs,
+                    polls_per_sec: (polls() - polls0) as f64 / secs,
+                    server_cpu: server_cpu()
+                        .zip(cpu0)
+                        .map_or(f64::NAN, |(b, a)| (b - a) / secs),
+                    cores,
+                };
+                stop.store(true, Ordering::Relaxed);
+                cost
+            };
+            let revoking = async {
+                let mut i = 0u64;
+                while busy && !stop.load(Ordering::Relaxed) {
+                    let created = writer
+                        .create_session(user_id(i % USERS), Attributes::new())
+                        .await?;
+                    writer.invalidate_session(&created.session.id).await?;
+                    revoked.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<_, lucia_diesel::Error>(())
+            };
+            let (cost, revoking) = tokio::join!(measure, revoking);
+            revoking?;
+            self.report.poll_costs.push(cost);
+        }
+        Ok(())
+    }
+}
+
+/// What polling cost the server, per number of readers.
+pub fn poll_table(costs: &[PollCost]) -> Option<Table> {
+    let mut table = Table::new(
+        "poll cost: readers (caches polling every 20 ms, on one pool of 10) and the server CPU \
+         their polls take, idle and while revocations commit; CPU per poll is the server's \
+         whole CPU over the run divided by the polls",
+        vec![
+            Column::left("readers", 8),
+            Column::right("revocations/s", 13),
+            Column::right("polls/s", 8),
+            Column::right("server CPU (cores)", 18),
+            Column::right("share of the machine", 20),
+            Column::right("CPU us/poll", 11),
+        ],
+    );
+    for c in costs {
+        table.push(vec![
+            c.readers.to_string(),
+            format!("{:.0}", c.revocations_per_sec),
+            format!("{:.0}", c.polls_per_sec),
+            format!("{:.2}", c.server_cpu),
+            format!("{:.0}%", 100.0 * c.server_cpu / c.cores as f64),
+            format!("{:.0}", 1e6 * c.server_cpu / c.polls_per_sec.max(1.0)),
+        ]);
+    }
+    (!table.rows.is_empty()).then_some(table)
 }
 
 /// [`REVOCATIONS`] sessions created on `a`, cached by `b` (validated until
@@ -255,7 +407,7 @@ pub fn triggers_table(rows: &[Row]) -> Option<Table> {
 pub fn lag_table(lags: &[Lag]) -> Option<Table> {
     let mut table = Table::new(
         "revocation lag: from the start of `invalidate_session` on one instance until another \
-         instance's `validate_session` answers invalid (its cache emptied by the notification)",
+         instance's `validate_session` answers invalid (its cache emptied by the poll that saw the revocation)",
         vec![
             Column::left("load on the cached instance", 28),
             Column::right("revocations", 11),

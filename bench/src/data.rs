@@ -151,6 +151,23 @@ pub async fn load_deletable(conn: &mut AsyncPgConnection, prefix: &str, n: u64) 
     Ok(())
 }
 
+/// Users `prefix` `u0` .. `u{n - 1}` with two sessions each, for a
+/// `delete_user` run: every call then deletes two rows.
+pub async fn load_deletable_users(conn: &mut AsyncPgConnection, prefix: &str, n: u64) -> Res<()> {
+    let last = n.max(1) - 1;
+    conn.batch_execute(&format!(
+        "INSERT INTO auth_user (id, username)
+         SELECT '{prefix}u' || n, '{prefix}u' || n FROM generate_series(0, {last}) n
+         ON CONFLICT (id) DO NOTHING;
+         INSERT INTO user_session (id, user_id, expires_at, country)
+         SELECT '{prefix}u' || n || '-' || k, '{prefix}u' || n, now() + interval '30 days', 'se'
+         FROM generate_series(0, {last}) n, generate_series(1, 2) k ON CONFLICT (id) DO NOTHING"
+    ))
+    .await?;
+    conn.batch_execute("VACUUM ANALYZE user_session").await?;
+    Ok(())
+}
+
 pub async fn reset_statements(conn: &mut AsyncPgConnection) {
     let _ = conn
         .batch_execute("SELECT pg_stat_statements_reset()")
@@ -221,7 +238,7 @@ pub async fn set_cache_triggers(conn: &mut AsyncPgConnection, installed: bool) -
         found: bool,
     }
     let now = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'lucia_diesel_notify') AS found",
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'lucia_diesel_invalidate') AS found",
     )
     .get_result::<Found>(conn)
     .await?

@@ -155,8 +155,9 @@ fn run(scenario: Scenario, args: &Args) -> String {
     match scenario {
         Scenario::Ops => {}
         Scenario::Cache => out.push_str(
-            "; writes `create`, `extend`, `touch`, `delete` without and with the triggers; \
-             1000 revocations idle and under load",
+            "; writes `create`, `extend`, `touch`, `delete`, `delete_user` and `update_user` \
+             (raw only) without and with the outbox triggers; 1000 revocations idle and under \
+             load; the server CPU of 20 and 200 readers' polls",
         ),
         Scenario::Cleanup => out.push_str(&format!(
             "; {} expired sessions deleted in batches of {}",

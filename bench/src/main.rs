@@ -36,10 +36,12 @@
 //!   operation's ops/s, p50 and p99 without and during the cleanup.
 //! - `cache`: `validate_session` (and any `--ops`) on raw, `lucia-diesel`
 //!   and `lucia-diesel-cached` (warmed before each run, its hit ratio
-//!   reported); then create, touch and delete without and with the cache's
-//!   triggers, back to back in each round; then the revocation lag: 1,000
-//!   sessions revoked on one instance until the cached one answers invalid,
-//!   idle and under validation load.
+//!   reported); then create, extend, touch, delete, delete_user and
+//!   update_user without and with the cache's outbox triggers, back to back
+//!   in each round; then the revocation lag: 1,000 sessions revoked on one
+//!   instance until the cached one answers invalid, idle and under
+//!   validation load; then the server CPU that polling takes for 20 and
+//!   200 readers.
 //! - `soak` (`--soak SECS`): runs the operation (default `validate` on
 //!   lucia-diesel, c=32) for SECS, sampling VmRSS every `--sample-secs`.
 //!

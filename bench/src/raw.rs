@@ -15,6 +15,8 @@ struct Conn {
     list: Statement,
     create: Statement,
     delete: Statement,
+    delete_user: Statement,
+    update_user: Statement,
 }
 
 /// A minimal fixed-size pool: a semaphore in front of a stack of connections.
@@ -44,6 +46,11 @@ impl RawPool {
                     .prepare("INSERT INTO user_session (id, user_id, expires_at, country) VALUES ($1, $2, $3, $4)")
                     .await?,
                 delete: client.prepare("DELETE FROM user_session WHERE id = $1").await?,
+                delete_user: client.prepare("DELETE FROM user_session WHERE user_id = $1").await?,
+                // The application's own write to a user row (a profile edit).
+                update_user: client
+                    .prepare("UPDATE auth_user SET username = username || '.' WHERE id = $1")
+                    .await?,
                 client,
             });
         }
@@ -126,6 +133,16 @@ impl RawPool {
 
     pub async fn delete(&self, id: &str) -> Result<u64, tokio_postgres::Error> {
         self.with(async |c| c.client.execute(&c.delete, &[&id]).await)
+            .await
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<u64, tokio_postgres::Error> {
+        self.with(async |c| c.client.execute(&c.delete_user, &[&user]).await)
+            .await
+    }
+
+    pub async fn update_user(&self, user: &str) -> Result<u64, tokio_postgres::Error> {
+        self.with(async |c| c.client.execute(&c.update_user, &[&user]).await)
             .await
     }
 }

@@ -226,6 +226,7 @@ pub struct Report {
     pub soaks: Vec<Soak>,
     pub cache_runs: Vec<crate::cache::CacheRun>,
     pub lags: Vec<crate::cache::Lag>,
+    pub poll_costs: Vec<crate::cache::PollCost>,
 }
 
 impl Report {
@@ -251,6 +252,7 @@ impl Report {
             crate::cache::cache_runs_table(&self.cache_runs),
             crate::cache::triggers_table(&self.rows),
             crate::cache::lag_table(&self.lags),
+            crate::cache::poll_table(&self.poll_costs),
         ]
         .into_iter()
         .flatten()

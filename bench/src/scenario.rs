@@ -20,8 +20,6 @@ use crate::{Args, POOL, Res};
 /// The bench database, the implementations under test and the results.
 pub struct Bench {
     pub args: Args,
-    /// The bench database's URL.
-    pub url: String,
     pub pool: PgPool,
     pub stats: AsyncPgConnection,
     /// The standby's statements, for `lucia-diesel-replicated`.
@@ -63,7 +61,6 @@ impl Bench {
         };
         Ok(Self {
             stats,
-            url: url.to_owned(),
             standby_stats,
             args,
             pool,
@@ -130,6 +127,14 @@ impl Bench {
             data::load_deletable(&mut self.stats, &prefix, rows)
                 .await
                 .expect("loading sessions to delete");
+        }
+        if job.op == Op::DeleteUser {
+            let users = (self.args.secs * 20_000.0) as u64;
+            let prefix = created_prefix(target.tag(), job);
+            progress(target, job, "loading users to delete the sessions of");
+            data::load_deletable_users(&mut self.stats, &prefix, users)
+                .await
+                .expect("loading users and sessions to delete");
         }
         target.settle().await;
         let cache = if job.op == Op::ValidateSession && target.cached().is_some() {

@@ -27,6 +27,13 @@ pub enum Op {
     /// `touch` to a later expiry (now + 30 days), as an extension writes:
     /// the cache scenario's writes only.
     Extend,
+    /// Every session of one user deleted (two each, loaded before the
+    /// run): the cache scenario's writes only.
+    DeleteUser,
+    /// An UPDATE of a user row by the application (raw SQL on every
+    /// implementation: the crate has no such operation): the cache
+    /// scenario's writes only.
+    UpdateUser,
 }
 
 impl Op {
@@ -53,6 +60,8 @@ impl Op {
             Op::Delete => "delete",
             Op::ValidateSession => "validate_session",
             Op::Extend => "extend",
+            Op::DeleteUser => "delete_user",
+            Op::UpdateUser => "update_user",
         }
     }
 }
@@ -60,9 +69,11 @@ impl Op {
 impl FromStr for Op {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        (Op::ALL.into_iter().chain([Op::Extend]))
-            .find(|op| op.name() == s)
-            .ok_or_else(|| format!("unknown op {s}"))
+        (Op::ALL
+            .into_iter()
+            .chain([Op::Extend, Op::DeleteUser, Op::UpdateUser]))
+        .find(|op| op.name() == s)
+        .ok_or_else(|| format!("unknown op {s}"))
     }
 }
 
@@ -153,6 +164,12 @@ fn created_id(tag: &str, job: Job, i: u64) -> String {
     format!("{}{i}", created_prefix(tag, job))
 }
 
+/// The user whose sessions `delete_user` call `i` deletes (two of them,
+/// loaded before the run).
+fn deletable_user(tag: &str, job: Job, i: u64) -> String {
+    format!("{}u{i}", created_prefix(tag, job))
+}
+
 /// [`created_id`] without the call number.
 pub fn created_prefix(tag: &str, job: Job) -> String {
     format!("{tag}-{}-{}-{}-", job.sessions, job.c, job.round)
@@ -196,6 +213,11 @@ impl Raw {
             }
             // Every delete finds its row (loaded before the run).
             Op::Delete => assert_eq!(db.delete(&created_id("raw", job, i)).await.unwrap(), 1),
+            Op::DeleteUser => {
+                let user = deletable_user("raw", job, i);
+                assert_eq!(db.delete_user(&user).await.unwrap(), 2);
+            }
+            Op::UpdateUser => assert_eq!(db.update_user(&picked_user(i)).await.unwrap(), 1),
         }
     }
 }
@@ -269,6 +291,11 @@ where
                 let found = a.delete_session(&created_id(self.tag, job, i).into()).await;
                 assert!(found.unwrap(), "every delete finds its row");
             }
+            Op::DeleteUser => {
+                let user = deletable_user(self.tag, job, i);
+                assert_eq!(a.delete_user_sessions(&user).await.unwrap(), 2);
+            }
+            Op::UpdateUser => unreachable!("update_user runs on the raw client only"),
             Op::ValidateSession => {
                 let token = self.tokens[(i % self.tokens.len() as u64) as usize].as_str();
                 assert!(
@@ -394,7 +421,7 @@ impl Target {
                 tag: "ldc",
                 adapter: typed(),
                 manager: SessionManager::new(typed())
-                    .with_cache(CacheOptions::new(url))
+                    .with_cache(CacheOptions::new())
                     .await?,
                 tokens: tokens.to_vec(),
                 attributes: || SessionAttrs {
