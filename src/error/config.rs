@@ -139,7 +139,7 @@ pub enum ConfigError {
 
 /// `url` as a connection configuration, or the error naming what is wrong
 /// with it (never the URL itself, which may hold a password).
-#[cfg(any(feature = "bb8", feature = "cache"))]
+#[cfg(feature = "bb8")]
 pub(crate) fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
     url.parse()
         .map_err(|e: tokio_postgres::Error| ConfigError::DatabaseUrl(e.to_string()))

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use self::config::ConfigError;
-#[cfg(any(feature = "bb8", feature = "cache"))]
+#[cfg(feature = "bb8")]
 pub(crate) use self::config::parse_database_url;
 pub use self::schema::{SchemaError, SchemaProblem};
 pub use crate::token::RngError;

@@ -20,6 +20,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
+#[cfg(feature = "cache")]
 pub(crate) use self::outbox::TRIGGERS;
 pub use self::outbox::cache_triggers_sql;
 use crate::error::{Error, Result};

@@ -148,6 +148,7 @@ DROP TABLE {outbox};
 
 /// The triggers [`cache_triggers_sql`] creates on each table, which the
 /// cache checks for.
+#[cfg(feature = "cache")]
 pub(crate) const TRIGGERS: [&str; 3] = [
     "lucia_diesel_invalidate",
     "lucia_diesel_invalidate_delete",
