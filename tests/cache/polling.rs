@@ -224,7 +224,7 @@ async fn a_poll_that_hangs_stops_the_cache_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_restart_bypasses_then_flushes_and_resumes() {
+async fn a_server_restart_loses_no_revocation_and_hits_resume() {
     let cluster = testkit::Cluster::start().unwrap();
     let db = CacheDb::on(&cluster.url("postgres"), true).await;
     let alice = db.user("alice", "Alice").await;
@@ -266,12 +266,17 @@ async fn a_server_restart_bypasses_then_flushes_and_resumes() {
     loop {
         not_served_stale(&b, one.token.as_str(), committed).await;
         let now = stats(&b);
-        if now.serving && now.flushes > flushes {
+        if now.serving && now.polls >= committed + 2 {
             break;
         }
         assert!(Instant::now() < deadline, "polls never came back: {now:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Polls may all have gone through (the pool replaced its dead
+    // connections in time): the snapshot difference lost nothing then. A
+    // poll that failed was followed by a flush.
+    let now = stats(&b);
+    assert!(now.poll_failures == 0 || now.flushes > flushes, "{now:?}");
     assert!(!valid(&b, one.token.as_str()).await);
     cached(&b, two.token.as_str()).await;
 }
