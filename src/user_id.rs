@@ -47,7 +47,7 @@ pub trait UserId:
     fn param(&self) -> Param<'_>;
 
     /// The id as PostgreSQL's text output of its column type writes it (as
-    /// the cache's notifications carry it).
+    /// the validation cache's outbox names users).
     #[doc(hidden)]
     fn text(&self) -> String;
 }
