@@ -196,6 +196,69 @@ async fn sessions_over_verified_tls() {
             .unwrap()
             .is_some()
     );
+    #[cfg(feature = "cache")]
+    cached_over_tls(&url, &tls, sessions, &other).await;
+}
+
+/// The validation cache over verified TLS: its polls on the TLS pool see a
+/// revocation made by another instance.
+#[cfg(feature = "cache")]
+async fn cached_over_tls(
+    url: &str,
+    tls: &TlsConfig,
+    revoker: SessionManager<PostgresAdapter<lucia_diesel::PgPool>>,
+    created: &lucia_diesel::CreatedSession<String, Attributes>,
+) {
+    use std::time::{Duration, Instant};
+    migrations::run_embedded_migrations(
+        establish(url, tls).await.unwrap(),
+        migrations::CACHE_MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let pool = PoolOptions::new()
+        .with_tls(tls.clone())
+        .with_max_size(2)
+        .build(url)
+        .await
+        .unwrap();
+    let cached = SessionManager::new(PostgresAdapter::new(pool))
+        .with_cache(
+            lucia_diesel::cache::CacheOptions::new().with_max_poll_age(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    let stats = || cached.cache_stats().unwrap();
+    let token = created.token.as_str();
+    let start = Instant::now();
+    loop {
+        let hits = stats().hits;
+        assert!(cached.validate_session(token).await.unwrap().is_some());
+        if stats().hits > hits {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never served: {:?}",
+            stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = stats();
+    revoker
+        .invalidate_session(&created.session.id)
+        .await
+        .unwrap();
+    while stats().invalidations == before.invalidations {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "never invalidated: {:?}",
+            stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(cached.validate_session(token).await.unwrap().is_none());
+    assert_eq!(stats().poll_failures, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,11 +47,17 @@ const USER: i16 = 2;
 const ALL: i16 = 3;
 const TRIMMED_PAST: i16 = 4;
 
+/// Which server and database a connection reaches: the cluster's system
+/// identifier and the database's name (the same through a pooler).
+const IDENTITY: &str =
+    "(SELECT system_identifier FROM pg_control_system())::text || '/' || current_database()";
+
 /// The statements of one cache.
 #[derive(Debug)]
 pub(crate) struct OutboxSql {
     names: TableNames,
     check: Sql,
+    identity: Sql,
     poll: Sql,
     trim: Sql,
     /// The advisory lock key's text (the outbox's name): one trimmer at a
@@ -72,10 +78,13 @@ impl OutboxSql {
         let check = SqlBuilder::new()
             .template(&format!(
                 "SELECT pg_current_snapshot()::text, to_regclass($1) IS NOT NULL, \
-                 to_regclass($2) IS NOT NULL, {} = 3, {} = 3",
+                 to_regclass($2) IS NOT NULL, {} = 3, {} = 3, {IDENTITY}, pg_is_in_recovery()",
                 count_triggers("$3"),
                 count_triggers("$4"),
             ))
+            .build();
+        let identity = SqlBuilder::new()
+            .template(&format!("SELECT {IDENTITY}"))
             .build();
         // Rows of transactions the previous snapshot did not see (at or past
         // its xmax, or in progress then) that this statement's snapshot
@@ -128,6 +137,7 @@ impl OutboxSql {
         Self {
             names: names.clone(),
             check,
+            identity,
             poll,
             trim,
             lock: outbox.to_sql(),
@@ -135,13 +145,27 @@ impl OutboxSql {
     }
 }
 
-/// Checks that the outbox, its horizon and the triggers exist, and takes
-/// the snapshot the first poll starts from.
+/// Checks that `polls` reaches the primary server and database that
+/// `writes` (the adapter's source) writes to, that the outbox, its horizon
+/// and the triggers exist there, and takes the snapshot the first poll
+/// starts from.
 ///
 /// # Errors
-/// [`ConfigError::CacheTriggers`] naming what is missing; any database
-/// error, typed.
-pub(crate) async fn start<S: ConnectionSource>(source: &S, sql: &OutboxSql) -> Result<String> {
+/// [`ConfigError::CachePollSource`] when `polls` reaches another server or
+/// database, or a standby; [`ConfigError::CacheTriggers`] naming what is
+/// missing; any database error, typed.
+pub(crate) async fn start<P, W>(polls: &P, writes: &W, sql: &OutboxSql) -> Result<String>
+where
+    P: ConnectionSource,
+    W: ConnectionSource,
+{
+    let written = query(writes, &sql.identity, &[]).await?;
+    let written = written
+        .first()
+        .map(|row| row.get::<Text, String>(0))
+        .transpose()
+        .map_err(Error::decode)?
+        .ok_or_else(|| Error::unavailable("no answer to the identity check"))?;
     let names = &sql.names;
     let (outbox, horizon) = (names.outbox().to_sql(), names.outbox_horizon().to_sql());
     let (session, user) = (names.session().to_sql(), names.user().to_sql());
@@ -151,7 +175,7 @@ pub(crate) async fn start<S: ConnectionSource>(source: &S, sql: &OutboxSql) -> R
         Param::Text(&session),
         Param::Text(&user),
     ];
-    let rows = query(source, &sql.check, &params).await?;
+    let rows = query(polls, &sql.check, &params).await?;
     let row = rows
         .first()
         .ok_or_else(|| Error::unavailable("no answer to the outbox check"))?;
@@ -167,9 +191,23 @@ pub(crate) async fn start<S: ConnectionSource>(source: &S, sql: &OutboxSql) -> R
                 ),
                 (row.get::<Bool, bool>(4)?, format!("the triggers on {user}")),
             ],
+            row.get::<Text, String>(5)?,
+            row.get::<Bool, bool>(6)?,
         ))
     })();
-    let (snapshot, parts) = decoded.map_err(Error::decode)?;
+    let (snapshot, parts, polled, standby) = decoded.map_err(Error::decode)?;
+    if standby {
+        return Err(ConfigError::CachePollSource(format!(
+            "the poll source reaches a standby of {polled}"
+        ))
+        .into());
+    }
+    if polled != written {
+        return Err(ConfigError::CachePollSource(format!(
+            "the poll source reaches {polled}, the adapter writes to {written} (server id/database)"
+        ))
+        .into());
+    }
     let missing: Vec<String> = parts
         .into_iter()
         .filter(|(found, _)| !found)

@@ -53,35 +53,9 @@ where
     /// and [`ConfigError::CacheRetention`](crate::ConfigError::CacheRetention)
     /// for settings out of range; any database error, typed, when the
     /// database cannot be reached.
-    pub async fn with_cache(mut self, options: CacheOptions) -> Result<Self> {
-        options.check()?;
-        let source = self.adapter().source().clone();
-        let sql = OutboxSql::new(self.adapter().table_names());
-        let cache = Arc::new(Cache::<U, SA, UA>::new(
-            &options,
-            U::text,
-            source.max_read_lag(),
-        ));
-        let began = cache.now_us();
-        let snapshot = outbox::start(&source, &sql).await?;
-        let first = Polled {
-            snapshot,
-            trimmed_past: false,
-            changes: Vec::new(),
-        };
-        cache.polled(&first, began);
-        let task = tokio::spawn(run(
-            StopOnExit(Arc::downgrade(&cache)),
-            source,
-            sql,
-            options,
-            first.snapshot,
-        ));
-        if let Ok(mut slot) = cache.poller.lock() {
-            *slot = Some(task);
-        }
-        self.cache = CacheHook::new::<U, SA, UA>(cache);
-        Ok(self)
+    pub async fn with_cache(self, options: CacheOptions) -> Result<Self> {
+        let polls = self.adapter().source().clone();
+        self.with_cache_polling(options, polls).await
     }
 }
 
@@ -93,6 +67,72 @@ where
     SA: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     UA: DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    /// [`with_cache`](Self::with_cache), polling the outbox on `polls`
+    /// instead of the adapter's source: a direct connection to the primary
+    /// when the adapter goes through a pooler, or a small pool of its own so
+    /// that polls never queue behind the application's checkouts (a poll
+    /// that waits longer than the maximum poll age bypasses the cache). A
+    /// second source is a second concept, here for that correctness
+    /// property: polls that cannot be starved by the load the cache serves.
+    ///
+    /// `polls` must reach the primary server and the database the adapter
+    /// writes to: checked at start (the cluster's system identifier and the
+    /// database's name), as polls elsewhere would never see an
+    /// invalidation.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager, cache::CacheOptions};
+    ///
+    /// # async fn run() -> lucia_diesel::Result<()> {
+    /// // The application's sixteen connections, and one of the cache's own.
+    /// let pool = PoolOptions::new().with_max_size(16).build("postgres://db/app").await?;
+    /// let polls = PoolOptions::new().with_max_size(1).build("postgres://db/app").await?;
+    /// let sessions = SessionManager::new(PostgresAdapter::new(pool))
+    ///     .with_cache_polling(CacheOptions::new(), polls)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`with_cache`](Self::with_cache), and
+    /// [`ConfigError::CachePollSource`](crate::ConfigError::CachePollSource)
+    /// when `polls` reaches another server or database, or a standby.
+    pub async fn with_cache_polling<P: ConnectionSource>(
+        mut self,
+        options: CacheOptions,
+        polls: P,
+    ) -> Result<Self> {
+        options.check()?;
+        let source = self.adapter().source();
+        let sql = OutboxSql::new(self.adapter().table_names());
+        let cache = Arc::new(Cache::<U, SA, UA>::new(
+            &options,
+            U::text,
+            source.max_read_lag(),
+        ));
+        let began = cache.now_us();
+        let snapshot = outbox::start(&polls, source, &sql).await?;
+        let first = Polled {
+            snapshot,
+            trimmed_past: false,
+            changes: Vec::new(),
+        };
+        cache.polled(&first, began);
+        let task = tokio::spawn(run(
+            StopOnExit(Arc::downgrade(&cache)),
+            polls,
+            sql,
+            options,
+            first.snapshot,
+        ));
+        if let Ok(mut slot) = cache.poller.lock() {
+            *slot = Some(task);
+        }
+        self.cache = CacheHook::new::<U, SA, UA>(cache);
+        Ok(self)
+    }
+
     /// What the cache has done so far; `None` without a cache.
     #[must_use]
     pub fn cache_stats(&self) -> Option<CacheStats> {

@@ -108,6 +108,12 @@ pub enum ConfigError {
         "the validation cache's outbox is incomplete, missing {0}: run migrations::CACHE_MIGRATIONS, or the DDL of migrations::cache_triggers_sql for custom names"
     )]
     CacheTriggers(String),
+    /// The cache's poll source does not reach the primary server and
+    /// database the adapter writes to (another server or database, or a
+    /// standby): polls there would miss invalidations. Says what each
+    /// reaches.
+    #[error("the validation cache must poll the primary database the adapter writes to: {0}")]
+    CachePollSource(String),
     /// The cache's maximum entry age is longer than a day.
     #[error("the cache's maximum entry age must be at most a day (86400 s)")]
     CacheMaxAge,

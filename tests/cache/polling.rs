@@ -3,6 +3,8 @@
 //! its runtime gone, and a cache that cannot start (no outbox, bad
 //! settings, no server).
 
+use lucia_diesel::ConnectionSource as _;
+
 use super::*;
 
 /// A login role of its own for an instance's pool, so that a test can take
@@ -405,4 +407,82 @@ fn a_poller_gone_with_its_runtime_leaves_the_cache_bypassed() {
     assert_eq!(after.bypasses, before.bypasses + 1, "{after:?}");
     drop(b);
     drop(db);
+}
+
+/// Polls on a source of their own keep going while the application's pool
+/// is exhausted: the cache keeps serving, and handles a revocation made
+/// meanwhile, which the next validation after the pool is free confirms.
+/// A poll source on another database, or on a standby (tests/replicas),
+/// is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_on_a_source_of_their_own_outlast_an_exhausted_pool() {
+    let db = CacheDb::new(true).await;
+    let pool = PoolOptions::new()
+        .with_max_size(2)
+        .with_checkout_timeout(Duration::from_millis(300))
+        .build(&db.url)
+        .await
+        .unwrap();
+    let polls = lucia_diesel::SingleConnection::establish(&db.url)
+        .await
+        .unwrap();
+    let a = SessionManager::new(PostgresAdapter::new(pool.clone()))
+        .with_cache_polling(options(), polls)
+        .await
+        .unwrap();
+    let b = db.instance::<Attributes>().await;
+    let user = db.user("u-own-polls", "Ann").await;
+    let kept = a
+        .create_session(user.clone(), Attributes::new())
+        .await
+        .unwrap();
+    let revoked = a.create_session(user, Attributes::new()).await.unwrap();
+    cached(&a, kept.token.as_str()).await;
+    cached(&a, revoked.token.as_str()).await;
+
+    // Every connection of the application's pool held.
+    let held = (
+        pool.connection().await.unwrap(),
+        pool.connection().await.unwrap(),
+    );
+    let err = a
+        .get_user_sessions(&"u-own-polls".to_owned())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+    let before = stats(&a);
+    b.invalidate_session(&revoked.session.id).await.unwrap();
+    handled(&a, &before, 1).await;
+    let polls = stats(&a).polls;
+    until("two more polls", || stats(&a).polls >= polls + 2).await;
+    assert_eq!(stats(&a).poll_failures, before.poll_failures);
+    let hits = stats(&a).hits;
+    assert!(
+        valid(&a, kept.token.as_str()).await,
+        "served while the pool is exhausted"
+    );
+    assert_eq!(stats(&a).hits, hits + 1);
+    // The revoked one is not served: it goes to the (exhausted) pool.
+    let err = a
+        .validate_session(revoked.token.as_str())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+    drop(held);
+    assert!(!valid(&a, revoked.token.as_str()).await);
+    assert!(valid(&a, kept.token.as_str()).await);
+
+    // Polls that would read another database's outbox are refused.
+    let other = CacheDb::new(true).await;
+    let err = SessionManager::new(PostgresAdapter::new(db.pool().await))
+        .with_cache_polling(options(), other.pool().await)
+        .await
+        .unwrap_err();
+    let Error::Config(ConfigError::CachePollSource(what)) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        what.contains(&other.name) && what.contains(&db.name),
+        "{what}"
+    );
 }

@@ -230,3 +230,50 @@ async fn custom_table_names_get_their_triggers_from_the_generated_ddl() {
         "{err:?}"
     );
 }
+
+/// The cache over a deadpool pool of the application's: polls, serving and
+/// revocations as over the crate's own pool.
+#[cfg(feature = "deadpool")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_over_a_deadpool_pool_sees_revocations() {
+    use diesel_async::pooled_connection::{AsyncDieselConnectionManager, deadpool::Pool};
+    let db = CacheDb::new(true).await;
+    let pool = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+        &db.url,
+    ))
+    .max_size(2)
+    .build()
+    .unwrap();
+    let a = SessionManager::new(PostgresAdapter::new(pool))
+        .with_cache(options())
+        .await
+        .unwrap();
+    let b = db.instance::<Attributes>().await;
+    let dave = db.user("dave", "Dave").await;
+    for _ in 0..20 {
+        let created = b
+            .create_session(dave.clone(), Attributes::new())
+            .await
+            .unwrap();
+        let token = created.token.as_str();
+        let start = Instant::now();
+        let cached_a = loop {
+            let hits = a.cache_stats().unwrap().hits;
+            assert!(a.validate_session(token).await.unwrap().is_some());
+            if a.cache_stats().unwrap().hits > hits {
+                break true;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "never served");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        assert!(cached_a);
+        let before = a.cache_stats().unwrap();
+        b.invalidate_session(&created.session.id).await.unwrap();
+        until("the invalidation", || {
+            a.cache_stats().unwrap().invalidations > before.invalidations
+        })
+        .await;
+        assert!(a.validate_session(token).await.unwrap().is_none());
+    }
+    assert_eq!(a.cache_stats().unwrap().poll_failures, 0);
+}

@@ -23,6 +23,19 @@ async fn a_standbys_stale_read_after_an_invalidation_is_never_cached() {
         .await
         .unwrap();
     let pool = pair.pool(LAG).await;
+    pair.caught_up().await;
+    // Polls must go to the primary: a standby's outbox is refused.
+    let standby = lucia_diesel::SingleConnection::establish(&pair.standby.url)
+        .await
+        .unwrap();
+    let err = SessionManager::new(PostgresAdapter::new(pool.clone()))
+        .with_cache_polling(CacheOptions::new(), standby)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, lucia_diesel::Error::Config(lucia_diesel::ConfigError::CachePollSource(w)) if w.contains("standby")),
+        "{err:?}"
+    );
     let b = SessionManager::new(PostgresAdapter::new(pool.clone()))
         .with_cache(CacheOptions::new().with_max_poll_age(std::time::Duration::from_secs(30)))
         .await
