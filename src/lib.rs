@@ -101,6 +101,7 @@ mod adapter;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod bounded;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
@@ -147,6 +148,8 @@ mod user_id;
 pub use crate::adapter::{
     Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
 };
+#[doc(inline)]
+pub use crate::bounded::Bounded;
 #[doc(inline)]
 pub use crate::cleanup::{CleanupHandle, CleanupOptions};
 #[doc(inline)]

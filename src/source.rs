@@ -12,7 +12,7 @@ use diesel_async::AsyncPgConnection;
 
 #[allow(unused_imports)] // `Error` is named by the docs only.
 use crate::error::{Error, Result};
-use crate::exec::Conn;
+use crate::exec::{Conn, QueryFn, run_bounded};
 
 /// Something that lends out a connection for one operation: an
 /// [`AsyncPgConnection`] (bb8 and deadpool pools, [`PgPool`](crate::PgPool),
@@ -69,6 +69,66 @@ pub trait ConnectionSource: Send + Sync + 'static {
     fn max_read_lag(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Runs the application's own queries on a connection of this source,
+    /// bounded like the crate's operations: the checkout waits at most the
+    /// source's checkout timeout, and the closure's queries together at
+    /// most [`operation_timeout`](Self::operation_timeout); past that the
+    /// closure is dropped, a cancel request is sent for its statement, the
+    /// connection is retired, and the call fails with [`Error::Timeout`]. A
+    /// frozen server or a network partition costs the caller a typed error
+    /// within a bound, never a hang.
+    ///
+    /// Errors of the checkout and the deadline come as `E::from(Error)`;
+    /// the closure's own errors come back as they are. With
+    /// `E = lucia_diesel::Error`, `?` on a diesel result classifies it
+    /// ([`Error::is_transient`] for a 503).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// use diesel_async::RunQueryDsl;
+    /// use lucia_diesel::{ConnectionSource as _, PgPool};
+    ///
+    /// diesel::table! { auth_user (id) { id -> Text, } }
+    ///
+    /// # async fn run(pool: PgPool) -> lucia_diesel::Result<()> {
+    /// let known = pool
+    ///     .run(async |conn| -> lucia_diesel::Result<Option<String>> {
+    ///         Ok(auth_user::table
+    ///             .select(auth_user::id)
+    ///             .filter(auth_user::id.eq("ann"))
+    ///             .first(conn)
+    ///             .await
+    ///             .optional()?)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::PoolTimeout`] or [`Error::Unavailable`] from the checkout,
+    /// [`Error::Timeout`] past the deadline, [`ConfigError::PoolerQueries`](crate::ConfigError::PoolerQueries)
+    /// on a `PoolerPool` (it lends no diesel connection), as `E`; and the
+    /// closure's errors.
+    fn run<T, E, F>(&self, query: F) -> impl Future<Output = std::result::Result<T, E>> + Send
+    where
+        for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> std::result::Result<T, E>
+            + QueryFn<&'r mut AsyncPgConnection, std::result::Result<T, E>, Fut: Send>
+            + Send,
+        T: Send,
+        E: From<Error> + Send,
+        Self: Sized,
+    {
+        async move {
+            let limit = self.operation_timeout();
+            let mut lent = self.connection().await.map_err(E::from)?;
+            let Some(conn) = lent.diesel() else {
+                return Err(E::from(crate::error::ConfigError::PoolerQueries.into()));
+            };
+            run_bounded(conn, limit, query).await
+        }
+    }
 }
 
 /// A connection lent by a [`ConnectionSource`]: anything that dereferences
@@ -78,6 +138,13 @@ pub trait ConnectionSource: Send + Sync + 'static {
 pub trait SourceConnection: Send + sealed::Sealed {
     #[doc(hidden)]
     fn conn(&mut self) -> Conn<'_>;
+
+    /// The diesel connection, for the application's own queries; `None`
+    /// for a pooler's connection.
+    #[doc(hidden)]
+    fn diesel(&mut self) -> Option<&mut AsyncPgConnection> {
+        None
+    }
 }
 
 /// Implemented by this crate's connection types only.
@@ -90,6 +157,10 @@ impl<T: DerefMut<Target = AsyncPgConnection> + Send> sealed::Sealed for T {}
 impl<T: DerefMut<Target = AsyncPgConnection> + Send> SourceConnection for T {
     fn conn(&mut self) -> Conn<'_> {
         Conn::diesel(self)
+    }
+
+    fn diesel(&mut self) -> Option<&mut AsyncPgConnection> {
+        Some(self)
     }
 }
 

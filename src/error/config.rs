@@ -102,6 +102,12 @@ pub enum ConfigError {
     /// The CA bundle for TLS holds no certificate.
     #[error("the CA PEM holds no certificate")]
     NoCaCertificate,
+    /// `run` was called on a `PoolerPool`, which lends tokio-postgres
+    /// clients, not diesel connections.
+    #[error(
+        "a PoolerPool lends no diesel connection for the application's queries: run them on a PgPool (diesel-async's prepared statements do not work through a pooler in transaction mode)"
+    )]
+    PoolerQueries,
     /// The session cache was enabled on tables without its outbox or
     /// triggers; says which are missing.
     #[error(

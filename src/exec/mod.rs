@@ -205,35 +205,90 @@ impl<'c> Conn<'c> {
     fn settle<T>(&mut self, result: Result<RunResult<T>, Duration>) -> RunResult<T> {
         let cancel = result.is_err();
         let result = result.unwrap_or_else(|limit| {
-            let message = format!(
-                "no answer from the database within the pool's deadline ({} ms); the statement was cancelled and the connection closed",
-                limit.as_millis()
-            );
-            let error = Error::Timeout { message, source: None };
-            Err(ErrorClass { error, retire: true, stale_columns: false })
+            let error = deadline_passed(limit);
+            Err(ErrorClass {
+                error,
+                retire: true,
+                stale_columns: false,
+            })
         });
         if let Err(class) = &result
             && class.retire
         {
             match &mut self.kind {
-                Kind::Diesel(conn) => {
-                    if cancel {
-                        let token = conn.cancel_token();
-                        tokio::spawn(async move {
-                            let cancel = token.cancel_query(tokio_postgres::NoTls);
-                            let _ = tokio::time::timeout(CANCEL_WAIT, cancel).await;
-                        });
-                    }
-                    // A connection whose transaction state is broken is
-                    // dropped by its pool instead of being lent again.
-                    AnsiTransactionManager::transaction_manager_status_mut(&mut **conn)
-                        .set_in_error();
-                }
+                Kind::Diesel(conn) => retire(conn, cancel),
                 Kind::Pooler(conn) => conn.retire(cancel),
             }
         }
         result
     }
+}
+
+/// Marks a diesel connection never to be lent again (a connection whose
+/// transaction state is broken is dropped by its pool), and with `cancel`
+/// sends a cancel request for its statement from a task of its own.
+fn retire(conn: &mut AsyncPgConnection, cancel: bool) {
+    if cancel {
+        let token = conn.cancel_token();
+        tokio::spawn(async move {
+            let cancel = token.cancel_query(tokio_postgres::NoTls);
+            let _ = tokio::time::timeout(CANCEL_WAIT, cancel).await;
+        });
+    }
+    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+}
+
+/// The error of an operation that passed its deadline of `limit`.
+fn deadline_passed(limit: Duration) -> Error {
+    let message = format!(
+        "no answer from the database within the pool's deadline ({} ms); the statement was cancelled and the connection closed",
+        limit.as_millis()
+    );
+    Error::Timeout {
+        message,
+        source: None,
+    }
+}
+
+/// Names the future of an application's query closure, so that
+/// [`ConnectionSource::run`](crate::ConnectionSource::run) can require it
+/// to be `Send` (diesel-async's `transaction` does the same). Implemented
+/// for every `async` closure; not meant to be implemented or named.
+#[doc(hidden)]
+pub trait QueryFn<C, R>: AsyncFnOnce(C) -> R + FnOnce(C) -> <Self as QueryFn<C, R>>::Fut {
+    /// The closure's future.
+    type Fut: Future<Output = R>;
+}
+
+impl<F, C, Fut, R> QueryFn<C, R> for F
+where
+    F: AsyncFnOnce(C) -> R + FnOnce(C) -> Fut,
+    Fut: Future<Output = R>,
+{
+    type Fut = Fut;
+}
+
+/// Runs an application's queries on `conn` within `limit`: past it the
+/// closure's future is dropped, a cancel request is sent and the connection
+/// retired, as for the crate's own statements.
+pub(crate) async fn run_bounded<T, E, F>(
+    conn: &mut AsyncPgConnection,
+    limit: Option<Duration>,
+    query: F,
+) -> Result<T, E>
+where
+    for<'r> F: QueryFn<&'r mut AsyncPgConnection, Result<T, E>>,
+    E: From<Error>,
+{
+    let deadline = limit.map(|limit| (Instant::now() + limit, limit));
+    let outcome = {
+        let fut = pin!(query(&mut *conn));
+        within(deadline, fut).await
+    };
+    outcome.map_err(|limit| {
+        retire(conn, true);
+        E::from(deadline_passed(limit))
+    })?
 }
 
 /// How long a cancel request may take before it is abandoned. It is sent

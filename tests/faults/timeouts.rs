@@ -215,3 +215,182 @@ async fn a_frozen_server_costs_a_typed_timeout_at_the_deadline() {
         frozen_validation(&server, &m, app, token.as_str()).await;
     }
 }
+
+/// What a call meeting a frozen server may fail with: the operation's
+/// deadline, or, where the pool tests a connection on checkout with a
+/// round trip (bb8's and deadpool's defaults), the checkout timeout
+/// (`FROZEN_CHECKOUT` in these tests); never later than its bound.
+fn assert_frozen_error(err: &Error, took: Duration) {
+    let slack = Duration::from_millis(750);
+    match err {
+        Error::Timeout { message, .. } if message.contains("deadline") => assert!(
+            took >= FROZEN_DEADLINE && took < FROZEN_DEADLINE + slack,
+            "took {took:?}, the deadline is {FROZEN_DEADLINE:?}"
+        ),
+        Error::PoolTimeout { .. } => assert!(
+            took >= FROZEN_CHECKOUT && took < FROZEN_CHECKOUT + slack,
+            "took {took:?}, the checkout timeout is {FROZEN_CHECKOUT:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_transient());
+}
+
+/// The checkout timeout of the `Bounded` pools under test.
+const FROZEN_CHECKOUT: Duration = Duration::from_millis(300);
+
+/// The application's own queries through `run`, frozen mid-call: a typed
+/// timeout at the source's deadline, the connection retired, the next call
+/// served on a new one.
+async fn frozen_run<S: ConnectionSource>(server: &Server, source: &S, app: &str) -> Error {
+    let app_query =
+        async |conn: &mut AsyncPgConnection| -> Result<i32, Error> { Ok(pid_of(conn).await) };
+    let before = bounded("run", source.run(app_query)).await.unwrap();
+    let pid = backend_of(server, app).await;
+    assert_eq!(before, pid);
+    let frozen = Frozen::stop(pid);
+    let start = Instant::now();
+    let err = bounded("run", source.run(app_query)).await.unwrap_err();
+    let took = start.elapsed();
+    assert_frozen_error(&err, took);
+    drop(frozen);
+    let after = bounded("run", source.run(app_query)).await.unwrap();
+    if matches!(err, Error::Timeout { .. }) {
+        assert_ne!(after, pid, "a connection past its deadline was lent again");
+    }
+    err
+}
+
+/// `run` bounds the application's queries like the crate's, on a `PgPool`
+/// and on pools the application built itself (bb8, deadpool) wrapped in
+/// `Bounded`, whose checkout is bounded too; sessions over a `Bounded` pool
+/// time out like over a `PgPool`. A `PoolerPool` refuses `run` by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_queries_and_the_apps_own_pools_are_bounded_on_a_frozen_server() {
+    use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+    use lucia_diesel::{Bounded, ConfigError};
+    let server = Server::start().await;
+    let token = SessionManager::new(PostgresAdapter::new(
+        options().build(&server.url).await.unwrap(),
+    ))
+    .create_session(user(1), Attributes::new())
+    .await
+    .unwrap()
+    .token;
+
+    let app = "lucia_frozen_run";
+    let url = format!("{}?application_name={app}", server.url);
+    let pool = options()
+        .with_max_size(1)
+        .with_statement_timeout(Some(FROZEN_STATEMENT_TIMEOUT))
+        .build(&url)
+        .await
+        .unwrap();
+    // A `PgPool` tests no connection with a round trip on checkout: the
+    // deadline is what stops the call.
+    let err = frozen_run(&server, &pool, app).await;
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    // The closure's own errors come back as they are, in its own type.
+    #[derive(Debug)]
+    enum AppError {
+        Sessions(Error),
+        NoSuchAccount,
+    }
+    impl From<Error> for AppError {
+        fn from(e: Error) -> Self {
+            Self::Sessions(e)
+        }
+    }
+    let err = pool
+        .run(async |_conn| Err::<(), _>(AppError::NoSuchAccount))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::NoSuchAccount), "{err:?}");
+    let frozen = Frozen::stop(backend_of(&server, app).await);
+    let err = pool
+        .run(async |conn| Ok::<_, AppError>(pid_of(conn).await))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::Sessions(Error::Timeout { .. })),
+        "{err:?}"
+    );
+    drop(frozen);
+
+    // The application's bb8 pool, bounded.
+    let app = "lucia_frozen_bb8";
+    let url = format!("{}?application_name={app}", server.url);
+    let bb8 = bb8::Pool::builder()
+        .max_size(1)
+        .build(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
+        .await
+        .unwrap();
+    let source = Bounded::new(bb8.clone())
+        .with_checkout_timeout(FROZEN_CHECKOUT)
+        .with_operation_timeout(FROZEN_DEADLINE);
+    frozen_run(&server, &source, app).await;
+    let m = SessionManager::new(PostgresAdapter::new(source.clone()));
+    assert!(m.validate_session(token.as_str()).await.unwrap().is_some());
+    let frozen = Frozen::stop(backend_of(&server, app).await);
+    let start = Instant::now();
+    let err = bounded("validate", m.validate_session(token.as_str()))
+        .await
+        .unwrap_err();
+    assert_frozen_error(&err, start.elapsed());
+    drop(frozen);
+    assert!(m.validate_session(token.as_str()).await.unwrap().is_some());
+    // Its checkout waits at most the checkout timeout, though bb8's own
+    // connection timeout is 30 s.
+    let held = bb8.get().await.unwrap();
+    let start = Instant::now();
+    let err = bounded("validate", m.validate_session(token.as_str()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(held);
+    assert!(m.validate_session(token.as_str()).await.unwrap().is_some());
+
+    #[cfg(feature = "deadpool")]
+    {
+        let app = "lucia_frozen_deadpool";
+        let url = format!("{}?application_name={app}", server.url);
+        let deadpool = diesel_async::pooled_connection::deadpool::Pool::builder(
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url),
+        )
+        .max_size(1)
+        .build()
+        .unwrap();
+        let source = Bounded::new(deadpool)
+            .with_checkout_timeout(FROZEN_CHECKOUT)
+            .with_operation_timeout(FROZEN_DEADLINE);
+        frozen_run(&server, &source, app).await;
+        let m = SessionManager::new(PostgresAdapter::new(source));
+        assert!(m.validate_session(token.as_str()).await.unwrap().is_some());
+        let frozen = Frozen::stop(backend_of(&server, app).await);
+        let start = Instant::now();
+        let err = bounded("validate", m.validate_session(token.as_str()))
+            .await
+            .unwrap_err();
+        assert_frozen_error(&err, start.elapsed());
+        drop(frozen);
+        assert!(m.validate_session(token.as_str()).await.unwrap().is_some());
+    }
+
+    #[cfg(feature = "pooler")]
+    {
+        let pooled = options().build_pooler(&server.url).await.unwrap();
+        let err = pooled
+            .run(async |_conn| Ok::<_, Error>(()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config(ConfigError::PoolerQueries)),
+            "{err:?}"
+        );
+    }
+}
