@@ -71,9 +71,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::adapter::Adapter;
-use crate::error::Error;
-use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, error_status, validate_request};
-pub use crate::http::{CurrentSession, MaybeSession};
+use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, json_error_body, validate_request};
+pub use crate::http::{CurrentSession, MaybeSession, SessionRejection};
 use crate::session::SessionManager;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -204,7 +203,7 @@ fn request_headers<'a>(
 
 /// A `{"error": message}` response.
 fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": message }).to_string();
+    let body = json_error_body(message);
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     res.headers_mut()
@@ -212,49 +211,11 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     res
 }
 
-/// Why an extractor refused a request; answered as `{"error": "..."}`
-/// with [`status`](Self::status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionRejection {
-    /// No valid session (`401 Unauthorized`; only [`CurrentSession`]).
-    Unauthorized,
-    /// The session store is unavailable, timed out or read-only
-    /// (`503 Service Unavailable`): try again later.
-    Unavailable,
-    /// The session store failed otherwise (`500`).
-    StoreFailed,
-    /// [`SessionLayer`] is not installed on the route (`500`).
-    MissingLayer,
-}
-
 impl SessionRejection {
     /// The response status.
     #[must_use]
     pub fn status(self) -> StatusCode {
-        match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::StoreFailed | Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The `error` text of the response body.
-    #[must_use]
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::Unauthorized => "not signed in",
-            Self::Unavailable => "the session store is unavailable; try again later",
-            Self::StoreFailed | Self::MissingLayer => "internal error",
-        }
-    }
-
-    fn from_error(error: &Error) -> Self {
-        if error_status(error) == 503 {
-            Self::Unavailable
-        } else {
-            Self::StoreFailed
-        }
+        StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[cfg(feature = "actix")]
+mod actix_app;
 mod adapter_suite;
 #[cfg(feature = "axum")]
 mod axum_app;

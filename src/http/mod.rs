@@ -40,17 +40,20 @@
 //! absent. With bearer tokens disabled (the default) the header is ignored.
 
 mod origin;
+mod rejection;
 mod request;
 mod session;
-#[cfg(any(feature = "rocket", feature = "axum"))]
+#[cfg(any(feature = "rocket", feature = "axum", feature = "actix"))]
 mod slot;
 
 pub use self::origin::verify_request_origin;
+pub use self::rejection::SessionRejection;
+pub(crate) use self::rejection::json_error_body;
 pub use self::request::{Credential, RequestHeaders, RequestPolicy, TokenSource};
 pub use self::session::{
     CurrentSession, MaybeSession, RequestSession, error_status, validate_request,
 };
-#[cfg(any(feature = "rocket", feature = "axum"))]
+#[cfg(any(feature = "rocket", feature = "axum", feature = "actix"))]
 pub(crate) use self::slot::CookieSlot;
 
 /// The token of an `Authorization: Bearer <token>` header value, or `None`.
