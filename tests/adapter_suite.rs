@@ -543,6 +543,27 @@ adapter_suite!(
     .await
 );
 
+// The same pool with the crate's deadlines added.
+adapter_suite!(
+    bb8_pool_built_by_the_app_bounded,
+    custom_fixture::<String, _, _, _>(
+        TestDb::new().await,
+        |s| TableNames::new(&format!("{s}.auth_user"), &format!("{s}.user_session")).unwrap(),
+        |url| async move {
+            let manager = diesel_async::pooled_connection::AsyncDieselConnectionManager::<
+                diesel_async::AsyncPgConnection,
+            >::new(url);
+            let pool = bb8::Pool::builder()
+                .max_size(2)
+                .build(manager)
+                .await
+                .unwrap();
+            lucia_diesel::Bounded::new(pool)
+        },
+    )
+    .await
+);
+
 #[cfg(feature = "deadpool")]
 adapter_suite!(
     deadpool_pool,
