@@ -7,7 +7,8 @@
 //!
 //! Uses `DATABASE_URL` when set (the database should be empty or already
 //! hold this app's tables), otherwise starts a private throwaway PostgreSQL
-//! cluster that is removed when the app exits. Serves on
+//! cluster, printing its URL, that is removed when the app exits (Ctrl-C,
+//! SIGTERM or a crash). Serves on
 //! <http://127.0.0.1:8000> (`ROCKET_PORT` to change). Every setting is in
 //! the README's "Try it" section and in `server/startup.rs`.
 //!
@@ -16,23 +17,22 @@
 //! special; to test over plain http on another host, set
 //! `APP_INSECURE_COOKIES=1` (never in production).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod server;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lucia_diesel::{CookieConfig, PoolOptions, PostgresAdapter, SessionManager, migrations};
+use lucia_diesel::{CookieConfig, PostgresAdapter, SessionManager};
 
+use self::common::database;
 use self::server::app;
 use self::server::startup::{self, Settings};
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("examples/rocket_app/migrations");
-
-/// The longest a statement may run: every query here is an index lookup,
-/// so a slower answer means the database is in trouble.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[rocket::main]
 async fn main() -> ExitCode {
@@ -47,38 +47,14 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-    let mut _cluster = None;
-    let url = match &settings.database_url {
-        Some(url) => {
-            eprintln!("using DATABASE_URL: {}", startup::display_url(url));
-            url.clone()
-        }
-        None => {
-            let c = testkit::Cluster::start()?;
-            let url = c.url("postgres");
-            eprintln!(
-                "DATABASE_URL is not set: started a throwaway PostgreSQL cluster at {} \
-                 (removed on exit)",
-                startup::display_url(&url)
-            );
-            _cluster = Some(c);
-            url
-        }
-    };
-    migrations::run_pending_migrations_at(&url).await?;
-    migrations::run_embedded_migrations(
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?,
-        APP_MIGRATIONS,
-    )
-    .await?;
+    let url = database::database_url(settings.database_url.clone())?;
+    database::migrate(&url, APP_MIGRATIONS).await?;
 
-    // Fail fast while the database is down: a page waits at most the
-    // checkout timeout for a connection, then says so (503).
-    let pool = PoolOptions::new()
-        .with_checkout_timeout(settings.db_timeout)
-        .with_statement_timeout(Some(STATEMENT_TIMEOUT))
-        .build(&url)
-        .await?;
+    // Fail fast while the database is in trouble: a page waits at most the
+    // checkout timeout for a connection and the statement timeout (plus a
+    // margin) for its answer, then says so (503). The account queries
+    // share the pool and its bounds.
+    let pool = database::pool(&url, settings.db_timeout).await?;
     let mut cookie = CookieConfig::new();
     if settings.insecure_cookies {
         eprintln!(

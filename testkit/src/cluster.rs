@@ -295,8 +295,10 @@ impl Cluster {
 
     /// Leaves the cluster running until this process exits, then stops the
     /// server and deletes its directory: for a cluster shared through a
-    /// `static`, whose `Drop` never runs. If the watcher that cleans up
-    /// cannot start, the cluster is dropped (stopped) at once.
+    /// `static`, whose `Drop` never runs, or an example's, which must go
+    /// however the example ends (Ctrl-C in a terminal, SIGTERM, a crash:
+    /// see [`after_this_process`]). If the watcher that cleans up cannot
+    /// start, the cluster is dropped (stopped) at once.
     pub fn stop_when_process_exits(self) {
         let cleanup = format!(
             "{runas}'{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{dir}'",

@@ -26,9 +26,9 @@
 //!   when the server has it.
 //! - Dropping a [`Cluster`] stops the server and deletes its directory; a
 //!   cluster kept for the whole process (in a `static`, whose `Drop` never
-//!   runs) is cleaned up when the process exits
-//!   ([`Cluster::stop_when_process_exits`], built on
-//!   [`after_this_process`]).
+//!   runs), or an example's, is cleaned up when the process exits, however
+//!   it exits: Ctrl-C, SIGTERM or a crash ([`Cluster::stop_when_process_exits`],
+//!   built on [`after_this_process`], whose watcher no terminal signal reaches).
 //! - [`Cluster::start_standby`] copies a running cluster with
 //!   `pg_basebackup -R` into a hot standby that streams from it; the
 //!   standby is a [`Cluster`] too, with replication controls

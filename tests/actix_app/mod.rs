@@ -1,9 +1,22 @@
 //! The actix-web integration against PostgreSQL: the extractors and the
 //! middleware through actix's test service (`extractors.rs`), the shared
 //! CSRF table through the test service and over a real socket
-//! (`cross_origin.rs`).
+//! (`cross_origin.rs`), and the example's JSON API over a socket
+//! (`example.rs`).
+
+// The examples' code, of which the tests use the API, not the start-up.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../examples/common/mod.rs"]
+mod common;
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../axum_app/frozen.rs"]
+mod frozen;
+#[allow(dead_code)]
+#[path = "../../examples/actix_app/server/mod.rs"]
+mod server;
 
 mod cross_origin;
+mod example;
 mod extractors;
 
 use actix_web::body::MessageBody;

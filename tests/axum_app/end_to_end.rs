@@ -1,6 +1,8 @@
 //! The example's JSON API over a real socket: `axum::serve` on
 //! 127.0.0.1, driven by hyper's client like any HTTP client would.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use http_body_util::Full;
@@ -11,43 +13,92 @@ use serde_json::{Value, json};
 
 use super::*;
 
-struct Server {
-    _app: App,
-    base: String,
+/// The example served as `main.rs` serves it (`api::serve`, which tells
+/// handlers the client's address), and an HTTP client.
+pub(super) struct Server {
+    _keep: Box<dyn std::any::Any + Send>,
+    pub(super) addr: SocketAddr,
+    pub(super) base: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// An answer: status, headers, body as JSON (`Null` when empty).
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Value,
 }
 
 impl Answer {
-    fn set_cookie(&self) -> Option<Vec<String>> {
+    pub(super) fn set_cookie(&self) -> Option<Vec<String>> {
         let mut res = Response::new(());
         *res.headers_mut() = self.headers.clone();
         session_set_cookie(&res)
     }
+
+    /// `Retry-After`, in seconds.
+    pub(super) fn retry_after(&self) -> Option<u64> {
+        let value = self.headers.get("retry-after")?;
+        value.to_str().ok()?.parse().ok()
+    }
+}
+
+/// The loopback address `127.0.0.n`: on Linux every one of them reaches a
+/// server listening on 127.0.0.1, so a test can play many clients.
+pub(super) fn loopback(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
 impl Server {
-    async fn start() -> Self {
-        let app = App::new().await;
+    pub(super) async fn start() -> Self {
+        Self::with_app(App::new().await).await
+    }
+
+    pub(super) async fn with_app(app: App) -> Self {
+        let state = app.state.clone();
+        Self::serve(state, Box::new(app)).await
+    }
+
+    /// Serves `state` on a free port, keeping `keep` (its database) alive.
+    pub(super) async fn serve(state: api::AppState, keep: Box<dyn std::any::Any + Send>) -> Self {
         let listener = api::listen(0).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = app.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(api::serve(listener, state));
         Self {
-            _app: app,
-            base,
+            _keep: keep,
+            addr,
+            base: format!("http://{addr}"),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        self.call_with(&self.client, method, path, headers, body)
+            .await
+    }
+
+    /// A call from the loopback address `from` (see [`loopback`]).
+    pub(super) async fn call_from(
+        &self,
+        from: IpAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let client = client_from(from);
+        self.call_with(&client, method, path, headers, body).await
+    }
+
+    async fn call_with(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
@@ -66,8 +117,7 @@ impl Server {
             }
             None => Bytes::new(),
         };
-        let res = self
-            .client
+        let res = client
             .request(req.body(Full::new(bytes)).unwrap())
             .await
             .unwrap();
@@ -81,9 +131,35 @@ impl Server {
     }
 
     /// Signs up or logs in; the answer and the token it gave.
-    async fn enter(&self, path: &str, name: &str, headers: &[(&str, &str)]) -> (Answer, String) {
+    pub(super) async fn enter(
+        &self,
+        path: &str,
+        name: &str,
+        headers: &[(&str, &str)],
+    ) -> (Answer, String) {
+        self.enter_as(None, path, name, headers).await
+    }
+
+    /// [`enter`](Self::enter) from the loopback address `from`.
+    pub(super) async fn enter_from(&self, from: IpAddr, path: &str, name: &str) -> String {
+        self.enter_as(Some(from), path, name, &[]).await.1
+    }
+
+    async fn enter_as(
+        &self,
+        from: Option<IpAddr>,
+        path: &str,
+        name: &str,
+        headers: &[(&str, &str)],
+    ) -> (Answer, String) {
         let creds = json!({"username": name, "password": "long-enough-pw"});
-        let answer = self.call(Method::POST, path, headers, Some(creds)).await;
+        let answer = match from {
+            Some(from) => {
+                self.call_from(from, Method::POST, path, headers, Some(creds))
+                    .await
+            }
+            None => self.call(Method::POST, path, headers, Some(creds)).await,
+        };
         assert!(answer.status.is_success(), "{path} {name}: {}", answer.body);
         let token = answer.body["token"].as_str().unwrap().to_owned();
         let cookie = answer.set_cookie().expect("the session cookie is set");
@@ -94,11 +170,18 @@ impl Server {
     }
 }
 
-fn cookie(token: &str) -> String {
+/// An HTTP client whose connections come from `from`.
+pub(super) fn client_from(from: IpAddr) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(from));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+pub(super) fn cookie(token: &str) -> String {
     format!("auth_session={token}")
 }
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

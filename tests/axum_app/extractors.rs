@@ -244,11 +244,16 @@ async fn a_store_failure_is_a_503() {
         .with_checkout_timeout(std::time::Duration::from_millis(300))
         .build_lazy("postgres://postgres@127.0.0.1:1/none")
         .unwrap();
-    let state = super::state(pool, ManualClock::new(), accounts::Hasher::new(1, 1));
+    let state = super::state(pool, ManualClock::new(), limits(Hasher::new(1, 1)));
     let router = api::router(state);
     let cookie = format!("auth_session={}", "a".repeat(40));
     let res = send(&router, request("GET", "/api/me", &[("cookie", &cookie)])).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.headers()[RETRY_AFTER],
+        "5",
+        "the example's 503s say when"
+    );
     assert!(
         session_set_cookie(&res).is_none(),
         "no cookie change on a failure"
@@ -292,11 +297,11 @@ async fn password_hashing_is_bounded() {
     )
     .build()
     .unwrap();
-    let router = api::router(api::AppState {
-        sessions: Arc::new(sessions),
+    let router = api::router(api::AppState::new(
+        sessions,
         pool,
-        hasher: Arc::new(accounts::Hasher::new(1, 1)),
-    });
+        limits(Hasher::new(1, 1)),
+    ));
     let requests = (0..12).map(|i| {
         let body =
             serde_json::json!({"username": format!("user{i}"), "password": "long-enough-pw"});

@@ -1,15 +1,31 @@
 //! The axum integration against PostgreSQL: the extractors and the layer
 //! through `tower::ServiceExt::oneshot` (`extractors.rs`), the shared CSRF
 //! table (`cross_origin.rs`), and the example's JSON API over a real socket
-//! (`end_to_end.rs`).
+//! (`end_to_end.rs`): its login throttle (`throttling.rs`), logout
+//! (`sign_out.rs`), a frozen database (`outage.rs`, on a cluster of its
+//! own: `frozen.rs`) and its start-up (`start_up.rs`).
 
+// Compiled once per example's tests, as each example compiles it; parts
+// of it serve the other examples' tests only.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../examples/common/mod.rs"]
+mod common;
 #[path = "../../examples/axum_app/server/mod.rs"]
 mod server;
-use server::{accounts, api};
+use common::PasswordLimits;
+use common::hashing::Hasher;
+use common::throttle::LoginThrottle;
+use server::api;
 
 mod cross_origin;
 mod end_to_end;
 mod extractors;
+#[allow(clippy::duplicate_mod)] // The other examples' tests include it too.
+mod frozen;
+mod outage;
+mod sign_out;
+mod start_up;
+mod throttling;
 
 use std::sync::Arc;
 
@@ -38,6 +54,10 @@ struct App {
 
 impl App {
     async fn new() -> Self {
+        Self::with_limits(limits(Hasher::new(2, 4))).await
+    }
+
+    async fn with_limits(limits: PasswordLimits) -> Self {
         let db = TestDb::new().await;
         migrations::run_pending_migrations(db.connect().await)
             .await
@@ -51,7 +71,7 @@ impl App {
             .await
             .unwrap();
         let clock = ManualClock::at(Utc::now());
-        let state = state(pool, clock.clone(), accounts::Hasher::new(2, 4));
+        let state = state(pool, clock.clone(), limits);
         Self { db, clock, state }
     }
 
@@ -79,7 +99,15 @@ impl App {
     }
 }
 
-fn state(pool: PgPool, clock: ManualClock, hasher: accounts::Hasher) -> api::AppState {
+/// `hasher` and the throttle's default budgets.
+fn limits(hasher: Hasher) -> PasswordLimits {
+    PasswordLimits {
+        hasher,
+        throttle: LoginThrottle::default(),
+    }
+}
+
+fn state(pool: PgPool, clock: ManualClock, limits: PasswordLimits) -> api::AppState {
     let sessions = SessionManager::builder(
         PostgresAdapter::new(pool.clone())
             .with_session_attributes::<api::SessionInfo>()
@@ -88,11 +116,7 @@ fn state(pool: PgPool, clock: ManualClock, hasher: accounts::Hasher) -> api::App
     .with_clock(clock)
     .build()
     .unwrap();
-    api::AppState {
-        sessions: Arc::new(sessions),
-        pool,
-        hasher: Arc::new(hasher),
-    }
+    api::AppState::new(sessions, pool, limits)
 }
 
 /// A request to `path` with the test `Host`, the `(name, value)` headers

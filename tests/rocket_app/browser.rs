@@ -1,7 +1,9 @@
 //! A real browser (headless Chromium through chromedriver, driven with
 //! fantoccini) runs the example app: sign-up -> login -> sessions page with
 //! three devices -> revoke -> logout -> a session ended elsewhere -> an
-//! error page, with a screenshot of each page under
+//! error page; then every page at a phone's width (375 px, no sideways
+//! scrolling), and the 503 page of an instance whose database is down,
+//! whose sign-out clears the cookie. A screenshot of each page goes under
 //! `target/browser-screenshots/`.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`; `.ci/run`
@@ -20,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
 use serde_json::{Value, json};
 
-use super::limits::Hasher;
+use super::common::hashing::Hasher;
 use super::{Sessions, accounts, app as example, app_database};
 
 /// What a step of a browser script returns: fantoccini's errors and the
@@ -142,6 +144,31 @@ async fn wait_text(b: &Client, css: &str, text: &str) -> Step {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The page's width and the viewport's, in CSS pixels.
+async fn widths(b: &Client) -> Step<(u64, u64)> {
+    let got = b
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await?;
+    let pair = got.as_array().ok_or("two numbers")?;
+    let number = |i: usize| pair.get(i).and_then(Value::as_u64).ok_or("a width");
+    Ok((number(0)?, number(1)?))
+}
+
+/// The page at `url` (once its `h1` says `title`) fits the viewport: no
+/// horizontal scrolling.
+async fn assert_fits(b: &Client, url: &str, title: &str) -> Step {
+    b.goto(url).await?;
+    wait_text(b, "h1", title).await?;
+    let (page, viewport) = widths(b).await?;
+    if page > viewport {
+        return Err(format!("{url}: {page} px wide in a {viewport} px viewport").into());
+    }
+    Ok(())
 }
 
 async fn screenshot(b: &Client, path: PathBuf) -> Step {
@@ -313,6 +340,8 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             .with_user_attributes::<example::UserInfo>(),
     );
 
+    let narrow_base = base.clone();
+    let phone_user = user_id.clone();
     with_browser(driver_port, &chromium, &format!("{profile_dir}-2"), |b| {
         let shots = shots.clone();
         async move {
@@ -412,9 +441,115 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
                 > 1000
         );
     }
+
+    // At a phone's width (375 px) every page fits without scrolling
+    // sideways, the sessions table too (a session from a long IPv6 address
+    // among them), and so does the 503 page of a second instance of the
+    // app whose database cannot be reached; its sign-out clears the cookie.
+    other_device
+        .create_session(
+            phone_user,
+            example::SessionInfo {
+                user_agent: Some(
+                    "Mozilla/5.0 (Linux; Android 15; Pixel 9 Pro) AppleWebKit/537.36 \
+                     (KHTML, like Gecko) Chrome/141.0.0.0 Mobile Safari/537.36"
+                        .into(),
+                ),
+                ip_address: Some("2001:db8:85a3:8d3:1319:8a2e:370:7348".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let down_port = free_port();
+    let down_pool = PoolOptions::new()
+        .with_checkout_timeout(Duration::from_secs(1))
+        .build_lazy("postgres://postgres@127.0.0.1:1/none")
+        .unwrap();
+    let down_sessions: Sessions = SessionManager::new(
+        PostgresAdapter::new(down_pool.clone())
+            .with_session_attributes::<example::SessionInfo>()
+            .with_user_attributes::<example::UserInfo>(),
+    );
+    let down_config = rocket::Config {
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
+        port: down_port,
+        log_level: rocket::config::LogLevel::Off,
+        ..rocket::Config::debug_default()
+    };
+    let down = example::build(rocket::custom(down_config), down_sessions, down_pool)
+        .ignite()
+        .await
+        .unwrap();
+    let down_shutdown = down.shutdown();
+    let down_serving = tokio::spawn(down.launch());
+    wait_for_port(down_port);
+    with_browser(driver_port, &chromium, &format!("{profile_dir}-3"), |b| {
+        let shots = shots.clone();
+        let base = narrow_base;
+        let down = format!("http://127.0.0.1:{down_port}");
+        async move {
+            let shot = |name: &str| screenshot(&b, shots.join(format!("{name}.png")));
+            b.set_window_size(375, 812).await?;
+            assert_fits(&b, &format!("{base}/login"), "Sign in").await?;
+            let (_, viewport) = widths(&b).await?;
+            if viewport > 400 {
+                return Err(format!("the window is {viewport} px wide, not a phone's").into());
+            }
+            assert_fits(&b, &format!("{base}/signup"), "Create an account").await?;
+            b.goto(&format!("{base}/login")).await?;
+            type_into(&b, "#username", "browser_user").await?;
+            type_into(&b, "#password", "correct-horse-battery").await?;
+            click(&b, "button[type=submit]").await?;
+            wait_text(&b, "h1", "Hello, browser_user").await?;
+            shot("11-home-375px").await?;
+            assert_fits(&b, &format!("{base}/"), "Hello, browser_user").await?;
+            assert_fits(&b, &format!("{base}/sessions"), "Your sessions").await?;
+            assert_eq!(
+                count(&b, "tbody tr").await?,
+                2,
+                "this browser and the phone"
+            );
+            shot("12-sessions-375px").await?;
+            assert_fits(&b, &format!("{base}/password"), "Change your password").await?;
+            assert_fits(&b, &format!("{base}/no/such/page"), "Page not found").await?;
+
+            // Signed in, at the instance whose database is down.
+            assert_fits(&b, &format!("{down}/"), "Temporarily unavailable").await?;
+            shot("13-unavailable-375px").await?;
+            click(&b, "main form[action='/logout'] button").await?;
+            wait_url(&b, "/login").await?;
+            wait_text(
+                &b,
+                ".notice",
+                "You are signed out in this browser. The session store could not be reached",
+            )
+            .await?;
+            assert!(
+                !b.get_all_cookies()
+                    .await?
+                    .iter()
+                    .any(|c| c.name() == "auth_session"),
+                "the 503 page's sign-out removed the cookie"
+            );
+            shot("14-signed-out-while-down-375px").await?;
+            Ok(())
+        }
+    })
+    .await;
+    for n in ["12-sessions-375px", "13-unavailable-375px"] {
+        assert!(
+            std::fs::metadata(shots.join(format!("{n}.png")))
+                .unwrap()
+                .len()
+                > 1000
+        );
+    }
+    down_shutdown.notify();
+    let _ = down_serving.await;
     shutdown.notify();
     let _ = serving.await;
     // The two Chromium profiles.
     let _ = std::fs::remove_dir_all(&profile);
     let _ = std::fs::remove_dir_all(format!("{profile_dir}-2"));
+    let _ = std::fs::remove_dir_all(format!("{profile_dir}-3"));
 }

@@ -8,7 +8,8 @@ use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
 use rocket::http::{ContentType, Header};
 use rocket::local::asynchronous::{Client, LocalResponse};
 
-use super::app::{self, PasswordLimits};
+use super::app;
+use super::common::PasswordLimits;
 use super::{App, HOST, ORIGIN, headers};
 
 /// A browser on one machine: what it says it is, and where it comes from.

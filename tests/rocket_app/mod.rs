@@ -2,18 +2,28 @@
 //! sign-up, login, sessions, revoke, logout, password change, cookie
 //! attributes, fixation, replay, CSRF and malformed cookies.
 
+// Compiled once per example's tests, as each example compiles it; parts
+// of it serve the other examples' tests only.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../examples/common/mod.rs"]
+mod common;
 #[path = "../../examples/rocket_app/server/mod.rs"]
 mod server;
-use server::{accounts, agent, app, headers, limits, pages, password, startup};
+use common::{accounts, password};
+use server::{agent, app, headers, pages, startup};
 
 mod browser;
 mod clients;
+#[allow(clippy::duplicate_mod)]
+#[path = "../axum_app/frozen.rs"]
+mod frozen;
 mod outage;
 mod password_hashes;
 mod remote_sign_out;
 mod security_headers;
 mod sessions_list;
 mod shared;
+mod sign_out;
 mod start_up;
 mod throttling;
 

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
-use super::app::PasswordLimits;
 use super::clients::{Device, LAPTOP, PHONE, TABLET, browser_with, get_from, post_from};
+use super::common::PasswordLimits;
 use super::{agent, app, current_session_id, location, pages};
 
 fn fmt(t: DateTime<Utc>) -> String {

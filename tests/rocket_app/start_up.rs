@@ -7,7 +7,8 @@ use std::time::Duration;
 use lucia_diesel::{PoolOptions, PostgresAdapter, SessionManager};
 
 use super::app;
-use super::startup::{Settings, display_url, launch};
+use super::common::database::display_url;
+use super::startup::{Settings, launch};
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
     let vars: HashMap<String, String> = vars

@@ -106,9 +106,7 @@ async fn setup(server: &str) -> Res<(String, Vec<String>)> {
         "INSERT INTO auth_user (id) SELECT 'user-' || g FROM generate_series(1, {USERS}) g"
     ))
     .await?;
-    let sessions = SessionManager::new(PostgresAdapter::new(
-        PoolOptions::new().build(&url).await?,
-    ));
+    let sessions = SessionManager::new(PostgresAdapter::new(PoolOptions::new().build(&url).await?));
     let mut tokens = Vec::with_capacity(USERS);
     for i in 1..=USERS {
         let created = sessions

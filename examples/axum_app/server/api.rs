@@ -1,23 +1,32 @@
-//! The example's JSON API: sign-up, login, the current user, sessions,
-//! revoke, logout.
+//! The example's JSON API: the router and its state, the error answers,
+//! the index, the current user, sessions and revoke. Sign-up, login and
+//! logout are in `sign_in.rs`.
 
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, State};
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use lucia_diesel::axum::{CurrentSession, MaybeSession, SessionLayer};
+use lucia_diesel::axum::{CurrentSession, SessionLayer};
 use lucia_diesel::http::{TokenSource, error_status};
 use lucia_diesel::{PgPool, PostgresAdapter, SessionId, SessionManager};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::accounts::{self, AccountError, Hasher};
+use super::common::PasswordLimits;
+use super::common::accounts::AccountError;
+use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
+use super::common::hashing::BUSY_RETRY_AFTER_SECS;
+use super::common::throttle::Throttled;
+use super::sign_in;
 
 /// Session attributes: none beyond the crate's own columns (the session's
 /// `created_at` is one of them).
@@ -32,14 +41,29 @@ pub struct UserInfo {
 
 pub type Adapter = PostgresAdapter<PgPool, String, SessionInfo, UserInfo>;
 pub type Sessions = SessionManager<Adapter>;
-type Current = CurrentSession<Adapter>;
+pub type Current = CurrentSession<Adapter>;
+
+/// Whether an `Authorization: Bearer` token is accepted (API clients); it
+/// then takes precedence over the cookie, in the layer and in logout alike.
+pub const BEARER_TOKENS: bool = true;
 
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub sessions: Arc<Sessions>,
+    /// The session manager's pool; the account queries run on it too.
     pub pool: PgPool,
-    pub hasher: Arc<Hasher>,
+    pub limits: Arc<PasswordLimits>,
+}
+
+impl AppState {
+    pub fn new(sessions: Sessions, pool: PgPool, limits: PasswordLimits) -> Self {
+        Self {
+            sessions: Arc::new(sessions),
+            pool,
+            limits: Arc::new(limits),
+        }
+    }
 }
 
 impl FromRef<AppState> for Arc<Sessions> {
@@ -48,35 +72,104 @@ impl FromRef<AppState> for Arc<Sessions> {
     }
 }
 
+/// Every route, as the index lists it.
+pub const ROUTES: [&str; 7] = [
+    "GET /api",
+    "POST /api/signup",
+    "POST /api/login",
+    "POST /api/logout",
+    "GET /api/me",
+    "GET /api/sessions",
+    "DELETE /api/sessions/{id}",
+];
+
 /// The API, with the session layer (bearer tokens accepted, for API
-/// clients; cookies for browsers).
+/// clients; cookies for browsers). Every `503` carries `Retry-After`.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/signup", post(signup))
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
+        .route("/api", get(index))
+        .route("/api/signup", post(sign_in::signup))
+        .route("/api/login", post(sign_in::login))
+        .route("/api/logout", post(sign_in::logout))
         .route("/api/me", get(me))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", delete(revoke))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .layer(SessionLayer::new().with_bearer_tokens(true))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see GET /api") })
+        .layer(SessionLayer::new().with_bearer_tokens(BEARER_TOKENS))
+        .layer(axum::middleware::map_response(retry_after_on_503))
         .with_state(state)
 }
 
-/// An error answer: `{"error": "..."}` with a status.
+/// Serves the API on `listener`, telling handlers each client's address
+/// (for the login throttle).
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+/// The line printed once the API listens: a URL that answers (the index).
+pub fn banner(address: SocketAddr) -> String {
+    format!("lucia-diesel axum example: http://{address}/api lists the routes (Ctrl-C to stop)")
+}
+
+/// A `503` says when to try again, whoever made it (the layer's
+/// extractors or a handler).
+async fn retry_after_on_503(mut res: Response) -> Response {
+    if res.status() == StatusCode::SERVICE_UNAVAILABLE && !res.headers().contains_key(RETRY_AFTER) {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+    }
+    res
+}
+
+/// The client's address: the TCP peer's (`None` without one, as in tests
+/// that call the router directly). Behind a proxy, read the header the
+/// proxy sets instead.
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(Self(peer.map(|ConnectInfo(addr)| addr.ip())))
+    }
+}
+
+/// An error answer: `{"error": "..."}` with a status, and `Retry-After`
+/// when waiting helps.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
-    retry_after: bool,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
-            retry_after: false,
+            retry_after: None,
+        }
+    }
+
+    /// A sign-in refused by the throttle: 429 with the wait.
+    pub fn throttled(why: Throttled) -> Self {
+        let whose = match why {
+            Throttled::Account { .. } => {
+                "for this account (a device or network that signed in before is not held back)"
+            }
+            Throttled::AccountAddress { .. } => "for this account from your network",
+            Throttled::Address { .. } => "from your network",
+        };
+        let secs = why.retry_after_secs();
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed sign-ins {whose}; try again in {secs} seconds"),
+            )
         }
     }
 }
@@ -84,9 +177,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.retry_after {
+        if let Some(secs) = self.retry_after {
             res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }
@@ -107,7 +200,7 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::Taken => Self::new(StatusCode::CONFLICT, "that username is taken"),
             AccountError::Busy => Self {
-                retry_after: true,
+                retry_after: Some(BUSY_RETRY_AFTER_SECS),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many sign-ins at once; try again in a second",
@@ -124,104 +217,30 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: String,
+#[derive(Serialize)]
+pub struct UserJson {
+    pub id: String,
+    pub username: String,
 }
 
 #[derive(Serialize)]
-struct UserJson {
-    id: String,
-    username: String,
+pub struct SessionJson {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
-struct SessionJson {
-    id: String,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-}
-
-fn user_json(current: &Current) -> UserJson {
-    UserJson {
-        id: current.user.id.clone(),
-        username: current.user.attributes.username.clone(),
-    }
-}
-
-/// Starts a session for `user_id` after invalidating the one the client
-/// had (a login never keeps a session from before it), and answers with
-/// the user, the session and its token, and the session cookie.
-async fn start_session(
-    state: &AppState,
-    previous: MaybeSession<Adapter>,
-    status: StatusCode,
-    user_id: String,
-    username: String,
-) -> Result<Response, ApiError> {
-    let sessions = &state.sessions;
-    if let Some(old) = previous.0 {
-        sessions.invalidate_session(&old.session.id).await?;
-    }
-    let created = sessions
-        .create_session(user_id.clone(), SessionInfo::default())
-        .await?;
-    let body = json!({
-        "user": UserJson { id: user_id, username },
-        "session": SessionJson {
-            id: created.session.id.as_str().to_owned(),
-            created_at: created.session.created_at,
-            expires_at: created.session.expires_at,
-        },
-        "token": created.token.as_str(),
-    });
-    let cookie = sessions.create_session_cookie(created.token.as_str());
-    let mut res = (status, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::try_from(cookie.to_string()) {
-        res.headers_mut().append(SET_COOKIE, value);
-    }
-    Ok(res)
-}
-
-async fn signup(
-    State(state): State<AppState>,
-    previous: MaybeSession<Adapter>,
-    body: Result<Json<Credentials>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(form) = body?;
-    let username = accounts::normalize_username(&form.username)
-        .map_err(|msg| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg))?;
-    accounts::check_password(&form.password)
-        .map_err(|msg| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg))?;
-    let user_id = accounts::sign_up(&state.pool, &state.hasher, &username, form.password).await?;
-    start_session(&state, previous, StatusCode::CREATED, user_id, username).await
-}
-
-async fn login(
-    State(state): State<AppState>,
-    previous: MaybeSession<Adapter>,
-    body: Result<Json<Credentials>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(form) = body?;
-    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong username or password");
-    // A name no account can have, or an impossible password, is wrong
-    // without asking the database.
-    let Ok(username) = accounts::normalize_username(&form.username) else {
-        return Err(wrong());
-    };
-    if form.password.is_empty() || form.password.len() > 1024 {
-        return Err(wrong());
-    }
-    match accounts::log_in(&state.pool, &state.hasher, &username, form.password).await? {
-        Some(user_id) => start_session(&state, previous, StatusCode::OK, user_id, username).await,
-        None => Err(wrong()),
-    }
+/// The routes, so that the printed URL answers.
+async fn index() -> Json<serde_json::Value> {
+    Json(json!({ "name": "lucia-diesel axum example", "routes": ROUTES }))
 }
 
 async fn me(current: Current) -> Json<serde_json::Value> {
     Json(json!({
-        "user": user_json(&current),
+        "user": UserJson {
+            id: current.user.id.clone(),
+            username: current.user.attributes.username.clone(),
+        },
         "session": SessionJson {
             id: current.session.id.as_str().to_owned(),
             created_at: current.session.created_at,
@@ -249,26 +268,6 @@ async fn list_sessions(
     Ok(Json(json!({ "sessions": list })))
 }
 
-/// Ends the current session: 204, and a blank cookie for cookie clients.
-async fn end_current(state: &AppState, current: &Current) -> Result<Response, ApiError> {
-    state
-        .sessions
-        .invalidate_session(&current.session.id)
-        .await?;
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    if current.source == TokenSource::Cookie {
-        let blank = state.sessions.create_blank_session_cookie();
-        if let Ok(value) = HeaderValue::try_from(blank.to_string()) {
-            res.headers_mut().append(SET_COOKIE, value);
-        }
-    }
-    Ok(res)
-}
-
-async fn logout(State(state): State<AppState>, current: Current) -> Result<Response, ApiError> {
-    end_current(&state, &current).await
-}
-
 /// Revokes one of the user's own sessions; 404 for any other id.
 async fn revoke(
     State(state): State<AppState>,
@@ -276,15 +275,25 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = SessionId::new(id);
-    if id == current.session.id {
-        return end_current(&state, &current).await;
-    }
-    let own = state.sessions.get_user_sessions(&current.user.id).await?;
-    if !own.iter().any(|s| s.id == id) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such session"));
+    if id != current.session.id {
+        let own = state.sessions.get_user_sessions(&current.user.id).await?;
+        if !own.iter().any(|s| s.id == id) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such session"));
+        }
     }
     state.sessions.invalidate_session(&id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if id == current.session.id && current.source == TokenSource::Cookie {
+        append_cookie(&mut res, &state.sessions.create_blank_session_cookie());
+    }
+    Ok(res)
+}
+
+/// Adds a `Set-Cookie` (the value is already encoded where it must be).
+pub fn append_cookie(res: &mut Response, cookie: &cookie::Cookie<'_>) {
+    if let Ok(value) = HeaderValue::try_from(cookie.to_string()) {
+        res.headers_mut().append(SET_COOKIE, value);
+    }
 }
 
 /// Listens on 127.0.0.1:`port`; the error is one line naming the port and

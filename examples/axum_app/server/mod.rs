@@ -1,5 +1,9 @@
 //! The example API's modules, below `main.rs` (which reads the settings
-//! and starts the server). The tests include this module once.
+//! and starts the server). The tests include this module once, next to
+//! `examples/common` (accounts, password hashing, throttling, the
+//! database), which both examples share.
 
-pub mod accounts;
 pub mod api;
+pub mod sign_in;
+
+use super::common;

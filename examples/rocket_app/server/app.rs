@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use lucia_diesel::http::Credential;
 use lucia_diesel::rocket::{CurrentSession, MaybeSession, SessionFairing};
 use lucia_diesel::{PgPool, PostgresAdapter, SessionManager};
 use rocket::http::CookieJar;
@@ -13,7 +14,8 @@ use rocket::response::{Flash, Redirect, Responder};
 use rocket::{Build, Rocket, State, catch, catchers, get, routes};
 use serde::{Deserialize, Serialize};
 
-use super::limits::{Hasher, LoginThrottle};
+use super::common::PasswordLimits;
+use super::common::sign_out::{self, Presented};
 use super::pages::{self, Page};
 use super::{assets, errors, headers, sessions, sign_in};
 
@@ -37,21 +39,6 @@ pub type Adapter = PostgresAdapter<PgPool, String, SessionInfo, UserInfo>;
 pub type Sessions = SessionManager<Adapter>;
 pub type Current = CurrentSession<Adapter>;
 pub type Maybe = MaybeSession<Adapter>;
-
-/// The bounds on password work (see `limits.rs`).
-pub struct PasswordLimits {
-    pub hasher: Hasher,
-    pub throttle: LoginThrottle,
-}
-
-impl Default for PasswordLimits {
-    fn default() -> Self {
-        Self {
-            hasher: Hasher::for_this_machine(),
-            throttle: LoginThrottle::default(),
-        }
-    }
-}
 
 /// The app, ready to launch, with the default password limits.
 pub fn build(rocket: Rocket<Build>, sessions: Sessions, pool: PgPool) -> Rocket<Build> {
@@ -118,20 +105,38 @@ impl<'r> FromRequest<'r> for ClientInfo {
     }
 }
 
-/// The session token the request presented in its cookie, valid or not.
-pub fn presented_token(req: &Request<'_>) -> Option<String> {
+/// The session token the request presents, read by the rule the crate's
+/// guards validate with (every `Cookie` header joined; a session cookie
+/// sent twice counts as none, see `common/sign_out.rs`), and whether it
+/// carries a session cookie at all. Like the guards, a request without a
+/// `Cookie` header (built in-process by Rocket's local client) is read
+/// from the jar. The app accepts cookies only.
+pub fn presented(req: &Request<'_>) -> Option<Presented> {
     let sessions = req.rocket().state::<Sessions>()?;
-    let name = sessions.cookie_config().name();
-    if let Some(c) = req.cookies().get(name) {
-        return Some(c.value().to_owned()).filter(|v| !v.is_empty());
+    let headers: Vec<&str> = req.headers().get("Cookie").collect();
+    if !headers.is_empty() {
+        return Some(sign_out::presented(
+            sessions,
+            &headers.join("; "),
+            None,
+            false,
+        ));
     }
-    let header: Vec<&str> = req.headers().get("Cookie").collect();
-    sessions.read_session_cookie(&header.join("; "))
+    let token = req
+        .cookies()
+        .get(sessions.cookie_config().name())
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty());
+    Some(Presented {
+        has_cookie: token.is_some(),
+        credential: token.map(Credential::cookie),
+    })
 }
 
 /// `true` when the request presented a session cookie that did not
 /// validate: the session was revoked, signed out elsewhere, ended by a
-/// password change, or expired. (The crate's guard clears such a cookie.)
+/// password change, or expired (or the cookie was sent twice). The crate's
+/// guard clears such a cookie.
 pub struct EndedSession(pub bool);
 
 #[rocket::async_trait]
@@ -139,7 +144,7 @@ impl<'r> FromRequest<'r> for EndedSession {
     type Error = std::convert::Infallible;
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let ended = match req.guard::<Maybe>().await {
-            Outcome::Success(MaybeSession(None)) => presented_token(req).is_some(),
+            Outcome::Success(MaybeSession(None)) => presented(req).is_some_and(|p| p.has_cookie),
             _ => false,
         };
         Outcome::Success(EndedSession(ended))

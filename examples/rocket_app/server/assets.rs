@@ -2,7 +2,9 @@
 //!
 //! The stylesheet is a file of its own (not a `<style>` element) so that
 //! the Content-Security-Policy can allow styles from this site only
-//! (`style-src 'self'`), without `'unsafe-inline'`.
+//! (`style-src 'self'`), without `'unsafe-inline'`. On narrow screens
+//! (phones, under 40rem) the header wraps and the sessions table becomes
+//! one block per session, each value labelled (`data-label`).
 
 use rocket::get;
 use rocket::http::{ContentType, Header};
@@ -46,7 +48,7 @@ const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 3
 const STYLESHEET: &str = "\
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:.8rem 1.5rem;display:flex;align-items:center;gap:1.5rem}
+header{background:#1d2330;color:#fff;padding:.8rem 1.5rem;display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1.5rem}
 header a{color:#cfd6e4;text-decoration:none} header a:hover{color:#fff}
 header .brand{font-weight:700;color:#fff;margin-right:auto}
 header form{margin:0}
@@ -68,4 +70,16 @@ td form{margin:0} td button{white-space:nowrap;margin:0}
 .tag{background:#2f5bea;color:#fff;border-radius:999px;font-size:.75rem;padding:.1rem .55rem;margin-left:.4rem;white-space:nowrap}
 .active{color:#1d7a45;font-weight:600}
 .muted{color:#667;font-size:.9rem}
+td,.card{overflow-wrap:anywhere}
+@media (max-width:40rem){
+header{padding:.7rem 1rem;gap:.4rem 1rem}
+main{margin:1rem auto;padding:0 .6rem}
+.card{padding:1.1rem 1rem}
+table,tbody,tr,td{display:block;width:100%}
+thead{display:none}
+tr{border-bottom:1px solid #eceef3;padding:.6rem 0}
+td{border:0;padding:.15rem 0}
+td[data-label]::before{content:attr(data-label) \": \";color:#667;font-size:.85rem}
+td.action button{margin-top:.4rem}
+}
 ";

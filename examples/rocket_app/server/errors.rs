@@ -59,7 +59,7 @@ pub fn page_for(status: Status) -> Page {
     };
     let page = pages::error(status, title, text);
     if status == Status::TooManyRequests {
-        page.with_retry_after(super::limits::BUSY_RETRY_AFTER_SECS)
+        page.with_retry_after(super::common::hashing::BUSY_RETRY_AFTER_SECS)
     } else {
         page
     }

@@ -1,15 +1,16 @@
 //! The example app's modules, below `main.rs` (which reads the settings
-//! and starts the server). The tests include this module once.
+//! and starts the server). The tests include this module once, next to
+//! `examples/common` (accounts, password hashing, throttling, the
+//! database), which both examples share.
 
-pub mod accounts;
 pub mod agent;
 pub mod app;
 pub mod assets;
 pub mod errors;
 pub mod headers;
-pub mod limits;
 pub mod pages;
-pub mod password;
 pub mod sessions;
 pub mod sign_in;
 pub mod startup;
+
+use super::common;

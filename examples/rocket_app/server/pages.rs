@@ -9,6 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{Responder, Response};
 
+use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
+
 /// An HTML page, never cached (it may show personal data).
 pub struct Page {
     pub status: Status,
@@ -212,7 +214,8 @@ pub fn sessions(
         let _ = write!(
             table,
             "<tr><td><strong>{}</strong>{}<br><span class=\"muted\">from {}</span></td>\
-             <td>{}</td><td>{last_seen}</td><td>{}</td><td>\
+             <td data-label=\"Signed in\">{}</td><td data-label=\"Last seen\">{last_seen}</td>\
+             <td data-label=\"Expires\">{}</td><td class=\"action\">\
              <form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"id\" value=\"{}\">\
              <button class=\"{}\" type=\"submit\">{}</button></form></td></tr>",
             esc(&row.device),
@@ -278,13 +281,21 @@ pub fn error(status: Status, title: &str, text: &str) -> Page {
     layout(status, title, Nav::Plain, &body)
 }
 
+/// The page for a database in trouble (503). It offers to sign out: that
+/// clears the cookie even while the database cannot be reached.
 pub fn unavailable() -> Page {
-    error(
-        Status::ServiceUnavailable,
-        "Temporarily unavailable",
-        "The session store cannot be reached. Please try again in a moment.",
-    )
-    .with_retry_after(5)
+    let status = Status::ServiceUnavailable;
+    let body = format!(
+        "<div class=\"card\"><h1>Temporarily unavailable</h1>\
+         <p>The session store cannot be reached. Please try again in a moment.</p>\
+         <form method=\"post\" action=\"/logout\"><p>You can still sign out of this browser.</p>\
+         <button class=\"quiet\" type=\"submit\">Sign out</button></form>\
+         <p class=\"muted\">{} {} · <a href=\"/\">Go to the start page</a></p></div>",
+        status.code,
+        esc(status.reason().unwrap_or("Error")),
+    );
+    layout(status, "Temporarily unavailable", Nav::Plain, &body)
+        .with_retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {

@@ -11,12 +11,14 @@ use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
 use rocket::response::Redirect;
 use rocket::{State, get, post};
 
-use super::accounts::{self, AccountError};
 use super::app::{
     ClientInfo, Current, EndedSession, LoginNotice, Maybe, PageOrRedirect, Sessions, ToLogin,
-    presented_token, start_session, store_failure,
+    presented, start_session, store_failure,
 };
-use super::limits::{BUSY_RETRY_AFTER_SECS, Hasher, LoginThrottle, Throttled};
+use super::common::accounts::{self, AccountError};
+use super::common::hashing::{BUSY_RETRY_AFTER_SECS, Hasher};
+use super::common::sign_out::Presented;
+use super::common::throttle::{Attempt, LoginThrottle, Throttled};
 use super::pages::{self, Page};
 
 /// Shown with a 429 when every hashing slot and queue place is taken.
@@ -58,10 +60,15 @@ fn wait_text(secs: u64) -> String {
 }
 
 fn throttled_page(username: &str, why: Throttled) -> Page {
-    let secs = why.retry_after().as_secs().max(1);
+    let secs = why.retry_after_secs();
     let text = match why {
         Throttled::Account { .. } => format!(
-            "Too many failed sign-ins for this account. Try again in {}.",
+            "Too many failed sign-ins for this account. Try again in {}, or sign in from \
+             a device or network you used before.",
+            wait_text(secs)
+        ),
+        Throttled::AccountAddress { .. } => format!(
+            "Too many failed sign-ins for this account from your network. Try again in {}.",
             wait_text(secs)
         ),
         Throttled::Address { .. } => format!(
@@ -88,12 +95,14 @@ pub async fn login(
     // A name no account can have (NUL, other characters, wrong length) is
     // wrong without asking the database, and counts for the address only.
     let account = accounts::normalize_username(&username).ok();
-    let address = client.address;
-    if let Err(why) = throttle.check(account.as_deref(), address, Instant::now()) {
-        return Err(throttled_page(&username, why));
-    }
-    let wrong = || {
-        throttle.failed(account.as_deref(), address, Instant::now());
+    // Counted as a failure from here until settled; dropped unsettled (a
+    // busy hasher, a database error) it counts for nothing.
+    let attempt = match throttle.begin(account.as_deref(), client.address, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(why) => return Err(throttled_page(&username, why)),
+    };
+    let wrong = |attempt: Attempt<'_>| {
+        attempt.failed();
         pages::login(
             Status::Unauthorized,
             &username,
@@ -102,20 +111,20 @@ pub async fn login(
         )
     };
     let Some(name) = account.as_deref() else {
-        return Err(wrong());
+        return Err(wrong(attempt));
     };
-    if form.password.is_empty() || form.password.len() > 1024 {
-        return Err(wrong());
+    if !accounts::plausible_password(form.password) {
+        return Err(wrong(attempt));
     }
     match accounts::log_in(pool, hasher, name, form.password.to_owned()).await {
         Ok(Some(user_id)) => {
-            throttle.succeeded(name);
+            attempt.succeeded(Instant::now());
             match start_session(sessions, cookies, &previous, user_id, client).await {
                 Ok(()) => Ok(Redirect::to("/")),
                 Err(e) => Err(store_failure(&e)),
             }
         }
-        Ok(None) | Err(AccountError::Taken) => Err(wrong()),
+        Ok(None) | Err(AccountError::Taken) => Err(wrong(attempt)),
         Err(AccountError::Busy) => {
             Err(
                 pages::login(Status::TooManyRequests, &username, Some(BUSY), None)
@@ -141,6 +150,7 @@ pub struct SignupForm<'r> {
     confirm: &'r str,
 }
 
+#[allow(clippy::too_many_arguments)]
 #[post("/signup", data = "<form>")]
 pub async fn signup(
     form: Form<SignupForm<'_>>,
@@ -149,6 +159,7 @@ pub async fn signup(
     sessions: &State<Sessions>,
     pool: &State<PgPool>,
     hasher: &State<Hasher>,
+    throttle: &State<LoginThrottle>,
     cookies: &CookieJar<'_>,
 ) -> Result<Redirect, Page> {
     let username = match accounts::normalize_username(form.username) {
@@ -176,10 +187,14 @@ pub async fn signup(
         ));
     }
     match accounts::sign_up(pool, hasher, &username, form.password.to_owned()).await {
-        Ok(user_id) => match start_session(sessions, cookies, &previous, user_id, client).await {
-            Ok(()) => Ok(Redirect::to("/")),
-            Err(e) => Err(store_failure(&e)),
-        },
+        Ok(user_id) => {
+            // Signed in from here: this address is the account's first.
+            throttle.signed_in(&username, client.address, Instant::now());
+            match start_session(sessions, cookies, &previous, user_id, client).await {
+                Ok(()) => Ok(Redirect::to("/")),
+                Err(e) => Err(store_failure(&e)),
+            }
+        }
         Err(AccountError::Taken) => Err(pages::signup(
             Status::Conflict,
             &username,
@@ -195,32 +210,39 @@ pub async fn signup(
     }
 }
 
-/// The session cookie this request presented, valid or not.
-pub struct PresentedToken(Option<String>);
+/// What a sign-out needs from the request (see `app::presented`): the
+/// token, read by the rule validation uses (so the session ended is the
+/// one the request would be validated with; a cookie sent twice is none),
+/// and whether it carries a session cookie at all (then it is cleared).
+pub struct SignOutRequest(Option<Presented>);
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for PresentedToken {
+impl<'r> FromRequest<'r> for SignOutRequest {
     type Error = std::convert::Infallible;
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(PresentedToken(presented_token(req)))
+        Outcome::Success(SignOutRequest(presented(req)))
     }
 }
 
 /// Signs out without validating first, so that it works while the database
 /// cannot be reached: the cookie is cleared in any case, and the session
-/// deleted when the database answers.
+/// deleted when the database answers (within the pool's bounds). A
+/// request whose cookie names no single session (sent twice) ends none.
 #[post("/logout")]
 pub async fn logout(
-    token: PresentedToken,
+    request: SignOutRequest,
     sessions: &State<Sessions>,
     cookies: &CookieJar<'_>,
 ) -> ToLogin {
-    let Some(token) = token.0 else {
+    let Some(presented) = request.0.filter(|p| p.has_cookie) else {
         return ToLogin(None);
     };
     cookies.add(sessions.create_blank_session_cookie());
+    let Some(credential) = presented.credential else {
+        return ToLogin(Some(LoginNotice::SignedOut));
+    };
     match sessions
-        .invalidate_session(&sessions.session_id(&token))
+        .invalidate_session(&sessions.session_id(credential.token()))
         .await
     {
         Ok(()) => ToLogin(Some(LoginNotice::SignedOut)),
@@ -268,14 +290,17 @@ pub async fn change_password(
             "The new passwords do not match.",
         );
     }
-    if let Err(why) = throttle.check(Some(&name), client.address, Instant::now()) {
-        let text = format!(
-            "Too many wrong passwords. Try again in {}.",
-            wait_text(why.retry_after().as_secs().max(1))
-        );
-        return refuse(Status::TooManyRequests, &text)
-            .map_err(|p| p.with_retry_after(why.retry_after().as_secs()));
-    }
+    let attempt = match throttle.begin(Some(&name), client.address, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(why) => {
+            let secs = why.retry_after_secs();
+            let text = format!(
+                "Too many wrong passwords. Try again in {}.",
+                wait_text(secs)
+            );
+            return refuse(Status::TooManyRequests, &text).map_err(|p| p.with_retry_after(secs));
+        }
+    };
     match accounts::change_password(
         pool,
         hasher,
@@ -285,9 +310,9 @@ pub async fn change_password(
     )
     .await
     {
-        Ok(true) => {}
+        Ok(true) => attempt.succeeded(Instant::now()),
         Ok(false) => {
-            throttle.failed(Some(&name), client.address, Instant::now());
+            attempt.failed();
             return refuse(Status::Unauthorized, "The current password is wrong.");
         }
         Err(AccountError::Busy) => {

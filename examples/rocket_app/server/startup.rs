@@ -7,6 +7,8 @@ use rocket::error::ErrorKind;
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 
+use super::common::database;
+
 /// The example's own settings (Rocket reads its `ROCKET_*` ones itself).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -16,6 +18,7 @@ pub struct Settings {
     pub insecure_cookies: bool,
     /// `APP_DB_TIMEOUT`: how long a request waits for a database connection
     /// (default 1 s) before the page says the store cannot be reached.
+    /// Statements time out after 1.5 s (`common::database`).
     pub db_timeout: Duration,
     /// `APP_SESSION_LIFETIME`: the sliding session lifetime (crate default
     /// 30 days).
@@ -36,7 +39,7 @@ impl Settings {
         Ok(Self {
             database_url: set("DATABASE_URL"),
             insecure_cookies: set("APP_INSECURE_COOKIES").is_some_and(|v| v.trim() == "1"),
-            db_timeout: duration("APP_DB_TIMEOUT")?.unwrap_or(Duration::from_secs(1)),
+            db_timeout: duration("APP_DB_TIMEOUT")?.unwrap_or(database::CHECKOUT_TIMEOUT),
             session_lifetime: duration("APP_SESSION_LIFETIME")?,
             idle_timeout: duration("APP_IDLE_TIMEOUT")?,
             absolute_lifetime: duration("APP_ABSOLUTE_LIFETIME")?,
@@ -64,23 +67,6 @@ fn parse_duration(name: &str, text: &str) -> Result<Duration, String> {
         _ => Err(format!(
             "{name}: expected a duration such as 500ms, 90s, 15m, 8h or 30d, got {text:?}"
         )),
-    }
-}
-
-/// `url` without its password, for printing.
-pub fn display_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 

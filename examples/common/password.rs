@@ -10,7 +10,7 @@
 //! set per thread. The strings are the same, so hashes written either way
 //! verify either way (tested).
 //!
-//! Call these only on the [`Hasher`](super::limits::Hasher)'s threads.
+//! Call these only on the [`Hasher`](super::hashing::Hasher)'s threads.
 
 use std::cell::RefCell;
 

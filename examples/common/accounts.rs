@@ -1,11 +1,17 @@
-//! Accounts: usernames and password hashes (`password.rs`), with Diesel's
-//! DSL.
+//! Accounts: usernames and Argon2 password hashes (`password.rs`), with
+//! Diesel's DSL.
+//!
+//! Every query runs through [`ConnectionSource::run`], which bounds it like
+//! the crate's own operations: the checkout waits at most the pool's
+//! checkout timeout, and the queries at most its statement timeout plus a
+//! margin. A database that stops answering costs a sign-in a transient
+//! error ([`AccountError::Store`], a 503) within that bound, never a hang.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use lucia_diesel::{ConnectionSource, PgPool};
+use lucia_diesel::{ConnectionSource as _, PgPool};
 
-use super::limits::{Busy, Hasher};
+use super::hashing::{Busy, Hasher};
 use super::password::{hash, verify};
 
 diesel::table! {
@@ -30,7 +36,7 @@ diesel::joinable!(user_password -> auth_user (user_id));
 pub enum AccountError {
     /// The username is already taken.
     Taken,
-    /// The password hasher is at capacity.
+    /// The password hasher is at capacity: try again in a moment.
     Busy,
     /// The database failed (unavailable, timed out, ...).
     Store(lucia_diesel::Error),
@@ -78,6 +84,12 @@ pub fn check_password(password: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Whether a password given to sign in can be checked at all: an empty or
+/// huge one is wrong without any work.
+pub fn plausible_password(password: &str) -> bool {
+    !password.is_empty() && password.len() <= 1024
+}
+
 fn new_user_id() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).expect("the OS random source works");
@@ -93,32 +105,35 @@ pub async fn sign_up(
 ) -> Result<String, AccountError> {
     let hash = hasher.run(move || hash(&password)).await?;
     let id = new_user_id();
-    let mut conn = pool.connection().await?;
     let (uid, name) = (id.clone(), username.to_owned());
-    let inserted = conn
-        .transaction::<_, diesel::result::Error, _>(async move |conn| {
-            diesel::insert_into(auth_user::table)
-                .values((auth_user::id.eq(&uid), auth_user::username.eq(&name)))
-                .execute(conn)
-                .await?;
-            diesel::insert_into(user_password::table)
-                .values((
-                    user_password::user_id.eq(&uid),
-                    user_password::hash.eq(&hash),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await;
-    match inserted {
-        Ok(()) => Ok(id),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Err(AccountError::Taken),
-        Err(e) => Err(e.into()),
-    }
+    pool.run(async move |conn| -> Result<(), AccountError> {
+        let inserted = conn
+            .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                diesel::insert_into(auth_user::table)
+                    .values((auth_user::id.eq(&uid), auth_user::username.eq(&name)))
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(user_password::table)
+                    .values((
+                        user_password::user_id.eq(&uid),
+                        user_password::hash.eq(&hash),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        match inserted {
+            Ok(()) => Ok(()),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Err(AccountError::Taken),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    Ok(id)
 }
 
 /// The user id for a username and password, if they match.
@@ -130,19 +145,21 @@ pub async fn log_in(
 ) -> Result<Option<String>, AccountError> {
     // Queue for the hasher first: a refused login costs no query.
     let ticket = hasher.ticket()?;
-    let mut conn = pool.connection().await?;
-    let found: Option<(String, String)> = auth_user::table
-        .inner_join(user_password::table)
-        .filter(auth_user::username.eq(username))
-        .select((auth_user::id, user_password::hash))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    drop(conn);
-    let (id, stored) = match found {
-        Some((id, hash)) => (Some(id), Some(hash)),
-        None => (None, None),
-    };
+    let name = username.to_owned();
+    let found = pool
+        .run(
+            async move |conn| -> Result<Option<(String, String)>, AccountError> {
+                Ok(auth_user::table
+                    .inner_join(user_password::table)
+                    .filter(auth_user::username.eq(&name))
+                    .select((auth_user::id, user_password::hash))
+                    .first(conn)
+                    .await
+                    .optional()?)
+            },
+        )
+        .await?;
+    let (id, stored) = found.unzip();
     let matches = ticket
         .run(move || verify(&password, stored.as_deref()))
         .await;
@@ -150,7 +167,9 @@ pub async fn log_in(
 }
 
 /// Checks `current` and replaces the password with `new`; `false` when
-/// `current` is wrong.
+/// `current` is wrong. (The Rocket example's password page; the JSON API
+/// has none.)
+#[allow(dead_code)]
 pub async fn change_password(
     pool: &PgPool,
     hasher: &Hasher,
@@ -159,14 +178,17 @@ pub async fn change_password(
     new: String,
 ) -> Result<bool, AccountError> {
     let ticket = hasher.ticket()?;
-    let mut conn = pool.connection().await?;
-    let stored: Option<String> = user_password::table
-        .find(user_id)
-        .select(user_password::hash)
-        .first(&mut conn)
-        .await
-        .optional()?;
-    drop(conn);
+    let id = user_id.to_owned();
+    let stored = pool
+        .run(async move |conn| -> Result<Option<String>, AccountError> {
+            Ok(user_password::table
+                .find(&id)
+                .select(user_password::hash)
+                .first(conn)
+                .await
+                .optional()?)
+        })
+        .await?;
     // Check and hash in one turn of the hasher.
     let replaced = ticket
         .run(move || verify(&current, stored.as_deref()).then(|| hash(&new)))
@@ -174,10 +196,13 @@ pub async fn change_password(
     let Some(hash) = replaced else {
         return Ok(false);
     };
-    let mut conn = pool.connection().await?;
-    diesel::update(user_password::table.find(user_id))
-        .set(user_password::hash.eq(hash))
-        .execute(&mut conn)
-        .await?;
+    let id = user_id.to_owned();
+    pool.run(async move |conn| -> Result<usize, AccountError> {
+        Ok(diesel::update(user_password::table.find(&id))
+            .set(user_password::hash.eq(&hash))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     Ok(true)
 }
