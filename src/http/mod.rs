@@ -48,6 +48,7 @@ mod slot;
 
 pub use self::origin::verify_request_origin;
 pub use self::rejection::SessionRejection;
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) use self::rejection::json_error_body;
 pub use self::request::{Credential, RequestHeaders, RequestPolicy, TokenSource};
 pub use self::session::{

@@ -63,7 +63,6 @@ impl SessionRejection {
 }
 
 /// `{"error": message}`.
-#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
 pub(crate) fn json_error_body(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }

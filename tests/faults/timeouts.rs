@@ -268,7 +268,7 @@ async fn frozen_run<S: ConnectionSource>(server: &Server, source: &S, app: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_queries_and_the_apps_own_pools_are_bounded_on_a_frozen_server() {
     use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-    use lucia_diesel::{Bounded, ConfigError};
+    use lucia_diesel::Bounded;
     let server = Server::start().await;
     let token = SessionManager::new(PostgresAdapter::new(
         options().build(&server.url).await.unwrap(),
@@ -389,7 +389,7 @@ async fn app_queries_and_the_apps_own_pools_are_bounded_on_a_frozen_server() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, Error::Config(ConfigError::PoolerQueries)),
+            matches!(err, Error::Config(lucia_diesel::ConfigError::PoolerQueries)),
             "{err:?}"
         );
     }
