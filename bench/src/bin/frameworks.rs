@@ -51,22 +51,44 @@ fn main() -> Res<()> {
         }
     };
     let (url, tokens) = client.block_on(setup(&server))?;
-    println!("# frameworks: GET /me with CurrentSession, {secs} s x {rounds} rounds, median req/s");
-    println!("| manager | c | axum | actix-web | actix / axum |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "# frameworks: {secs} s x {rounds} rounds, median req/s; GET /me validates \
+         (CurrentSession), GET /plain does not (no session layer): the integration's \
+         cost per request is 1/me - 1/plain"
+    );
+    println!(
+        "| manager | c | axum /me | actix /me | actix / axum | axum /plain | actix /plain | integration us: axum | actix |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for cached in [false, true] {
         let axum = Axum::start(&url, cached)?;
         let actix = Actix::start(&url, cached)?;
         for c in CONCURRENCY {
-            let (mut on_axum, mut on_actix) = (Vec::new(), Vec::new());
+            let mut runs: [Vec<f64>; 4] = Default::default();
             for _ in 0..rounds {
-                on_axum.push(client.block_on(load(axum.addr, &tokens, c, secs))?);
-                on_actix.push(client.block_on(load(actix.addr, &tokens, c, secs))?);
+                for (i, (addr, path)) in [
+                    (axum.addr, "/me"),
+                    (actix.addr, "/me"),
+                    (axum.addr, "/plain"),
+                    (actix.addr, "/plain"),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    runs[i].push(client.block_on(load(addr, path, &tokens, c, secs))?);
+                }
             }
-            let (a, x) = (median(&mut on_axum), median(&mut on_actix));
+            let [a, x, ap, xp] = runs.each_mut().map(|r| median(r));
+            // Per request at c concurrent clients: c / rate.
+            let cost = |with: f64, without: f64| 1e6 * c as f64 * (1.0 / with - 1.0 / without);
             let manager = if cached { "cached" } else { "database" };
-            println!("| {manager} | {c} | {a:.0} | {x:.0} | {:.3} |", x / a);
-            eprintln!("  rounds: axum {on_axum:.0?}, actix {on_actix:.0?}");
+            println!(
+                "| {manager} | {c} | {a:.0} | {x:.0} | {:.3} | {ap:.0} | {xp:.0} | {:.1} | {:.1} |",
+                x / a,
+                cost(a, ap),
+                cost(x, xp)
+            );
+            eprintln!("  rounds: {runs:.0?}");
         }
         drop(axum);
         drop(actix);
@@ -142,6 +164,9 @@ impl Axum {
         async fn me(current: CurrentSession<Adapter>) -> String {
             current.user.id
         }
+        async fn plain() -> String {
+            "user".to_owned()
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -153,6 +178,7 @@ impl Axum {
         let router = axum::Router::new()
             .route("/me", get(me))
             .layer(SessionLayer::new())
+            .route("/plain", get(plain))
             .with_state(Arc::new(manager));
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
@@ -186,6 +212,9 @@ impl Actix {
         async fn me(current: CurrentSession<Adapter>) -> String {
             current.user.id
         }
+        async fn plain() -> String {
+            "user".to_owned()
+        }
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let url = url.to_owned();
@@ -197,10 +226,12 @@ impl Actix {
                     Err(e) => return drop(sender.send(Err(e.to_string()))),
                 };
                 let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(sessions.clone())
-                        .wrap(SessionMiddleware::new())
-                        .route("/me", web::get().to(me))
+                    App::new().route("/plain", web::get().to(plain)).service(
+                        web::scope("")
+                            .app_data(sessions.clone())
+                            .wrap(SessionMiddleware::new())
+                            .route("/me", web::get().to(me)),
+                    )
                 })
                 .workers(2)
                 .disable_signals()
@@ -241,7 +272,7 @@ fn futures_executor(fut: impl std::future::Future<Output = ()>) {
 
 /// `c` keep-alive connections sending `GET /me` with a session cookie in
 /// turn for `secs`: the requests per second answered 200.
-async fn load(addr: SocketAddr, tokens: &[String], c: usize, secs: f64) -> Res<f64> {
+async fn load(addr: SocketAddr, path: &str, tokens: &[String], c: usize, secs: f64) -> Res<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -251,7 +282,7 @@ async fn load(addr: SocketAddr, tokens: &[String], c: usize, secs: f64) -> Res<f
             .skip(i)
             .step_by(c)
             .map(|t| {
-                format!("GET /me HTTP/1.1\r\nHost: bench\r\nCookie: auth_session={t}\r\n\r\n")
+                format!("GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: auth_session={t}\r\n\r\n")
                     .into_bytes()
             })
             .collect();
