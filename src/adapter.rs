@@ -111,6 +111,31 @@ pub trait Adapter: Send + Sync {
         user_id: &Self::UserId,
     ) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Deletes every session of a user except `keep` and returns how many
+    /// went. A `keep` that is not one of the user's keeps nothing of the
+    /// user's and touches nothing else. The default deletes them one by one
+    /// after listing them (not atomic: a session created meanwhile
+    /// survives); [`PostgresAdapter`](crate::PostgresAdapter) does it in one
+    /// statement.
+    fn delete_other_user_sessions(
+        &self,
+        user_id: &Self::UserId,
+        keep: &SessionId,
+    ) -> impl Future<Output = Result<u64>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let mut n = 0;
+            for session in self.get_user_sessions(user_id).await? {
+                if session.id != *keep && self.delete_session(&session.id).await? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }
+    }
+
     /// Deletes every session with `expires_at <= now` and returns how many.
     ///
     /// `now` comes from the caller so one clock drives creation, validation

@@ -112,6 +112,10 @@ async fn each_operation_is_one_cached_statement() {
             f.adapter.refresh_session(&id, &stored, refresh)
         );
         check!("delete_session", f.adapter.delete_session(&id));
+        check!(
+            "delete_other_user_sessions",
+            f.adapter.delete_other_user_sessions(&uid, &id)
+        );
         check!("delete_user_sessions", f.adapter.delete_user_sessions(&uid));
         check!(
             "delete_expired_sessions",

@@ -498,3 +498,79 @@ async fn extreme_configuration_is_rejected_when_built() {
             .is_ok()
     );
 }
+
+/// "Sign out my other devices": exactly `keep` stays; a `keep` of another
+/// user keeps nothing of this user's and deletes nothing of the other's.
+#[tokio::test]
+async fn invalidate_other_sessions_leaves_exactly_keep() {
+    let f = default_fixture().await;
+    let clock = ManualClock::new();
+    let m = manager(&f, &clock, TokenStorage::Hashed).await;
+    let alice = f.create_user("alice").await;
+    let bob = f.create_user("bob").await;
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        mine.push(
+            m.create_session(alice.clone(), country("nl"))
+                .await
+                .unwrap(),
+        );
+    }
+    let bobs = m.create_session(bob.clone(), country("se")).await.unwrap();
+    let keep = &mine[1];
+    assert_eq!(
+        m.invalidate_other_sessions(&alice, &keep.session.id)
+            .await
+            .unwrap(),
+        2
+    );
+    for (i, s) in mine.iter().enumerate() {
+        let valid = m
+            .validate_session(s.token.as_str())
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(valid, i == 1, "session {i}");
+    }
+    assert!(
+        m.validate_session(bobs.token.as_str())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Nothing more to delete.
+    assert_eq!(
+        m.invalidate_other_sessions(&alice, &keep.session.id)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Another user's session as `keep`: all of alice's go, bob's stays.
+    assert_eq!(
+        m.invalidate_other_sessions(&alice, &bobs.session.id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        m.validate_session(keep.token.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        m.validate_session(bobs.token.as_str())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(rows(&f).await.len(), 1);
+    // An unknown user: nothing.
+    assert_eq!(
+        m.invalidate_other_sessions(&"nobody".to_owned(), &bobs.session.id)
+            .await
+            .unwrap(),
+        0
+    );
+}

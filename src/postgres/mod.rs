@@ -306,6 +306,22 @@ where
         .await
     }
 
+    async fn delete_other_user_sessions(&self, user_id: &U, keep: &SessionId) -> Result<u64> {
+        let span =
+            tracing::debug_span!("delete_other_user_sessions", user_id = ?user_id, rows = Empty);
+        traced(&span, async {
+            let mut n = 0;
+            if user_id.storable() {
+                let sql = &self.statements.delete_other_user_sessions;
+                let params = [user_id.param(), Param::Text(keep.as_str())];
+                n = self.execute(sql, &params).await?;
+            }
+            span.record("rows", n);
+            Ok(n)
+        })
+        .await
+    }
+
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_sessions", rows = Empty);
         traced(&span, async {

@@ -88,6 +88,7 @@ pub(crate) struct Statements {
     pub(crate) delete_session: Sql,
     /// `$1` user id.
     pub(crate) delete_user_sessions: Sql,
+    pub(crate) delete_other_user_sessions: Sql,
     /// `$1` now, `$2` batch size.
     pub(crate) delete_expired_batch: Sql,
     /// `$1` user id -> bool.
@@ -135,6 +136,11 @@ impl Statements {
                 .sql("DELETE FROM ")
                 .table(s)
                 .template(" WHERE user_id = $1")
+                .build(),
+            delete_other_user_sessions: SqlBuilder::new()
+                .sql("DELETE FROM ")
+                .table(s)
+                .template(" WHERE user_id = $1 AND id <> $2")
                 .build(),
             // `id = ANY(ARRAY(..))`, not `id IN (..)`: the planner turns the
             // latter into a hash join over the whole table on every batch;

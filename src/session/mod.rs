@@ -342,6 +342,35 @@ impl<A: Adapter> SessionManager<A> {
         .await
     }
 
+    /// Signs a user out everywhere but `keep` (the session of the request
+    /// that asks: "sign out my other devices"), in one statement with
+    /// [`PostgresAdapter`](crate::PostgresAdapter), and returns how many
+    /// sessions went. A `keep` that is not one of the user's keeps nothing
+    /// of the user's and deletes nothing of anyone else's. With the cache,
+    /// this instance forgets the user's entries at once and the others
+    /// within the invalidation bound.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn invalidate_other_sessions(
+        &self,
+        user_id: &A::UserId,
+        keep: &SessionId,
+    ) -> Result<u64> {
+        let span =
+            tracing::debug_span!("invalidate_other_sessions", user_id = ?user_id, sessions = Empty);
+        traced(&span, async {
+            let n = self
+                .adapter
+                .delete_other_user_sessions(user_id, keep)
+                .await?;
+            self.cache().forget_user(user_id);
+            span.record("sessions", n);
+            Ok(n)
+        })
+        .await
+    }
+
     /// A user's live sessions (expired ones left out), soonest to expire last.
     ///
     /// # Errors

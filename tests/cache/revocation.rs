@@ -277,3 +277,44 @@ async fn a_cache_over_a_deadpool_pool_sees_revocations() {
     }
     assert_eq!(a.cache_stats().unwrap().poll_failures, 0);
 }
+
+/// "Sign out my other devices" on one instance: the other instance stops
+/// serving every session of the user but the one kept, within the
+/// invalidation bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_the_others_reaches_the_other_instance() {
+    let db = CacheDb::new(true).await;
+    let fay = db.user("fay", "Fay").await;
+    let a = db.instance::<Attributes>().await;
+    let b = db.instance::<Attributes>().await;
+    let mut created = Vec::new();
+    for _ in 0..4 {
+        let s = a
+            .create_session(fay.clone(), Attributes::new())
+            .await
+            .unwrap();
+        cached(&b, s.token.as_str()).await;
+        created.push(s);
+    }
+    let before = stats(&b);
+    let keep = &created[2];
+    assert_eq!(
+        a.invalidate_other_sessions(&fay, &keep.session.id)
+            .await
+            .unwrap(),
+        3
+    );
+    handled(&b, &before, 3).await;
+    for (i, s) in created.iter().enumerate() {
+        assert_eq!(
+            valid(&b, s.token.as_str()).await,
+            i == 2,
+            "on b, session {i}"
+        );
+        assert_eq!(
+            valid(&a, s.token.as_str()).await,
+            i == 2,
+            "on a, session {i}"
+        );
+    }
+}
