@@ -23,6 +23,20 @@ pub struct CurrentSession<A: Adapter> {
     pub source: TokenSource,
 }
 
+impl<A: Adapter> CurrentSession<A> {
+    /// Signs the user out everywhere but this session ("sign out my other
+    /// devices"): [`SessionManager::invalidate_other_sessions`] with this
+    /// session kept. Returns how many sessions went.
+    ///
+    /// # Errors
+    /// Storage errors ([`error_status`] gives their HTTP status).
+    pub async fn sign_out_others(&self, manager: &SessionManager<A>) -> Result<u64, Error> {
+        manager
+            .invalidate_other_sessions(&self.user.id, &self.session.id)
+            .await
+    }
+}
+
 impl<A: Adapter> Clone for CurrentSession<A>
 where
     A::SessionAttributes: Clone,

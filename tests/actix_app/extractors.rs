@@ -312,3 +312,39 @@ async fn a_store_failure_is_a_503_and_a_missing_piece_a_500() {
     .await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// The current session's "sign out my other devices": the others end, the
+/// request's own and another user's stay.
+#[actix_web::test]
+async fn the_current_session_signs_out_the_others() {
+    let f = Fixture::new().await;
+    let mine = f.user_with_session("pia").await;
+    let theirs = f.user_with_session("quinn").await;
+    let mut other = Vec::new();
+    for _ in 0..2 {
+        let created = f
+            .sessions
+            .create_session("pia".to_owned(), Attributes::new())
+            .await
+            .unwrap();
+        other.push(created.token.into_string());
+    }
+    let app = test::init_service(probe_app(f.sessions.clone(), true)).await;
+    let cookie = format!("auth_session={mine}");
+    let res = test::call_service(
+        &app,
+        request("POST", "/others", &[("cookie", &cookie)]).to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_text(res).await, "2");
+    for (token, valid) in [
+        (&mine, true),
+        (&other[0], false),
+        (&other[1], false),
+        (&theirs, true),
+    ] {
+        let found = f.sessions.validate_session(token).await.unwrap().is_some();
+        assert_eq!(found, valid);
+    }
+}

@@ -113,6 +113,14 @@ async fn own_cookie(current: MaybeSession<Adapter>) -> HttpResponse {
         .finish()
 }
 
+/// Signs out the user's other sessions: how many went.
+async fn others(current: CurrentSession<Adapter>, sessions: web::Data<Sessions>) -> HttpResponse {
+    match current.sign_out_others(&sessions).await {
+        Ok(n) => HttpResponse::Ok().body(n.to_string()),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
 /// The probe app: the routes above behind the middleware (bearer tokens
 /// accepted or not).
 fn probe_app(
@@ -134,6 +142,7 @@ fn probe_app(
         .route("/me", web::get().to(me))
         .route("/twice", web::get().to(twice))
         .route("/own-cookie", web::get().to(own_cookie))
+        .route("/others", web::post().to(others))
 }
 
 /// A request to `path` with the test `Host` and the `(name, value)` headers.
