@@ -90,6 +90,20 @@ impl Throttled {
         let wait = self.retry_after();
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
     }
+
+    /// What the JSON APIs answer: whose budget ran out, and the wait.
+    #[allow(dead_code)] // The Rocket example words its pages itself.
+    pub fn api_message(self) -> String {
+        let whose = match self {
+            Self::Account { .. } => {
+                "for this account (a device or network that signed in before is not held back)"
+            }
+            Self::AccountAddress { .. } => "for this account from your network",
+            Self::Address { .. } => "from your network",
+        };
+        let secs = self.retry_after_secs();
+        format!("too many failed sign-ins {whose}; try again in {secs} seconds")
+    }
 }
 
 /// The most keys each counter map holds (about 100 bytes each). At that

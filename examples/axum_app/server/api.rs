@@ -156,20 +156,9 @@ impl ApiError {
 
     /// A sign-in refused by the throttle: 429 with the wait.
     pub fn throttled(why: Throttled) -> Self {
-        let whose = match why {
-            Throttled::Account { .. } => {
-                "for this account (a device or network that signed in before is not held back)"
-            }
-            Throttled::AccountAddress { .. } => "for this account from your network",
-            Throttled::Address { .. } => "from your network",
-        };
-        let secs = why.retry_after_secs();
         Self {
-            retry_after: Some(secs),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed sign-ins {whose}; try again in {secs} seconds"),
-            )
+            retry_after: Some(why.retry_after_secs()),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, why.api_message())
         }
     }
 }
