@@ -13,7 +13,8 @@ use crate::token::SessionId;
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
 
 /// A session as stored: its id (the `id` column), owner, expiry, when it
-/// was created and last seen, and the extra columns of the session table.
+/// was created, last seen and last authenticated, and the extra columns of
+/// the session table.
 ///
 /// The `id` is what the session table holds: in the default storage mode the
 /// SHA-256 of the session token, never the token itself.
@@ -30,6 +31,9 @@ pub struct DatabaseSession<U, A = Attributes> {
     /// The `last_seen_at` column: when the session was last used, to the
     /// session manager's activity resolution.
     pub last_seen_at: DateTime<Utc>,
+    /// The `authenticated_at` column: when the user last proved who they
+    /// are in this session (the sign-in, or a later re-authentication).
+    pub authenticated_at: DateTime<Utc>,
     /// Every other column of the session table.
     pub attributes: A,
 }
@@ -42,6 +46,7 @@ impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for DatabaseSession<U, A> {
             .field("expires_at", &self.expires_at)
             .field("created_at", &self.created_at)
             .field("last_seen_at", &self.last_seen_at)
+            .field("authenticated_at", &self.authenticated_at)
             .field("attributes", &self.attributes)
             .finish()
     }
@@ -136,6 +141,55 @@ pub trait Adapter: Send + Sync {
         }
     }
 
+    /// Moves a live session to a new id (a new token), keeping its user,
+    /// expiry, `created_at`, `last_seen_at` and attributes; sets
+    /// `authenticated_at` to `rotation.authenticated_at` unless the stored
+    /// one is later. `None`, with nothing changed, when no session has
+    /// `rotation.from` for `rotation.user_id` or it is not live by
+    /// `rotation.live`. An id already taken gives
+    /// [`Error::DuplicateSessionId`](crate::Error::DuplicateSessionId).
+    /// `to` may equal `from`: then only `authenticated_at` changes.
+    ///
+    /// The provided implementation inserts a copy under the new id and
+    /// then deletes the old one (for the same id, deletes and inserts it
+    /// again): not atomic, a crash between the two leaves both ids valid
+    /// (neither, for the same id). [`PostgresAdapter`](crate::PostgresAdapter)
+    /// updates the row's id in one statement, so after a crash exactly one
+    /// of the two ids is valid.
+    fn rotate_session(
+        &self,
+        rotation: SessionRotation<'_, Self::UserId>,
+    ) -> impl Future<Output = Result<Option<Rotated>>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let Some((mut stored, _)) = self.get_session_and_user(rotation.from).await? else {
+                return Ok(None);
+            };
+            if stored.user_id != *rotation.user_id || !rotation.live.admits(&stored) {
+                return Ok(None);
+            }
+            stored.authenticated_at = stored.authenticated_at.max(rotation.authenticated_at);
+            if rotation.to == rotation.from {
+                // Only authenticated_at changes: the row is written again.
+                if !self.delete_session(rotation.from).await? {
+                    return Ok(None);
+                }
+                self.set_session(&stored).await?;
+                return Ok(Some(Rotated::of(&stored)));
+            }
+            stored.id = rotation.to.clone();
+            self.set_session(&stored).await?;
+            if !self.delete_session(rotation.from).await? {
+                // Deleted meanwhile (a logout): the copy must not outlive it.
+                self.delete_session(rotation.to).await?;
+                return Ok(None);
+            }
+            Ok(Some(Rotated::of(&stored)))
+        }
+    }
+
     /// Deletes every session with `expires_at <= now` and returns how many.
     ///
     /// `now` comes from the caller so one clock drives creation, validation
@@ -212,6 +266,69 @@ pub struct Refreshed {
     /// Whether this call moved the expiry (another request may have
     /// extended it first).
     pub extended: bool,
+}
+
+/// What [`Adapter::rotate_session`] does.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRotation<'a, U> {
+    /// The session's id now.
+    pub from: &'a SessionId,
+    /// Its new id.
+    pub to: &'a SessionId,
+    /// The session's user: a session of another user is not rotated.
+    pub user_id: &'a U,
+    /// The session must be live by these limits.
+    pub live: Liveness,
+    /// The new `authenticated_at`, unless the stored one is later (a time
+    /// before any session's, such as the Unix epoch, keeps it).
+    pub authenticated_at: DateTime<Utc>,
+}
+
+/// What a session must be to count as live: each stored time strictly
+/// after its bound (a bound before any session's, such as the Unix epoch,
+/// sets no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// `expires_at` must be after this (now).
+    pub expires_after: DateTime<Utc>,
+    /// `last_seen_at` must be after this (now minus the idle timeout).
+    pub seen_after: DateTime<Utc>,
+    /// `created_at` must be after this (now minus the absolute lifetime).
+    pub created_after: DateTime<Utc>,
+}
+
+impl Liveness {
+    /// Whether `session` is live by these bounds.
+    #[must_use]
+    pub fn admits<U, A>(&self, session: &DatabaseSession<U, A>) -> bool {
+        session.expires_at > self.expires_after
+            && session.last_seen_at > self.seen_after
+            && session.created_at > self.created_after
+    }
+}
+
+/// A rotated session's times, as [`Adapter::rotate_session`] left them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// The `expires_at` column (unchanged).
+    pub expires_at: DateTime<Utc>,
+    /// The `created_at` column (unchanged).
+    pub created_at: DateTime<Utc>,
+    /// The `last_seen_at` column (unchanged).
+    pub last_seen_at: DateTime<Utc>,
+    /// The `authenticated_at` column now.
+    pub authenticated_at: DateTime<Utc>,
+}
+
+impl Rotated {
+    fn of<U, A>(session: &DatabaseSession<U, A>) -> Self {
+        Self {
+            expires_at: session.expires_at,
+            created_at: session.created_at,
+            last_seen_at: session.last_seen_at,
+            authenticated_at: session.authenticated_at,
+        }
+    }
 }
 
 /// A session with its user, as [`Adapter::get_session_and_user`] returns them.

@@ -149,7 +149,8 @@ mod user_id;
 
 #[doc(inline)]
 pub use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Liveness, Refreshed, Rotated,
+    SessionAndUser, SessionRefresh, SessionRotation,
 };
 #[doc(inline)]
 pub use crate::bounded::Bounded;

@@ -13,6 +13,7 @@ diesel::table! {
         user_id -> Text,
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        authenticated_at -> Timestamptz,
     }
 }
 

@@ -175,6 +175,7 @@ fn session<U>(user_id: U, expires_at: DateTime<Utc>, country: &str) -> DatabaseS
         expires_at,
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes,
     }
 }

@@ -22,6 +22,7 @@ fn session(id: &str, user_id: String, attributes: Attributes) -> DatabaseSession
             .unwrap(),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes,
     }
 }
@@ -358,6 +359,7 @@ async fn typed_attributes_round_trip() {
             .unwrap(),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes: SessionAttrs {
             country: Some("de".into()),
         },
@@ -453,6 +455,7 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
             expires_at: Utc::now() + Duration::days(1),
             created_at: crate::support::now(),
             last_seen_at: crate::support::now(),
+            authenticated_at: crate::support::now(),
             attributes,
         };
         let written = adapter.set_session(&session).await;
@@ -480,8 +483,8 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
                 "SELECT count(*) AS n FROM user_session s, \
                  jsonb_populate_record(NULL::user_session, '{json}') r \
                  WHERE s.id = '{id}' AND \
-                 (to_jsonb(s) - ARRAY['id', 'user_id', 'expires_at', 'created_at', 'last_seen_at']) = \
-                 (to_jsonb(r) - ARRAY['id', 'user_id', 'expires_at', 'created_at', 'last_seen_at'])",
+                 (to_jsonb(s) - ARRAY['id', 'user_id', 'expires_at', 'created_at', 'last_seen_at', 'authenticated_at']) = \
+                 (to_jsonb(r) - ARRAY['id', 'user_id', 'expires_at', 'created_at', 'last_seen_at', 'authenticated_at'])",
                 json = case.to_string().replace('\'', "''")
             ),
         )
@@ -504,6 +507,7 @@ async fn attributes_of_every_kind_are_stored_as_jsonb_populate_record_would() {
             expires_at: Utc::now() + Duration::days(1),
             created_at: crate::support::now(),
             last_seen_at: crate::support::now(),
+            authenticated_at: crate::support::now(),
             attributes: serde_json::from_value(bad.clone()).unwrap(),
         };
         let err = adapter.set_session(&session).await.unwrap_err();
@@ -537,6 +541,7 @@ async fn a_column_type_changed_under_the_adapter_costs_no_error() {
         expires_at: Utc::now() + Duration::days(1),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes: serde_json::from_value(json!({"n": 42})).unwrap(),
     };
     adapter.set_session(&session("a")).await.unwrap();
@@ -600,15 +605,15 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
         ALTER TABLE auth_user ADD COLUMN username text, ADD COLUMN age int, ADD COLUMN tags text[];
         INSERT INTO auth_user VALUES ('u1', 'ann', 30, '{a,b}'), ('u2', NULL, NULL, NULL);
         INSERT INTO user_session VALUES
-          ('full', now() + interval '1 day', 'u1', now(), now(), E'h\u00e9llo "q" \\ \t\n', 'abc', 'x', 'nm',
+          ('full', now() + interval '1 day', 'u1', now(), now(), now(), E'h\u00e9llo "q" \\ \t\n', 'abc', 'x', 'nm',
            -32768, -2147483648, 9223372036854775807, true, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
            '{"a": [1, "x", null], "b": {"c": 1.50}}', '{"k": 1, "k": 2}', 1e15, 0.1, 1.50,
            '2026-01-02 03:04:05.5+00', '2026-01-02', 'sad', 'ok', 7, '{1,NULL,3}', ROW(1, 'x'),
            '\x00ff', '1 day', 'M', 1),
-          ('special', now() + interval '1 day', 'u1', now(), now(), '', '', '', '', 0, 0, -9223372036854775808,
+          ('special', now() + interval '1 day', 'u1', now(), now(), now(), '', '', '', '', 0, 0, -9223372036854775808,
            false, '00000000-0000-0000-0000-000000000000', 'null', 'null', 'NaN', '-Infinity',
            'NaN', 'infinity', '-infinity', 'ok', '', -1, '{}', ROW(NULL, NULL), '', '0', '', 0),
-          ('empty', now() + interval '1 day', 'u2', now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+          ('empty', now() + interval '1 day', 'u2', now(), now(), now(), NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            NULL, NULL, NULL, NULL);"#,
     )
@@ -626,7 +631,7 @@ async fn attributes_of_every_kind_read_back_as_to_jsonb_gives_them() {
         let session_reference = server_json(
             &db,
             &format!(
-                "SELECT (to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id', 'created_at', 'last_seen_at'])::text AS t \
+                "SELECT (to_jsonb(s) - ARRAY['id', 'expires_at', 'user_id', 'created_at', 'last_seen_at', 'authenticated_at'])::text AS t \
                  FROM user_session s WHERE id = '{id}'"
             ),
         )

@@ -118,6 +118,7 @@ async fn no_rendering_of_an_error_holds_a_key_value() {
         expires_at: Utc::now() + chrono::Duration::days(1),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes: serde_json::from_value::<Attributes>(
             serde_json::json!({"note": "secret-note"}),
         )

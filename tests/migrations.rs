@@ -51,6 +51,7 @@ const SEED_SCHEMA: &[&str] = &[
     "index CREATE UNIQUE INDEX __diesel_schema_migrations_pkey ON __diesel_schema_migrations USING btree (version)",
     "index CREATE UNIQUE INDEX auth_user_pkey ON auth_user USING btree (id)",
     "index CREATE UNIQUE INDEX user_session_pkey ON user_session USING btree (id)",
+    "user_session.authenticated_at timestamp with time zone NO",
     "user_session.created_at timestamp with time zone NO",
     "user_session.expires_at timestamp with time zone NO",
     "user_session.id text NO",
@@ -59,7 +60,7 @@ const SEED_SCHEMA: &[&str] = &[
 ];
 
 /// The versions of the crate's migrations, in order.
-const VERSIONS: [&str; 2] = ["20261126000000", "20261201000000"];
+const VERSIONS: [&str; 3] = ["20261126000000", "20261201000000", "20261203100000"];
 
 #[tokio::test]
 async fn embedded_migrations_create_exactly_the_seed_schema_once() {

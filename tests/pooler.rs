@@ -93,6 +93,7 @@ fn session(id: &str, user: &str) -> DatabaseSession<String> {
         expires_at: chrono::Utc::now() + chrono::Duration::days(1),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes,
     }
 }

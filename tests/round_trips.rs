@@ -53,6 +53,7 @@ fn session_in(id: &str, user_id: &str, country: &str) -> DatabaseSession<String,
         expires_at: Utc::now() + Duration::hours(1),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes: serde_json::from_value(json!({ "country": country })).unwrap(),
     }
 }
@@ -233,6 +234,7 @@ async fn default_and_custom_names_never_share_a_cached_statement() {
             .unwrap(),
         created_at: crate::support::now(),
         last_seen_at: crate::support::now(),
+        authenticated_at: crate::support::now(),
         attributes: Attributes::new(),
     };
 

@@ -399,23 +399,31 @@ async fn revoked_grants() {
             },
         ]
     );
-    // UPDATE of expires_at and last_seen_at alone is enough; INSERT is
-    // needed on every managed column.
+    // UPDATE of expires_at and last_seen_at (validation), id and
+    // authenticated_at (rotation) alone is enough; INSERT is needed on
+    // every managed column.
     db.exec(&format!(
         "GRANT SELECT ON auth_user TO {r}; GRANT DELETE ON user_session TO {r}; \
          REVOKE UPDATE, INSERT ON user_session FROM {r}; \
-         GRANT UPDATE (expires_at, last_seen_at), INSERT (id, expires_at) ON user_session TO {r}"
+         GRANT UPDATE (expires_at, last_seen_at, id), INSERT (id, expires_at) ON user_session TO {r}"
     ))
     .await;
     assert_eq!(
         problems(adapter(&url).await.verify_schema().await),
-        vec![SchemaProblem::MissingPrivilege {
-            table: SESSION.into(),
-            privilege: "INSERT"
-        }]
+        vec![
+            SchemaProblem::MissingPrivilege {
+                table: SESSION.into(),
+                privilege: "INSERT"
+            },
+            SchemaProblem::MissingPrivilege {
+                table: SESSION.into(),
+                privilege: "UPDATE"
+            }
+        ]
     );
     db.exec(&format!(
-        "GRANT INSERT (user_id, created_at, last_seen_at) ON user_session TO {r}"
+        "GRANT INSERT (user_id, created_at, last_seen_at, authenticated_at) ON user_session TO {r}; \
+         GRANT UPDATE (authenticated_at) ON user_session TO {r}"
     ))
     .await;
     let a = adapter(&url).await;
@@ -433,8 +441,15 @@ async fn revoked_grants() {
             .unwrap()
             .is_some()
     );
+    let rotated = m.reauthenticate(&created.session).await.unwrap().unwrap();
+    assert!(
+        m.validate_session(rotated.token.as_str())
+            .await
+            .unwrap()
+            .is_some()
+    );
     m.adapter()
-        .update_session_expiration(&created.session.id, chrono::Utc::now())
+        .update_session_expiration(&rotated.session.id, chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(m.delete_expired_sessions().await.unwrap(), 1);

@@ -9,7 +9,8 @@
 //!
 //! For other table names or user id types, [`create_tables_sql`] renders the
 //! matching DDL and [`write_migration`] saves it as a migration of the
-//! application's own.
+//! application's own; [`authenticated_at_sql`] upgrades such a table made
+//! before `authenticated_at`.
 
 mod outbox;
 
@@ -160,12 +161,41 @@ pub fn create_tables_sql<U: UserId>(names: &TableNames) -> MigrationSql {
          CREATE TABLE {session} (\n    id TEXT PRIMARY KEY,\n    expires_at TIMESTAMPTZ NOT NULL,\n    \
          user_id {id_type} NOT NULL REFERENCES {user} (id),\n    \
          created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    \
-         last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n\n\
+         last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    \
+         authenticated_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n\n\
          CREATE INDEX {user_idx} ON {session} (user_id);\n\
          CREATE INDEX {expires_idx} ON {session} (expires_at);\n"
     ));
     let down = format!("DROP TABLE {session};\nDROP TABLE {user};\n");
     MigrationSql { up, down }
+}
+
+/// The upgrade of a session table made before `authenticated_at` (by
+/// [`create_tables_sql`] of an earlier version, or by hand): the crate's
+/// migration `2026-12-03-100000_session_authenticated_at` for these names.
+/// New rows default to the time of their insert (a sign-in); rows already
+/// there take their `created_at`, when their user last signed in for
+/// certain. The `UPDATE` writes every row once: with the cache's triggers
+/// installed, each also queues an invalidation.
+///
+/// # Examples
+/// ```
+/// use lucia_diesel::{TableNames, migrations::authenticated_at_sql};
+///
+/// let sql = authenticated_at_sql(&TableNames::new("auth.users", "auth.sessions")?);
+/// assert!(sql.up.starts_with(r#"ALTER TABLE "auth"."sessions" ADD COLUMN authenticated_at"#));
+/// # Ok::<(), lucia_diesel::ConfigError>(())
+/// ```
+#[must_use]
+pub fn authenticated_at_sql(names: &TableNames) -> MigrationSql {
+    let session = names.session().to_sql();
+    MigrationSql {
+        up: format!(
+            "ALTER TABLE {session} ADD COLUMN authenticated_at TIMESTAMPTZ NOT NULL DEFAULT now();\n\
+             UPDATE {session} SET authenticated_at = created_at;\n"
+        ),
+        down: format!("ALTER TABLE {session} DROP COLUMN authenticated_at;\n"),
+    }
 }
 
 /// Writes [`create_tables_sql`] as a new migration in an application's
@@ -207,11 +237,27 @@ mod tests {
     use super::*;
 
     const DIR: &str = "migrations-cache/2026-12-03-000000_cache_outbox";
+    const AUTHENTICATED_AT: &str = "migrations/2026-12-03-100000_session_authenticated_at";
 
     #[test]
     fn the_cache_migration_is_the_generated_ddl_for_the_default_names() {
         let sql = cache_triggers_sql(&TableNames::default());
         let read = |file: &str| std::fs::read_to_string(format!("{DIR}/{file}")).unwrap();
+        assert_eq!(read("up.sql"), sql.up);
+        assert_eq!(read("down.sql"), sql.down);
+    }
+
+    #[test]
+    fn the_authenticated_at_migration_is_the_generated_upgrade_for_the_default_names() {
+        let sql = authenticated_at_sql(&TableNames::default());
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(format!("{AUTHENTICATED_AT}/{file}")).unwrap();
+            // The files open with a comment the generator does not write.
+            text.lines()
+                .filter(|line| !line.starts_with("--"))
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+        };
         assert_eq!(read("up.sql"), sql.up);
         assert_eq!(read("down.sql"), sql.down);
     }

@@ -85,6 +85,7 @@ where
             Param::Timestamptz(session.expires_at),
             Param::Timestamptz(session.created_at),
             Param::Timestamptz(session.last_seen_at),
+            Param::Timestamptz(session.authenticated_at),
         ];
         let attributes = insert_values(&columns, values);
         params.extend(attributes.into_iter().map(Param::Jsonb));

@@ -6,18 +6,20 @@
 //! `statements` renders the adapter's SQL from its table names and
 //! columns, `columns` knows the attribute columns (and retries once when
 //! they changed), `attributes` decodes and encodes them, `insert` is
-//! `set_session`, `verify` the schema check. Every value is a bind
+//! `set_session`, `rotate` `rotate_session`, `run` how an operation gets
+//! its connection and runs, `verify` the schema check. Every value is a bind
 //! parameter.
 
 mod attributes;
 mod columns;
 mod insert;
+mod rotate;
+mod run;
 mod statements;
 mod verify;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize;
@@ -32,13 +34,14 @@ pub use crate::source::{ConnectionSource, SourceConnection};
 pub use crate::user_id::UserId;
 
 use self::attributes::from_columns;
-use self::columns::{Known, KnownColumns, Read};
+use self::columns::{KnownColumns, Read};
 use self::statements::{Column, Columns, Statements};
 use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, SessionAndUser, SessionRefresh,
+    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, Rotated, SessionAndUser,
+    SessionRefresh, SessionRotation,
 };
 use crate::error::{ConfigError, Error, Result};
-use crate::exec::{Conn, Param, Row, Sql, Statement};
+use crate::exec::{Param, Row};
 use crate::token::SessionId;
 use crate::trace::traced;
 
@@ -177,7 +180,8 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     }
 }
 
-/// A session row: id, expires_at, user_id, then the attribute columns.
+/// A session row: id, expires_at, user_id, created_at, last_seen_at,
+/// authenticated_at, then the attribute columns.
 fn decode_session<U: UserId, SA: DeserializeOwned>(
     row: &Row,
     attributes: &[Column],
@@ -188,6 +192,7 @@ fn decode_session<U: UserId, SA: DeserializeOwned>(
         user_id: row.get::<U::SqlType, U>(2)?,
         created_at: row.get::<Timestamptz, DateTime<Utc>>(3)?,
         last_seen_at: row.get::<Timestamptz, DateTime<Utc>>(4)?,
+        authenticated_at: row.get::<Timestamptz, DateTime<Utc>>(5)?,
         attributes: from_columns(row, SESSION_COLUMNS, attributes)?,
     })
 }
@@ -322,6 +327,17 @@ where
         .await
     }
 
+    async fn rotate_session(&self, rotation: SessionRotation<'_, U>) -> Result<Option<Rotated>> {
+        let span =
+            tracing::debug_span!("rotate_session", user_id = ?rotation.user_id, found = Empty);
+        traced(&span, async {
+            let rotated = self.rotate(rotation).await?;
+            span.record("found", rotated.is_some());
+            Ok(rotated)
+        })
+        .await
+    }
+
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let span = tracing::debug_span!("delete_expired_sessions", rows = Empty);
         traced(&span, async {
@@ -398,62 +414,6 @@ where
                 .await?;
             span.record("rows", n);
             Ok(n)
-        })
-        .await
-    }
-
-    /// Runs one statement for its row count, on a connection of its own.
-    async fn execute(&self, sql: &Sql, params: &[Param<'_>]) -> Result<u64> {
-        let mut lent = self.source.connection().await?;
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        Ok(conn.execute(Statement::new(sql, params)).await?)
-    }
-
-    /// Runs one query on a connection of its own, for its rows.
-    async fn query(&self, sql: &Sql, params: &[Param<'_>]) -> Result<Vec<Row>> {
-        let mut lent = self.source.connection().await?;
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        Ok(conn.query(Statement::new(sql, params)).await?)
-    }
-
-    /// A read that decides validity, and the columns its rows have: on a
-    /// replica first, if the source lends one, and asked again on the
-    /// primary when the replica finds nothing (writes not replayed yet?)
-    /// or fails but by a timeout (then the time is spent).
-    async fn read(&self, read: Read, params: &[Param<'_>]) -> Result<(Vec<Row>, Arc<Known>)> {
-        if let Some(mut lent) = self.source.read_connection().await {
-            let mut conn = lent.conn().within(self.source.operation_timeout());
-            match self.read_on(&mut conn, read, params).await {
-                Ok((rows, _)) if rows.is_empty() => {}
-                Err(error) if !matches!(error, Error::Timeout { .. }) => {}
-                found => return found,
-            }
-        }
-        let mut lent = self.source.connection().await?;
-        let mut conn = lent.conn().within(self.source.operation_timeout());
-        self.read_on(&mut conn, read, params).await
-    }
-
-    /// Runs `read` on a lent connection: the columns first (looked up on
-    /// first use), and once more if they changed.
-    async fn read_on(
-        &self,
-        conn: &mut Conn<'_>,
-        read: Read,
-        params: &[Param<'_>],
-    ) -> Result<(Vec<Row>, Arc<Known>)> {
-        let (statements, names) = (&self.statements, &self.names);
-        let known = self.columns.get(conn, statements, names).await?;
-        let failure = match conn.query(Statement::new(known.read(read), params)).await {
-            Ok(rows) => return Ok((rows, known)),
-            Err(failure) => failure,
-        };
-        // Boxed: a rare path whose state would otherwise enlarge every read's future.
-        Box::pin(async move {
-            let known = self.columns.again(conn, statements, names, &known, failure);
-            let known = known.await?;
-            let rows = conn.query(Statement::new(known.read(read), params)).await?;
-            Ok((rows, known))
         })
         .await
     }

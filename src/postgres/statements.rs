@@ -49,8 +49,14 @@ pub(crate) struct Columns {
 }
 
 /// The columns the crate manages in the session table; never attributes.
-pub(crate) const MANAGED_SESSION_COLUMNS: [&str; 5] =
-    ["id", "expires_at", "user_id", "created_at", "last_seen_at"];
+pub(crate) const MANAGED_SESSION_COLUMNS: [&str; 6] = [
+    "id",
+    "expires_at",
+    "user_id",
+    "created_at",
+    "last_seen_at",
+    "authenticated_at",
+];
 
 /// The attribute columns of the session table (`$1`) and the user table
 /// (`$2`), each given as SQL and resolved through the connection's
@@ -84,6 +90,12 @@ pub(crate) struct Statements {
     /// this, `$5` the new last_seen_at, `$6` = `$2`, `$7` = `$4` -> the
     /// expires_at and last_seen_at after it, whether it moved the expiry.
     pub(crate) refresh: Sql,
+    /// `$1` the new id, `$2` authenticated_at unless the stored one is
+    /// later, `$3` id, `$4` user id, and the row must be live: `$5` expires
+    /// after, `$6` last seen after, `$7` created after -> expires_at,
+    /// created_at, last_seen_at, authenticated_at. The row keeps every
+    /// other column: one statement, so a crash leaves one of the two ids.
+    pub(crate) rotate: Sql,
     /// `$1` id.
     pub(crate) delete_session: Sql,
     /// `$1` user id.
@@ -127,6 +139,16 @@ impl Statements {
                      FROM cur LEFT JOIN upd ON true",
                 )
                 .build(),
+            rotate: SqlBuilder::new()
+                .sql("UPDATE ")
+                .table(s)
+                .template(
+                    " SET id = $1, authenticated_at = GREATEST(authenticated_at, $2) \
+                     WHERE id = $3 AND user_id = $4 AND expires_at > $5 AND last_seen_at > $6 \
+                     AND created_at > $7 \
+                     RETURNING expires_at, created_at, last_seen_at, authenticated_at",
+                )
+                .build(),
             delete_session: SqlBuilder::new()
                 .sql("DELETE FROM ")
                 .table(s)
@@ -168,7 +190,7 @@ impl Statements {
     /// on every row (see BENCHMARKS.md's notes for what that cost).
     pub(crate) fn get_session_and_user(&self, columns: &Columns) -> Sql {
         SqlBuilder::new()
-            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at")
+            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.authenticated_at")
             .sql(&select_list("s", &columns.session))
             .sql(&select_list("u", &columns.user))
             .sql(" FROM ")
@@ -183,7 +205,7 @@ impl Statements {
     /// the attribute columns.
     pub(crate) fn get_user_sessions(&self, columns: &Columns) -> Sql {
         SqlBuilder::new()
-            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at")
+            .sql("SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.authenticated_at")
             .sql(&select_list("s", &columns.session))
             .sql(" FROM ")
             .table(self.names.session())
@@ -192,7 +214,7 @@ impl Statements {
     }
 
     /// `$1` id, `$2` user id, `$3` expires_at, `$4` created_at, `$5`
-    /// last_seen_at, then one `jsonb` parameter per attribute column, in the
+    /// last_seen_at, `$6` authenticated_at, then one `jsonb` parameter per attribute column, in the
     /// order given (see [`Write`]). Columns left
     /// out keep their defaults. One row (`true`) when inserted, none when the
     /// id is taken (never an overwrite).
@@ -201,11 +223,11 @@ impl Statements {
         let mut b = SqlBuilder::new()
             .sql("INSERT INTO ")
             .table(session)
-            .sql(" (id, user_id, expires_at, created_at, last_seen_at");
+            .sql(" (id, user_id, expires_at, created_at, last_seen_at, authenticated_at");
         for c in columns {
             b = b.sql(", ").ident(&c.name);
         }
-        b = b.template(") VALUES ($1, $2, $3, $4, $5");
+        b = b.template(") VALUES ($1, $2, $3, $4, $5, $6");
         for c in columns {
             b = match &c.write {
                 Write::Cast(ty) => b
@@ -282,19 +304,21 @@ mod tests {
         };
         assert_eq!(
             s.get_user_sessions(&columns).text(),
-            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.\"country\", \
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.authenticated_at, \
+             s.\"country\", \
              to_jsonb(s.\"IP addr\") FROM \"Sessions\" AS s WHERE s.user_id = $1"
         );
         assert_eq!(
             s.get_session_and_user(&columns).text(),
-            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.\"country\", \
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.authenticated_at, \
+             s.\"country\", \
              to_jsonb(s.\"IP addr\"), u.\"it's\" FROM \"Sessions\" AS s INNER JOIN \
              \"auth\".\"users\" AS u ON u.id = s.user_id WHERE s.id = $1"
         );
         let none = Columns::default();
         assert_eq!(
             s.get_user_sessions(&none).text(),
-            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at \
+            "SELECT s.id, s.expires_at, s.user_id, s.created_at, s.last_seen_at, s.authenticated_at \
              FROM \"Sessions\" AS s WHERE s.user_id = $1"
         );
     }
@@ -311,12 +335,12 @@ mod tests {
         assert_eq!(
             sql.text(),
             "INSERT INTO \"user_session\" (id, user_id, expires_at, created_at, last_seen_at, \
-             \"n\", \"j'son\", \"arr\") VALUES ($1, $2, $3, $4, $5, \
-             CAST($6 #>> '{}' AS \"pg_catalog\".\"int4\"), \
-             CAST(NULLIF($7, 'null') AS \"pg_catalog\".\"jsonb\"), \
-             (jsonb_populate_record(NULL::\"user_session\", $8)).\"arr\") \
+             authenticated_at, \"n\", \"j'son\", \"arr\") VALUES ($1, $2, $3, $4, $5, $6, \
+             CAST($7 #>> '{}' AS \"pg_catalog\".\"int4\"), \
+             CAST(NULLIF($8, 'null') AS \"pg_catalog\".\"jsonb\"), \
+             (jsonb_populate_record(NULL::\"user_session\", $9)).\"arr\") \
              ON CONFLICT (id) DO NOTHING RETURNING true"
         );
-        assert_eq!(sql.parts().len(), 9);
+        assert_eq!(sql.parts().len(), 10);
     }
 }

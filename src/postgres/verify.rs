@@ -169,7 +169,9 @@ where
     /// for unqualified names) and are tables; the session table has `id`
     /// (`text`, or `varchar` of at least 64 characters), `expires_at`
     /// (`timestamptz`), `created_at` and `last_seen_at` (`timestamptz`, from
-    /// the crate's second migration) and `user_id`, and the user table has `id`, both user
+    /// the crate's second migration), `authenticated_at` (`timestamptz`,
+    /// from its third: [`authenticated_at_sql`](crate::migrations::authenticated_at_sql)
+    /// for custom tables) and `user_id`, and the user table has `id`, both user
     /// ids of the column type of `U` (`text`/`varchar`, `integer`, `bigint`
     /// or `uuid`); those columns are `NOT NULL`; each table's `id` has a
     /// unique index of its own that `ON CONFLICT (id)` can use (a primary
@@ -199,11 +201,12 @@ where
             let queries = Queries::new();
             let user_id = Want::user_id::<U>();
             let session_needs = [
-                Need("id", SESSION_ID, true, true, false),
+                Need("id", SESSION_ID, true, true, true),
                 Need("expires_at", TIMESTAMPTZ, false, true, true),
                 Need("user_id", user_id, false, true, false),
                 Need("created_at", TIMESTAMPTZ, false, true, false),
                 Need("last_seen_at", TIMESTAMPTZ, false, true, true),
+                Need("authenticated_at", TIMESTAMPTZ, false, true, true),
             ];
             let user_needs = [Need("id", user_id, true, false, false)];
             let (user, session) = (self.names.user(), self.names.session());

@@ -15,7 +15,11 @@
 //!    limits, off by default as in Lucia: an idle timeout
 //!    ([`SessionManagerBuilder::with_idle_timeout`]) and an absolute
 //!    lifetime ([`SessionManagerBuilder::with_absolute_lifetime`]).
-//! 3. [`SessionManager::invalidate_session`] on logout,
+//! 3. [`SessionManager::rotate_session`] on a change of privilege (a new
+//!    token for the same session), [`SessionManager::reauthenticate`] when
+//!    the user proved who they are again, and
+//!    [`SessionManager::is_recent_sign_in`] before a sensitive action.
+//! 4. [`SessionManager::invalidate_session`] on logout,
 //!    [`SessionManager::invalidate_user_sessions`] on a password change.
 //!
 //! By default the table stores the SHA-256 of the token, never the token:
@@ -24,8 +28,10 @@
 //! # Observability
 //! Every operation runs in a `tracing` span at `DEBUG` level named after it:
 //! the manager's under target `lucia_diesel::session` (`create_session`,
-//! `validate_session`, `invalidate_session`, `invalidate_user_sessions`,
-//! `get_user_sessions`, `delete_expired_sessions`), the adapter's under
+//! `validate_session`, `rotate_session`, `reauthenticate`,
+//! `invalidate_session`, `invalidate_user_sessions`,
+//! `invalidate_other_sessions`, `get_user_sessions`,
+//! `delete_expired_sessions`), the adapter's under
 //! `lucia_diesel::postgres` (one per [`Adapter`] method, plus
 //! `delete_expired_batch`). Spans carry user ids, row counts and outcomes,
 //! never a token or a session id (in Lucia-compatible storage the id is the
@@ -57,6 +63,7 @@ use crate::trace::traced;
 mod builder;
 pub(crate) mod hook;
 mod policy;
+mod rotate;
 mod validate;
 
 pub use self::builder::SessionManagerBuilder;
@@ -86,7 +93,11 @@ pub struct Session<U, A> {
     /// When the session was last used, to the manager's activity resolution
     /// (see [`SessionManagerBuilder::with_activity_resolution`]).
     pub last_seen_at: DateTime<Utc>,
-    /// `true` when the session was just created or extended: send the
+    /// When the user last proved who they are in this session: the
+    /// sign-in, or the latest [`SessionManager::reauthenticate`]. See
+    /// [`SessionManager::is_recent_sign_in`].
+    pub authenticated_at: DateTime<Utc>,
+    /// `true` when the session was just created, extended or rotated: send the
     /// session cookie again so its `Max-Age` follows.
     pub fresh: bool,
     /// The session attributes.
@@ -101,6 +112,7 @@ impl<U: fmt::Debug, A: fmt::Debug> fmt::Debug for Session<U, A> {
             .field("expires_at", &self.expires_at)
             .field("created_at", &self.created_at)
             .field("last_seen_at", &self.last_seen_at)
+            .field("authenticated_at", &self.authenticated_at)
             .field("fresh", &self.fresh)
             .field("attributes", &self.attributes)
             .finish()
@@ -115,6 +127,7 @@ impl<U, A> Session<U, A> {
             expires_at: stored.expires_at,
             created_at: stored.created_at,
             last_seen_at: stored.last_seen_at,
+            authenticated_at: stored.authenticated_at,
             fresh,
             attributes: stored.attributes,
         }
@@ -290,6 +303,7 @@ impl<A: Adapter> SessionManager<A> {
             expires_at: self.policy.first_expiry(now),
             created_at: now,
             last_seen_at: now,
+            authenticated_at: now,
             attributes,
         };
         for _ in 0..CREATE_ATTEMPTS {

@@ -4,11 +4,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::adapter::{DatabaseSession, SessionRefresh};
+use crate::adapter::{DatabaseSession, Liveness, SessionRefresh};
 
 /// A condition time no session meets (PostgreSQL stores no time before
 /// 4713 BC, so not `DateTime::MIN_UTC`).
-const NEVER: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
+pub(crate) const NEVER: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
 /// The timeouts a manager enforces (set by its builder).
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +58,16 @@ impl Policy {
                 .is_some_and(|max| now >= s.created_at + max)
     }
 
+    /// What a session must be to be live at `now`, for a statement to
+    /// check against the stored row: the same limits as [`Self::expired`].
+    pub(crate) fn liveness(&self, now: DateTime<Utc>) -> Liveness {
+        Liveness {
+            expires_after: now,
+            seen_after: self.idle_timeout.map_or(NEVER, |idle| now - idle),
+            created_after: self.absolute_lifetime.map_or(NEVER, |max| now - max),
+        }
+    }
+
     /// What a validation at `now` must write, if anything: a new expiry
     /// when less than half the lifetime is left (Lucia's rule) and the cap
     /// allows a later one, and the time of this use when the stored one is
@@ -105,6 +115,7 @@ mod tests {
             expires_at,
             created_at,
             last_seen_at,
+            authenticated_at: created_at,
             attributes: (),
         };
         if policy.expired(now, &s) {

@@ -1,0 +1,1 @@
+ALTER TABLE "user_session" DROP COLUMN authenticated_at;
