@@ -33,6 +33,12 @@
 //! - [`CurrentSession`]: the validated session and its user; without a
 //!   valid session the request is rejected with `401`.
 //! - [`MaybeSession`]: the same, optional; `None` instead of a 401.
+//! - [`RecentSession`]: a [`CurrentSession`] whose user signed in within
+//!   the last `N` seconds (`RecentSession<A, N>`), for sensitive actions;
+//!   a `401` with `"reason": "reauthentication_required"` otherwise.
+//!
+//! [`CurrentSession::rotate`] and [`CurrentSession::reauthenticate`] give
+//! the session a new token; the middleware sends its cookie.
 //!
 //! Both read the session cookie (or, with
 //! [`SessionMiddleware::with_bearer_tokens`], an `Authorization: Bearer`
@@ -59,7 +65,8 @@
 //! - **Caching.** Every response that sets a cookie gets
 //!   `Cache-Control: no-store`.
 //!
-//! Rejections are small JSON bodies, `{"error": "..."}`, with the status
+//! Rejections are small JSON bodies, `{"error": "...", "reason": "..."}`,
+//! with the status
 //! ([`SessionRejection`]).
 
 use std::future::{Ready, ready};
@@ -78,8 +85,10 @@ use futures_util::future::LocalBoxFuture;
 use tokio::sync::OnceCell;
 
 use crate::adapter::Adapter;
-use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, json_error_body, validate_request};
-pub use crate::http::{CurrentSession, MaybeSession, SessionRejection};
+use crate::http::{
+    CookieSlot, RequestHeaders, RequestPolicy, is_named, json_error_body, validate_request,
+};
+pub use crate::http::{CurrentSession, MaybeSession, RecentSession, SessionRejection};
 use crate::session::SessionManager;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -186,10 +195,24 @@ where
 /// `Cache-Control: no-store` when the response sets a cookie.
 fn finish(headers: &mut HeaderMap, slot: &CookieSlot) {
     let set_cookies = headers.get_all(SET_COOKIE);
-    let decided = slot.take_unless_set(set_cookies.filter_map(|v| v.to_str().ok()));
-    // The value is already percent-encoded where it needs to be.
-    if let Some(value) = decided.and_then(|c| HeaderValue::try_from(c.to_string()).ok()) {
-        headers.append(SET_COOKIE, value);
+    if let Some((cookie, replace)) = slot.take(set_cookies.filter_map(|v| v.to_str().ok())) {
+        if replace {
+            // A rotation's cookie: every other of the same name goes.
+            let named = |v: &HeaderValue| v.to_str().is_ok_and(|v| is_named(v, cookie.name()));
+            let kept: Vec<HeaderValue> = headers
+                .get_all(SET_COOKIE)
+                .filter(|v| !named(v))
+                .cloned()
+                .collect();
+            headers.remove(SET_COOKIE);
+            for value in kept {
+                headers.append(SET_COOKIE, value);
+            }
+        }
+        // The value is already percent-encoded where it needs to be.
+        if let Ok(value) = HeaderValue::try_from(cookie.to_string()) {
+            headers.append(SET_COOKIE, value);
+        }
     }
     if headers.contains_key(SET_COOKIE) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -220,7 +243,9 @@ impl ResponseError for SessionRejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        json_error(self.status_code(), self.message())
+        HttpResponse::build(self.status_code())
+            .insert_header((CONTENT_TYPE, "application/json"))
+            .body(self.json_body())
     }
 }
 
@@ -290,7 +315,9 @@ where
     match validate_request(&manager, credential.as_ref()).await {
         Ok(validated) => {
             context.cookie.set(validated.set_cookie);
-            Ok(validated.current)
+            Ok(validated
+                .current
+                .map(|current| current.with_cookie_slot(&context.cookie)))
         }
         Err(error) => Err(SessionRejection::from_error(&error)),
     }
@@ -311,6 +338,29 @@ where
             validated::<A>(req)
                 .await?
                 .ok_or(SessionRejection::Unauthorized)
+        })
+    }
+}
+
+/// Rejects with `401` and `"reason": "reauthentication_required"` when the
+/// sign-in is older than `SECONDS`; otherwise as [`CurrentSession`].
+impl<A, const SECONDS: u64> FromRequest for RecentSession<A, SECONDS>
+where
+    A: Adapter + 'static,
+    A::SessionAttributes: Clone,
+    A::UserAttributes: Clone,
+{
+    type Error = SessionRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, SessionRejection>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let current = validated::<A>(req.clone()).await?;
+            let current = current.ok_or(SessionRejection::Unauthorized)?;
+            // Validation found the manager (or answered MissingManager).
+            let manager = req.app_data::<web::Data<SessionManager<A>>>();
+            Self::check(current, manager.ok_or(SessionRejection::MissingManager)?)
         })
     }
 }

@@ -29,6 +29,12 @@
 //! - [`CurrentSession`]: the validated session and its user; without a
 //!   valid session the request is rejected with `401`.
 //! - [`MaybeSession`]: the same, optional; `None` instead of a 401.
+//! - [`RecentSession`]: a [`CurrentSession`] whose user signed in within
+//!   the last `N` seconds (`RecentSession<A, N>`), for sensitive actions;
+//!   a `401` with `"reason": "reauthentication_required"` otherwise.
+//!
+//! [`CurrentSession::rotate`] and [`CurrentSession::reauthenticate`] give
+//! the session a new token; the layer sends its cookie.
 //!
 //! Both read the session cookie (or, with
 //! [`SessionLayer::with_bearer_tokens`], an `Authorization: Bearer`
@@ -53,7 +59,8 @@
 //! - **Caching.** Every response that sets a cookie gets
 //!   `Cache-Control: no-store`.
 //!
-//! Rejections are small JSON bodies, `{"error": "..."}`, with the status.
+//! Rejections are small JSON bodies, `{"error": "...", "reason": "..."}`
+//! (see [`SessionRejection`]), with the status.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,8 +78,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::adapter::Adapter;
-use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, json_error_body, validate_request};
-pub use crate::http::{CurrentSession, MaybeSession, SessionRejection};
+use crate::http::{
+    CookieSlot, RequestHeaders, RequestPolicy, is_named, json_error_body, validate_request,
+};
+pub use crate::http::{CurrentSession, MaybeSession, RecentSession, SessionRejection};
 use crate::session::SessionManager;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -174,15 +183,37 @@ where
 /// Adds the decided cookie (unless the handler set its own) and
 /// `Cache-Control: no-store` when the response sets a cookie.
 fn finish(res: &mut Response<Body>, slot: &CookieSlot) {
-    let set_cookies = res.headers().get_all(SET_COOKIE);
-    let decided = slot.take_unless_set(set_cookies.iter().filter_map(|v| v.to_str().ok()));
-    // The value is already percent-encoded where it needs to be.
-    if let Some(value) = decided.and_then(|c| HeaderValue::try_from(c.to_string()).ok()) {
-        res.headers_mut().append(SET_COOKIE, value);
-    }
+    set_decided_cookie(res.headers_mut(), slot);
     if res.headers().contains_key(SET_COOKIE) {
         res.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// Adds the slot's cookie to `headers`; a rotation's first removes every
+/// `Set-Cookie` of the same name.
+fn set_decided_cookie(headers: &mut HeaderMap, slot: &CookieSlot) {
+    let set_cookies = headers.get_all(SET_COOKIE);
+    let Some((cookie, replace)) = slot.take(set_cookies.iter().filter_map(|v| v.to_str().ok()))
+    else {
+        return;
+    };
+    if replace {
+        let named = |v: &HeaderValue| v.to_str().is_ok_and(|v| is_named(v, cookie.name()));
+        let kept: Vec<HeaderValue> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter(|v| !named(v))
+            .cloned()
+            .collect();
+        headers.remove(SET_COOKIE);
+        for value in kept {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    // The value is already percent-encoded where it needs to be.
+    if let Ok(value) = HeaderValue::try_from(cookie.to_string()) {
+        headers.append(SET_COOKIE, value);
     }
 }
 
@@ -203,7 +234,11 @@ fn request_headers<'a>(
 
 /// A `{"error": message}` response.
 fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    let body = json_error_body(message);
+    json_response(status, json_error_body(message))
+}
+
+/// A JSON response.
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     res.headers_mut()
@@ -221,7 +256,7 @@ impl SessionRejection {
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response<Body> {
-        json_error(self.status(), self.message())
+        json_response(self.status(), self.json_body())
     }
 }
 
@@ -269,7 +304,9 @@ where
     let result = match validate_request(&manager, credential.as_ref()).await {
         Ok(validated) => {
             context.cookie.set(validated.set_cookie);
-            Ok(validated.current)
+            Ok(validated
+                .current
+                .map(|current| current.with_cookie_slot(&context.cookie)))
         }
         Err(error) => Err(SessionRejection::from_error(&error)),
     };
@@ -293,6 +330,24 @@ where
         validated::<A, S>(parts, state)
             .await?
             .ok_or(SessionRejection::Unauthorized)
+    }
+}
+
+/// Rejects with `401` and `"reason": "reauthentication_required"` when the
+/// sign-in is older than `SECONDS`; otherwise as [`CurrentSession`].
+impl<A, S, const SECONDS: u64> FromRequestParts<S> for RecentSession<A, SECONDS>
+where
+    A: Adapter + 'static,
+    A::SessionAttributes: Clone,
+    A::UserAttributes: Clone,
+    Arc<SessionManager<A>>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let current = CurrentSession::<A>::from_request_parts(parts, state).await?;
+        Self::check(current, &Arc::<SessionManager<A>>::from_ref(state))
     }
 }
 

@@ -28,6 +28,18 @@
 //!   session the request is forwarded with `401 Unauthorized` (add a route
 //!   of lower rank, or a 401 catcher, to redirect to a login page).
 //! - [`MaybeSession`]: the same, optional; never forwards.
+//! - [`RecentSession`]: a [`CurrentSession`] whose user signed in within
+//!   the last `N` seconds (`RecentSession<A, N>`), for sensitive actions.
+//!   A session signed in longer ago is forwarded with `401` too: a route of
+//!   lower rank taking [`CurrentSession`] sends it to a password prompt
+//!   (which calls [`CurrentSession::reauthenticate`]). A JSON route can
+//!   instead return `Result<_, SessionRejection>` and use
+//!   [`CurrentSession::require_recent_sign_in`]: [`SessionRejection`] is a
+//!   responder (`401`, `{"error": "...", "reason": "reauthentication_required"}`).
+//!
+//! [`CurrentSession::rotate`] and [`CurrentSession::reauthenticate`] give
+//! the session a new token; the fairing sends its cookie in place of any
+//! other session cookie on the response.
 //!
 //! Both read the session cookie (or, with
 //! [`SessionFairing::with_bearer_tokens`], an `Authorization: Bearer`
@@ -59,6 +71,9 @@
 //! - **Caching.** Every response that sets a cookie gets
 //!   `Cache-Control: no-store`, so no shared cache keeps a session cookie.
 
+use std::io::Cursor;
+use std::sync::Arc;
+
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::{Header, Method, Status};
 use rocket::outcome::Outcome;
@@ -67,8 +82,10 @@ use rocket::{Build, Data, Ignite, Response, Rocket, Sentinel};
 
 use crate::adapter::Adapter;
 use crate::error::Error;
-use crate::http::{CookieSlot, RequestHeaders, RequestPolicy, error_status, validate_request};
-pub use crate::http::{CurrentSession, MaybeSession};
+use crate::http::{
+    CookieSlot, RequestHeaders, RequestPolicy, error_status, is_named, validate_request,
+};
+pub use crate::http::{CurrentSession, MaybeSession, RecentSession, SessionRejection};
 use crate::session::SessionManager;
 
 /// Where requests rejected as cross-origin are sent (answered with 403).
@@ -137,12 +154,18 @@ where
     };
     let credential = policy.credential(&request_headers(req, None), from_cookie);
     let validated = validate_request(manager, credential.as_ref()).await?;
+    let slot = cookie_slot(req);
     if let Some(cookie) = validated.set_cookie {
         // The jar puts it on the route's response; the slot on a catcher's.
         req.cookies().add(cookie.clone());
-        req.local_cache(CookieSlot::default).set(Some(cookie));
+        slot.set(Some(cookie));
     }
-    Ok(validated.current)
+    Ok(validated.current.map(|c| c.with_cookie_slot(slot)))
+}
+
+/// The request's cookie slot (see [`CookieSlot`]).
+fn cookie_slot<'r>(req: &'r Request<'_>) -> &'r Arc<CookieSlot> {
+    req.local_cache(|| Arc::new(CookieSlot::default()))
 }
 
 async fn validated<'r, A>(req: &'r Request<'_>) -> &'r Result<Option<CurrentSession<A>>, Error>
@@ -171,6 +194,47 @@ where
             Ok(None) => Outcome::Forward(Status::Unauthorized),
             Err(e) => Outcome::Error((status_of(e), e.clone())),
         }
+    }
+}
+
+/// Forwards with `401` when the sign-in is older than `SECONDS`, as
+/// without a session: a route of lower rank taking [`CurrentSession`] can
+/// redirect to a password prompt.
+#[rocket::async_trait]
+impl<'r, A, const SECONDS: u64> FromRequest<'r> for RecentSession<A, SECONDS>
+where
+    A: Adapter + 'static,
+    A::SessionAttributes: Clone,
+    A::UserAttributes: Clone,
+{
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let current = match validated::<A>(req).await {
+            Ok(Some(current)) => current.clone(),
+            Ok(None) => return Outcome::Forward(Status::Unauthorized),
+            Err(e) => return Outcome::Error((status_of(e), e.clone())),
+        };
+        // Validation found the manager (or failed saying so).
+        let Some(manager) = req.rocket().state::<SessionManager<A>>() else {
+            return Outcome::Forward(Status::InternalServerError);
+        };
+        match Self::check(current, manager) {
+            Ok(recent) => Outcome::Success(recent),
+            Err(_) => Outcome::Forward(Status::Unauthorized),
+        }
+    }
+}
+
+/// Answers `{"error": "...", "reason": "..."}` with the rejection's status.
+impl<'r> rocket::response::Responder<'r, 'static> for SessionRejection {
+    fn respond_to(self, _: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let body = self.json_body();
+        Response::build()
+            .status(Status::new(self.http_status()))
+            .header(rocket::http::ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .ok()
     }
 }
 
@@ -214,6 +278,13 @@ fn guard_lacks_setup<A: Adapter + 'static>(rocket: &Rocket<Ignite>, guard: &str)
 impl<A: Adapter + 'static> Sentinel for CurrentSession<A> {
     fn abort(rocket: &Rocket<Ignite>) -> bool {
         guard_lacks_setup::<A>(rocket, "CurrentSession")
+    }
+}
+
+/// Stops the launch when the guard could never succeed (no manager, no fairing).
+impl<A: Adapter + 'static, const SECONDS: u64> Sentinel for RecentSession<A, SECONDS> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        guard_lacks_setup::<A>(rocket, "RecentSession")
     }
 }
 
@@ -292,8 +363,20 @@ impl Fairing for SessionFairing {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         // A catcher's response lost the jar's cookies: send the guard's.
-        let slot = req.local_cache(CookieSlot::default);
-        if let Some(cookie) = slot.take_unless_set(res.headers().get("Set-Cookie")) {
+        // A rotation's cookie replaces the jar's refreshed one.
+        if let Some((cookie, replace)) = cookie_slot(req).take(res.headers().get("Set-Cookie")) {
+            if replace {
+                let kept: Vec<String> = res
+                    .headers()
+                    .get("Set-Cookie")
+                    .filter(|v| !is_named(v, cookie.name()))
+                    .map(str::to_owned)
+                    .collect();
+                res.remove_header("Set-Cookie");
+                for value in kept {
+                    res.adjoin_header(Header::new("Set-Cookie", value));
+                }
+            }
             res.adjoin_header(cookie);
         }
         if res.headers().contains("Set-Cookie") {

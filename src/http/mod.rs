@@ -40,13 +40,14 @@
 //! absent. With bearer tokens disabled (the default) the header is ignored.
 
 mod origin;
+mod recent;
 mod rejection;
 mod request;
 mod session;
-#[cfg(any(feature = "rocket", feature = "axum", feature = "actix"))]
 mod slot;
 
 pub use self::origin::verify_request_origin;
+pub use self::recent::RecentSession;
 pub use self::rejection::SessionRejection;
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) use self::rejection::json_error_body;
@@ -55,7 +56,7 @@ pub use self::session::{
     CurrentSession, MaybeSession, RequestSession, error_status, validate_request,
 };
 #[cfg(any(feature = "rocket", feature = "axum", feature = "actix"))]
-pub(crate) use self::slot::CookieSlot;
+pub(crate) use self::slot::{CookieSlot, is_named};
 
 /// The token of an `Authorization: Bearer <token>` header value, or `None`.
 ///

@@ -5,12 +5,17 @@ use crate::error::Error;
 use crate::http::error_status;
 
 /// Why an extractor refused a request; the integrations answer it as
-/// `{"error": "..."}` with [`http_status`](Self::http_status).
+/// `{"error": "...", "reason": "..."}` with [`http_status`](Self::http_status):
+/// `error` for people, `reason` ([`reason`](Self::reason)) for programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionRejection {
     /// No valid session (`401 Unauthorized`; only `CurrentSession`).
     Unauthorized,
+    /// A valid session whose sign-in is older than the route allows
+    /// (`401`; `RecentSession`): ask for the password again, then
+    /// re-authenticate the session.
+    ReauthenticationRequired,
     /// The session store is unavailable, timed out or read-only
     /// (`503 Service Unavailable`): try again later.
     Unavailable,
@@ -29,7 +34,7 @@ impl SessionRejection {
     #[must_use]
     pub fn http_status(self) -> u16 {
         match self {
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::ReauthenticationRequired => 401,
             Self::Unavailable => 503,
             Self::StoreFailed | Self::MissingLayer | Self::MissingManager => 500,
         }
@@ -40,8 +45,22 @@ impl SessionRejection {
     pub fn message(self) -> &'static str {
         match self {
             Self::Unauthorized => "not signed in",
+            Self::ReauthenticationRequired => "sign in again to continue",
             Self::Unavailable => "the session store is unavailable; try again later",
             Self::StoreFailed | Self::MissingLayer | Self::MissingManager => "internal error",
+        }
+    }
+
+    /// A stable code for programs: `unauthorized`,
+    /// `reauthentication_required`, `unavailable` (retry later) or
+    /// `internal_error`.
+    #[must_use]
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::ReauthenticationRequired => "reauthentication_required",
+            Self::Unavailable => "unavailable",
+            Self::StoreFailed | Self::MissingLayer | Self::MissingManager => "internal_error",
         }
     }
 
@@ -55,14 +74,15 @@ impl SessionRejection {
         }
     }
 
-    /// The response body, `{"error": "..."}`.
+    /// The response body, `{"error": "...", "reason": "..."}`.
     #[must_use]
     pub fn json_body(self) -> String {
-        json_error_body(self.message())
+        serde_json::json!({ "error": self.message(), "reason": self.reason() }).to_string()
     }
 }
 
 /// `{"error": message}`.
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) fn json_error_body(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }

@@ -2,13 +2,17 @@
 //! cookie to send back.
 
 use std::fmt;
+use std::sync::Arc;
 
+use chrono::Duration;
 use cookie::Cookie;
 
+use super::rejection::SessionRejection;
 use super::request::{Credential, TokenSource};
+use super::slot::CookieSlot;
 use crate::adapter::Adapter;
 use crate::error::Error;
-use crate::session::{SessionManager, SessionOf, UserOf};
+use crate::session::{CreatedSession, SessionManager, SessionOf, UserOf};
 
 /// The signed-in user's session and user: what the integrations' guards
 /// and extractors give a handler.
@@ -21,9 +25,94 @@ pub struct CurrentSession<A: Adapter> {
     /// How the request presented the token: a handler that answers with a
     /// cookie (logout's blank cookie) sends it only to cookie clients.
     pub source: TokenSource,
+    /// Where a rotation's cookie goes: the integration's, for the response.
+    cookie: Option<Arc<CookieSlot>>,
 }
 
+/// A rotation's outcome: the new session and token, or `None` when the
+/// session was gone or expired.
+type Rotation<A> =
+    Option<CreatedSession<<A as Adapter>::UserId, <A as Adapter>::SessionAttributes>>;
+
 impl<A: Adapter> CurrentSession<A> {
+    /// The session as the integrations hand it out: a rotation's cookie
+    /// goes into `slot`, which the integration adds to the response.
+    #[cfg(any(feature = "rocket", feature = "axum", feature = "actix"))]
+    pub(crate) fn with_cookie_slot(mut self, slot: &Arc<CookieSlot>) -> Self {
+        self.cookie = Some(Arc::clone(slot));
+        self
+    }
+
+    /// Gives this session a new token ([`SessionManager::rotate_session`]:
+    /// on a change of privilege) and returns it. For a cookie request the
+    /// integration (Rocket, axum, actix-web) sends the new session cookie
+    /// with the response, replacing any other; a bearer client needs the
+    /// returned token (answer it in the body). `None` when the session is
+    /// gone or expired: a cookie client then gets a blank cookie.
+    ///
+    /// # Errors
+    /// Storage errors ([`error_status`] gives their HTTP status); the old
+    /// token then still works.
+    pub async fn rotate(&self, manager: &SessionManager<A>) -> Result<Rotation<A>, Error> {
+        let rotated = manager.rotate_session(&self.session).await?;
+        self.send(manager, rotated.as_ref());
+        Ok(rotated)
+    }
+
+    /// Records that the user just proved who they are again (the handler
+    /// checked their password) and rotates the token, as
+    /// [`SessionManager::reauthenticate`]; the cookie goes out as with
+    /// [`rotate`](Self::rotate).
+    ///
+    /// # Errors
+    /// As [`rotate`](Self::rotate).
+    pub async fn reauthenticate(&self, manager: &SessionManager<A>) -> Result<Rotation<A>, Error> {
+        let rotated = manager.reauthenticate(&self.session).await?;
+        self.send(manager, rotated.as_ref());
+        Ok(rotated)
+    }
+
+    /// `Ok` when the user signed in or re-authenticated within `within`
+    /// ([`SessionManager::is_recent_sign_in`]), else
+    /// [`SessionRejection::ReauthenticationRequired`], which every
+    /// integration answers as a JSON `401` with
+    /// `"reason": "reauthentication_required"`. The guards and extractors
+    /// [`RecentSession`](super::RecentSession) do this check.
+    ///
+    /// # Errors
+    /// [`SessionRejection::ReauthenticationRequired`].
+    pub fn require_recent_sign_in(
+        &self,
+        manager: &SessionManager<A>,
+        within: Duration,
+    ) -> Result<(), SessionRejection> {
+        if manager.is_recent_sign_in(&self.session, within) {
+            Ok(())
+        } else {
+            Err(SessionRejection::ReauthenticationRequired)
+        }
+    }
+
+    /// Puts a rotation's cookie (the new token, or a blank one when the
+    /// session is gone) in the integration's slot, for cookie requests.
+    fn send(
+        &self,
+        manager: &SessionManager<A>,
+        rotated: Option<&CreatedSession<A::UserId, A::SessionAttributes>>,
+    ) {
+        let Some(slot) = self
+            .cookie
+            .as_ref()
+            .filter(|_| self.source == TokenSource::Cookie)
+        else {
+            return;
+        };
+        slot.replace_with(match rotated {
+            Some(created) => manager.create_session_cookie(created.token.as_str()),
+            None => manager.create_blank_session_cookie(),
+        });
+    }
+
     /// Signs the user out everywhere but this session ("sign out my other
     /// devices"): [`SessionManager::invalidate_other_sessions`] with this
     /// session kept. Returns how many sessions went.
@@ -47,6 +136,7 @@ where
             session: self.session.clone(),
             user: self.user.clone(),
             source: self.source,
+            cookie: self.cookie.clone(),
         }
     }
 }
@@ -61,7 +151,7 @@ where
             .field("session", &self.session)
             .field("user", &self.user)
             .field("source", &self.source)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,6 +238,7 @@ pub async fn validate_request<A: Adapter>(
                 session,
                 user,
                 source,
+                cookie: None,
             }),
         },
         None => RequestSession {

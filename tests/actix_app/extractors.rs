@@ -34,7 +34,7 @@ async fn valid_cookie_or_valid_bearer_and_401_without() {
     );
     assert_eq!(
         body_json(res).await,
-        serde_json::json!({"error": "not signed in"})
+        serde_json::json!({"error": "not signed in", "reason": "unauthorized"})
     );
 
     // Bearer tokens off: the header counts for nothing.

@@ -34,7 +34,7 @@ async fn valid_cookie_or_valid_bearer() {
     assert!(session_set_cookie(&res).is_none());
     assert_eq!(
         json(res).await,
-        serde_json::json!({"error": "not signed in"})
+        serde_json::json!({"error": "not signed in", "reason": "unauthorized"})
     );
 }
 
