@@ -28,6 +28,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_session (id) {
+        id -> Text,
+        user_id -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(auth_user, user_password);
 diesel::joinable!(user_password -> auth_user (user_id));
 
@@ -205,4 +212,52 @@ pub async fn change_password(
     })
     .await?;
     Ok(true)
+}
+
+/// Whether `password` is the user's: the check before a re-authentication
+/// (a sensitive action asks for the password again).
+pub async fn check_password_of(
+    pool: &PgPool,
+    hasher: &Hasher,
+    user_id: &str,
+    password: String,
+) -> Result<bool, AccountError> {
+    let ticket = hasher.ticket()?;
+    let id = user_id.to_owned();
+    let stored = pool
+        .run(async move |conn| -> Result<Option<String>, AccountError> {
+            Ok(user_password::table
+                .find(&id)
+                .select(user_password::hash)
+                .first(conn)
+                .await
+                .optional()?)
+        })
+        .await?;
+    Ok(ticket
+        .run(move || verify(&password, stored.as_deref()))
+        .await)
+}
+
+/// Deletes an account in one transaction: its sessions, then the user
+/// (the password goes with it, `ON DELETE CASCADE`). Sign the user out
+/// through the session manager first, so its cache forgets them at once;
+/// this also ends any session signed in meanwhile. `false` when there was
+/// no such user.
+pub async fn delete_account(pool: &PgPool, user_id: &str) -> Result<bool, AccountError> {
+    let id = user_id.to_owned();
+    pool.run(async move |conn| -> Result<bool, AccountError> {
+        let deleted = conn
+            .transaction::<_, diesel::result::Error, _>(async move |conn| {
+                diesel::delete(user_session::table.filter(user_session::user_id.eq(&id)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(auth_user::table.find(&id))
+                    .execute(conn)
+                    .await
+            })
+            .await?;
+        Ok(deleted > 0)
+    })
+    .await
 }

@@ -12,6 +12,7 @@ mod server;
 use common::{accounts, password};
 use server::{agent, app, headers, pages, startup};
 
+mod account;
 mod browser;
 mod clients;
 #[allow(clippy::duplicate_mod)]

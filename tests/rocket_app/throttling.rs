@@ -472,3 +472,24 @@ fn the_maps_stay_bounded() {
         );
     }
 }
+
+#[tokio::test]
+async fn wrong_passwords_at_the_reauthentication_prompt_count_like_failed_sign_ins() {
+    let app = app().await;
+    let browser = browser(&app, budgets(100, 2, 100)).await;
+    let body = "username=quin&password=long-enough-pw&confirm=long-enough-pw";
+    post_from(&browser, LAPTOP, "/signup", body).await;
+    for _ in 0..2 {
+        let res = post_from(
+            &browser,
+            LAPTOP,
+            "/reauthenticate",
+            "password=wrong-guess-1",
+        )
+        .await;
+        assert_eq!(res.status(), Status::Unauthorized);
+    }
+    let right = "password=long-enough-pw";
+    let res = post_from(&browser, LAPTOP, "/reauthenticate", right).await;
+    assert_throttled(res, "Too many wrong passwords.").await;
+}

@@ -1,7 +1,8 @@
 //! The example app put together: its types, the Rocket instance, the
 //! request guards its routes share, the home page and the way back to the
-//! sign-in page. The routes are in `sign_in.rs` (accounts) and
-//! `sessions.rs` (the sessions page).
+//! sign-in page. The routes are in `sign_in.rs` (accounts), `account.rs`
+//! (re-authentication, deleting the account) and `sessions.rs` (the
+//! sessions page).
 
 use std::net::IpAddr;
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::common::PasswordLimits;
 use super::common::sign_out::{self, Presented};
 use super::pages::{self, Page};
-use super::{assets, errors, headers, sessions, sign_in};
+use super::{account, assets, errors, headers, sessions, sign_in};
 
 /// Session attributes: the extra columns of `user_session` added by the
 /// example's migrations (when a session was created and last used are the
@@ -72,6 +73,12 @@ pub fn build_with(
                 sign_in::logout,
                 sign_in::password_page,
                 sign_in::change_password,
+                account::reauthenticate_page,
+                account::reauthenticate,
+                account::delete_page,
+                account::delete_page_needs_password,
+                account::delete,
+                account::delete_needs_password,
                 sessions::page,
                 sessions::revoke,
                 sessions::revoke_others,
@@ -158,16 +165,23 @@ pub enum LoginNotice {
     SignedOut,
     SignedOutOffline,
     SessionEnded,
+    AccountDeleted,
 }
 
 impl LoginNotice {
-    const ALL: [Self; 3] = [Self::SignedOut, Self::SignedOutOffline, Self::SessionEnded];
+    const ALL: [Self; 4] = [
+        Self::SignedOut,
+        Self::SignedOutOffline,
+        Self::SessionEnded,
+        Self::AccountDeleted,
+    ];
 
     fn code(self) -> &'static str {
         match self {
             Self::SignedOut => "signed-out",
             Self::SignedOutOffline => "signed-out-offline",
             Self::SessionEnded => "session-ended",
+            Self::AccountDeleted => "account-deleted",
         }
     }
 
@@ -186,6 +200,7 @@ impl LoginNotice {
                 "Your session has ended: it was signed out from another device, ended by a \
                  password change, or it expired. Please sign in again."
             }
+            Self::AccountDeleted => "Your account and every session of it are deleted.",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `examples/common` (accounts, password hashing, throttling, the
 //! database), which both examples share.
 
+pub mod account;
 pub mod agent;
 pub mod app;
 pub mod assets;

@@ -262,10 +262,37 @@ pub fn password(status: Status, username: &str, error: Option<&str>) -> Page {
          <label for=\"new\">New password</label><input id=\"new\" name=\"new\" type=\"password\" autocomplete=\"new-password\" required>\
          <label for=\"confirm\">Repeat the new password</label><input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" required>\
          <p class=\"muted\">Changing it signs out every other session.</p>\
-         <button type=\"submit\">Change password</button></form></div>",
+         <button type=\"submit\">Change password</button></form>\
+         <p class=\"muted\"><a href=\"/account/delete\">Delete your account</a></p></div>",
         message(error, None)
     );
     layout(status, "Change password", Nav::User(username), &body)
+}
+
+/// The password prompt before a sensitive action; `next` says where to
+/// go after it (a code of `account::Next`).
+pub fn reauthenticate(status: Status, username: &str, next: &str, error: Option<&str>) -> Page {
+    let body = format!(
+        "<div class=\"card\"><h1>Confirm it is you</h1>{}\
+         <p>This needs a recent sign-in. Enter your password to continue.</p>\
+         <form method=\"post\" action=\"/reauthenticate\">\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Continue</button></form></div>",
+        message(error, None),
+        esc(next)
+    );
+    layout(status, "Confirm your password", Nav::User(username), &body)
+}
+
+/// The confirmation before deleting the account (shown only after a
+/// recent sign-in).
+pub fn delete_account(username: &str) -> Page {
+    let body = "<div class=\"card\"><h1>Delete your account</h1>\
+         <p>This deletes your account and signs out every session of it. It cannot be undone.</p>\
+         <form method=\"post\" action=\"/account/delete\">\
+         <button class=\"danger\" type=\"submit\">Delete my account</button></form></div>";
+    layout(Status::Ok, "Delete account", Nav::User(username), body)
 }
 
 /// An error page: a title and a sentence, and a way back.

@@ -110,19 +110,10 @@ pub async fn revoke(
 
 #[post("/sessions/revoke-others")]
 pub async fn revoke_others(current: Current, sessions: &State<Sessions>) -> Result<Redirect, Page> {
-    let own = sessions
-        .get_user_sessions(&current.user.id)
+    let deleted = current
+        .sign_out_others(sessions)
         .await
         .map_err(|e| store_failure(&e))?;
-    let mut deleted = 0;
-    for s in own.iter().filter(|s| s.id != current.session.id) {
-        let gone = sessions
-            .adapter()
-            .delete_session(&s.id)
-            .await
-            .map_err(|e| store_failure(&e))?;
-        deleted += usize::from(gone);
-    }
     Ok(Redirect::to(if deleted > 0 {
         "/sessions?notice=others-revoked"
     } else {

@@ -1,10 +1,10 @@
 //! Account routes: sign up, sign in (throttled), sign out (even while the
-//! database is down), change the password.
+//! database is down), change the password (which signs out every other
+//! session and rotates this one's token).
 
 use std::time::Instant;
 
 use lucia_diesel::PgPool;
-use lucia_diesel::rocket::MaybeSession;
 use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Status};
 use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
@@ -51,7 +51,7 @@ pub struct LoginForm<'r> {
 }
 
 /// "Try again in 12 minutes": a wait, rounded up to a unit people read.
-fn wait_text(secs: u64) -> String {
+pub(super) fn wait_text(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs} seconds"),
         60..=119 => "a minute".to_owned(),
@@ -277,7 +277,6 @@ pub async fn change_password(
     pool: &State<PgPool>,
     hasher: &State<Hasher>,
     throttle: &State<LoginThrottle>,
-    cookies: &CookieJar<'_>,
 ) -> Result<Redirect, Page> {
     let name = current.user.attributes.username.clone();
     let refuse = |status, msg: &str| Err(pages::password(status, &name, Some(msg)));
@@ -322,19 +321,20 @@ pub async fn change_password(
         Err(AccountError::Store(e)) => return Err(store_failure(&e)),
         Err(AccountError::Taken) => return Err(pages::unavailable()),
     }
-    // Revoke every session, this one included, then give this browser a new one.
-    sessions
-        .invalidate_user_sessions(&current.user.id)
+    // This browser just proved the password: every other session ends,
+    // and this one stays with a new token (the fairing sends its cookie)
+    // and a fresh sign-in time. Others first: they are found by this id.
+    current
+        .sign_out_others(sessions)
         .await
         .map_err(|e| store_failure(&e))?;
-    start_session(
-        sessions,
-        cookies,
-        &MaybeSession(None),
-        current.user.id.clone(),
-        client,
-    )
-    .await
-    .map_err(|e| store_failure(&e))?;
-    Ok(Redirect::to("/?notice=password-changed"))
+    let kept = current
+        .reauthenticate(sessions)
+        .await
+        .map_err(|e| store_failure(&e))?;
+    Ok(Redirect::to(if kept.is_some() {
+        "/?notice=password-changed"
+    } else {
+        "/login"
+    }))
 }
