@@ -318,3 +318,47 @@ async fn signing_out_the_others_reaches_the_other_instance() {
         );
     }
 }
+
+/// A rotation on one instance: the other stops serving the old token
+/// within the invalidation bound (the trigger queues both ids), serves the
+/// new one, and a re-authentication that keeps the token reaches it too
+/// (the other instance then reads the new `authenticated_at`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_reaches_the_other_instance() {
+    let db = CacheDb::new(true).await;
+    let gus = db.user("gus", "Gus").await;
+    let a = db.instance::<Attributes>().await;
+    let b = db.instance::<Attributes>().await;
+    let s = a
+        .create_session(gus.clone(), Attributes::new())
+        .await
+        .unwrap();
+    cached(&b, s.token.as_str()).await;
+    let before = stats(&b);
+    let rotated = a.rotate_session(&s.session).await.unwrap().unwrap();
+    handled(&b, &before, 2).await;
+    assert!(!valid(&b, s.token.as_str()).await, "old token on b");
+    assert!(!valid(&a, s.token.as_str()).await, "old token on a");
+    assert!(valid(&b, rotated.token.as_str()).await, "new token on b");
+
+    cached(&b, rotated.token.as_str()).await;
+    let before = stats(&b);
+    let (seen, _) = b
+        .validate_session(rotated.token.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    let later = a
+        .reauthenticate_keeping_token(&rotated.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(later.authenticated_at > seen.authenticated_at);
+    handled(&b, &before, 1).await;
+    let (now_on_b, _) = b
+        .validate_session(rotated.token.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now_on_b.authenticated_at, later.authenticated_at);
+}
