@@ -15,10 +15,9 @@
 //!    limits, off by default as in Lucia: an idle timeout
 //!    ([`SessionManagerBuilder::with_idle_timeout`]) and an absolute
 //!    lifetime ([`SessionManagerBuilder::with_absolute_lifetime`]).
-//! 3. [`SessionManager::rotate_session`] on a change of privilege (a new
-//!    token for the same session), [`SessionManager::reauthenticate`] when
-//!    the user proved who they are again, and
-//!    [`SessionManager::is_recent_sign_in`] before a sensitive action.
+//! 3. [`SessionManager::rotate_session`] on a change of privilege,
+//!    [`SessionManager::reauthenticate`] after the password was checked
+//!    again, [`SessionManager::is_recent_sign_in`] before a sensitive action.
 //! 4. [`SessionManager::invalidate_session`] on logout,
 //!    [`SessionManager::invalidate_user_sessions`] on a password change.
 //!
@@ -28,10 +27,8 @@
 //! # Observability
 //! Every operation runs in a `tracing` span at `DEBUG` level named after it:
 //! the manager's under target `lucia_diesel::session` (`create_session`,
-//! `validate_session`, `rotate_session`, `reauthenticate`,
-//! `invalidate_session`, `invalidate_user_sessions`,
-//! `invalidate_other_sessions`, `get_user_sessions`,
-//! `delete_expired_sessions`), the adapter's under
+//! `validate_session`, `rotate_session`, `reauthenticate`, the three
+//! `invalidate_*`, `get_user_sessions`, `delete_expired_sessions`), the adapter's under
 //! `lucia_diesel::postgres` (one per [`Adapter`] method, plus
 //! `delete_expired_batch`). Spans carry user ids, row counts and outcomes,
 //! never a token or a session id (in Lucia-compatible storage the id is the
