@@ -23,6 +23,7 @@ mod pooler;
 mod replicas;
 #[cfg(feature = "rocket")]
 mod rocket_app;
+mod rotation;
 mod round_trips;
 mod server;
 mod session;
