@@ -14,7 +14,10 @@
 //! `Secure` from the cookie for plain http on another host (never in
 //! production). Routes: `POST /api/signup`, `POST /api/login` (JSON
 //! `{"username", "password"}`), `GET /api/me`, `GET /api/sessions`,
-//! `DELETE /api/sessions/{id}`, `POST /api/logout`.
+//! `DELETE /api/sessions/{id}`, `POST /api/sessions/revoke-others` (signs
+//! out every other session), `POST /api/logout`, `POST /api/reauthenticate`
+//! (`{"password"}`: the sign-in becomes recent, with a new token) and
+//! `DELETE /api/account` (needs a sign-in within 5 minutes).
 
 #[path = "../common/mod.rs"]
 mod common;

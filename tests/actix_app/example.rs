@@ -178,7 +178,7 @@ async fn the_json_api_end_to_end() {
     let app = example().await;
     let index = app.call("GET", "/api", &[], None).await;
     assert_eq!(index.status, 200);
-    assert_eq!(index.body["routes"].as_array().unwrap().len(), 7);
+    assert_eq!(index.body["routes"].as_array().unwrap().len(), 10);
     let missing = app.call("GET", "/nope", &[], None).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["error"], "no such route; see GET /api");

@@ -15,6 +15,7 @@ mod frozen;
 #[path = "../../examples/actix_app/server/mod.rs"]
 mod server;
 
+mod account;
 mod cross_origin;
 mod example;
 mod extractors;

@@ -17,6 +17,7 @@ use common::hashing::Hasher;
 use common::throttle::LoginThrottle;
 use server::api;
 
+mod account;
 mod cross_origin;
 mod end_to_end;
 mod extractors;

@@ -1,6 +1,7 @@
 //! The example's JSON API on actix-web: the app and its state, the error
 //! answers, the index, the current user, sessions and revoke. Sign-up,
-//! login and logout are in `sign_in.rs`.
+//! login and logout are in `sign_in.rs`; re-authentication, signing out
+//! the other sessions and deleting the account in `account.rs`.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use super::common::accounts::AccountError;
 use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::common::hashing::BUSY_RETRY_AFTER_SECS;
 use super::common::throttle::Throttled;
-use super::sign_in;
+use super::{account, sign_in};
 
 /// Session attributes: none beyond the crate's own columns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ impl AppState {
 }
 
 /// Every route, as the index lists it.
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 10] = [
     "GET /api",
     "POST /api/signup",
     "POST /api/login",
@@ -73,6 +74,9 @@ pub const ROUTES: [&str; 7] = [
     "GET /api/me",
     "GET /api/sessions",
     "DELETE /api/sessions/{id}",
+    "POST /api/sessions/revoke-others",
+    "POST /api/reauthenticate",
+    "DELETE /api/account",
 ];
 
 /// The API, with the session middleware (bearer tokens accepted, for API
@@ -103,7 +107,16 @@ pub fn app(
         .route("/api/logout", web::post().to(sign_in::logout))
         .route("/api/me", web::get().to(me))
         .route("/api/sessions", web::get().to(list_sessions))
+        .route(
+            "/api/sessions/revoke-others",
+            web::post().to(account::revoke_others),
+        )
         .route("/api/sessions/{id}", web::delete().to(revoke))
+        .route(
+            "/api/reauthenticate",
+            web::post().to(account::reauthenticate),
+        )
+        .route("/api/account", web::delete().to(account::delete_account))
         .default_service(web::to(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see GET /api")
         }))
@@ -144,12 +157,14 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     req.peer_addr().map(|addr| addr.ip())
 }
 
-/// An error answer: `{"error": "..."}` with a status, and `Retry-After`
-/// when waiting helps.
+/// An error answer: `{"error": "..."}` with a status, a `"reason"` for
+/// programs where one tells them what to do, and `Retry-After` when
+/// waiting helps.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    reason: Option<&'static str>,
     retry_after: Option<u64>,
 }
 
@@ -158,7 +173,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            reason: None,
             retry_after: None,
+        }
+    }
+
+    /// The answer with `"reason": reason`, a stable code for programs.
+    pub fn with_reason(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
         }
     }
 
@@ -187,7 +211,10 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((RETRY_AFTER, secs));
         }
-        res.json(json!({ "error": self.message }))
+        match self.reason {
+            Some(reason) => res.json(json!({ "error": self.message, "reason": reason })),
+            None => res.json(json!({ "error": self.message })),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The example's JSON API: the router and its state, the error answers,
 //! the index, the current user, sessions and revoke. Sign-up, login and
-//! logout are in `sign_in.rs`.
+//! logout are in `sign_in.rs`; re-authentication, signing out the other
+//! sessions and deleting the account in `account.rs`.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +27,7 @@ use super::common::accounts::AccountError;
 use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::common::hashing::BUSY_RETRY_AFTER_SECS;
 use super::common::throttle::Throttled;
-use super::sign_in;
+use super::{account, sign_in};
 
 /// Session attributes: none beyond the crate's own columns (the session's
 /// `created_at` is one of them).
@@ -73,7 +74,7 @@ impl FromRef<AppState> for Arc<Sessions> {
 }
 
 /// Every route, as the index lists it.
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 10] = [
     "GET /api",
     "POST /api/signup",
     "POST /api/login",
@@ -81,6 +82,9 @@ pub const ROUTES: [&str; 7] = [
     "GET /api/me",
     "GET /api/sessions",
     "DELETE /api/sessions/{id}",
+    "POST /api/sessions/revoke-others",
+    "POST /api/reauthenticate",
+    "DELETE /api/account",
 ];
 
 /// The API, with the session layer (bearer tokens accepted, for API
@@ -94,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/me", get(me))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", delete(revoke))
+        .route("/api/sessions/revoke-others", post(account::revoke_others))
+        .route("/api/reauthenticate", post(account::reauthenticate))
+        .route("/api/account", delete(account::delete_account))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see GET /api") })
         .layer(SessionLayer::new().with_bearer_tokens(BEARER_TOKENS))
         .layer(axum::middleware::map_response(retry_after_on_503))
@@ -136,12 +143,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
-/// An error answer: `{"error": "..."}` with a status, and `Retry-After`
-/// when waiting helps.
+/// An error answer: `{"error": "..."}` with a status, a `"reason"` for
+/// programs where one tells them what to do, and `Retry-After` when
+/// waiting helps.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    reason: Option<&'static str>,
     retry_after: Option<u64>,
 }
 
@@ -150,7 +159,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            reason: None,
             retry_after: None,
+        }
+    }
+
+    /// The answer with `"reason": reason`, a stable code for programs.
+    pub fn with_reason(self, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..self
         }
     }
 
@@ -165,7 +183,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let body = match self.reason {
+            Some(reason) => json!({ "error": self.message, "reason": reason }),
+            None => json!({ "error": self.message }),
+        };
+        let mut res = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));

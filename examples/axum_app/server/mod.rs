@@ -3,6 +3,7 @@
 //! `examples/common` (accounts, password hashing, throttling, the
 //! database), which both examples share.
 
+pub mod account;
 pub mod api;
 pub mod sign_in;
 
