@@ -21,7 +21,8 @@ impl<A: Adapter> SessionManager<A> {
     /// new session with [`create_session`](Self::create_session).
     ///
     /// The session keeps its user, attributes, expiry, `created_at` (so an
-    /// absolute lifetime is not restarted by rotating) and activity. With
+    /// absolute lifetime is not restarted by rotating) and activity (the
+    /// returned session carries `session`'s attributes, not a new read). With
     /// [`PostgresAdapter`](crate::PostgresAdapter) this is one `UPDATE` of
     /// the row's id: a crash at any point leaves exactly one of the two
     /// tokens valid. `None`, and no new token, when the session is gone,
