@@ -3,7 +3,7 @@
 //! password, deleting the account).
 
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use chrono::Duration;
 
@@ -79,6 +79,12 @@ impl<A: Adapter, const SECONDS: u64> Deref for RecentSession<A, SECONDS> {
 
     fn deref(&self) -> &CurrentSession<A> {
         &self.0
+    }
+}
+
+impl<A: Adapter, const SECONDS: u64> DerefMut for RecentSession<A, SECONDS> {
+    fn deref_mut(&mut self) -> &mut CurrentSession<A> {
+        &mut self.0
     }
 }
 

@@ -44,32 +44,36 @@ impl<A: Adapter> CurrentSession<A> {
     }
 
     /// Gives this session a new token ([`SessionManager::rotate_session`]:
-    /// on a change of privilege) and returns it. For a cookie request the
-    /// integration (Rocket, axum, actix-web) sends the new session cookie
-    /// with the response, replacing any other; a bearer client needs the
-    /// returned token (answer it in the body). `None` when the session is
-    /// gone or expired: a cookie client then gets a blank cookie.
+    /// on a change of privilege) and returns it; [`session`](Self::session)
+    /// becomes the rotated one, so later calls in the same request (another
+    /// rotation, [`sign_out_others`](Self::sign_out_others)) act on it. For
+    /// a cookie request the integration (Rocket, axum, actix-web) sends the
+    /// new session cookie with the response, replacing any other; a bearer
+    /// client needs the returned token (answer it in the body). `None` when
+    /// the session is gone or expired: a cookie client then gets a blank
+    /// cookie.
     ///
     /// # Errors
     /// Storage errors ([`error_status`] gives their HTTP status); the old
     /// token then still works.
-    pub async fn rotate(&self, manager: &SessionManager<A>) -> Result<Rotation<A>, Error> {
+    pub async fn rotate(&mut self, manager: &SessionManager<A>) -> Result<Rotation<A>, Error> {
         let rotated = manager.rotate_session(&self.session).await?;
-        self.send(manager, rotated.as_ref());
-        Ok(rotated)
+        Ok(self.rotated(manager, rotated))
     }
 
     /// Records that the user just proved who they are again (the handler
     /// checked their password) and rotates the token, as
-    /// [`SessionManager::reauthenticate`]; the cookie goes out as with
-    /// [`rotate`](Self::rotate).
+    /// [`SessionManager::reauthenticate`]; the session and the cookie
+    /// change as with [`rotate`](Self::rotate).
     ///
     /// # Errors
     /// As [`rotate`](Self::rotate).
-    pub async fn reauthenticate(&self, manager: &SessionManager<A>) -> Result<Rotation<A>, Error> {
+    pub async fn reauthenticate(
+        &mut self,
+        manager: &SessionManager<A>,
+    ) -> Result<Rotation<A>, Error> {
         let rotated = manager.reauthenticate(&self.session).await?;
-        self.send(manager, rotated.as_ref());
-        Ok(rotated)
+        Ok(self.rotated(manager, rotated))
     }
 
     /// `Ok` when the user signed in or re-authenticated within `within`
@@ -93,24 +97,24 @@ impl<A: Adapter> CurrentSession<A> {
         }
     }
 
-    /// Puts a rotation's cookie (the new token, or a blank one when the
-    /// session is gone) in the integration's slot, for cookie requests.
-    fn send(
-        &self,
-        manager: &SessionManager<A>,
-        rotated: Option<&CreatedSession<A::UserId, A::SessionAttributes>>,
-    ) {
-        let Some(slot) = self
+    /// After a rotation: the session becomes the rotated one, and its
+    /// cookie (the new token, or a blank one when the session is gone) goes
+    /// in the integration's slot, for cookie requests.
+    fn rotated(&mut self, manager: &SessionManager<A>, rotated: Rotation<A>) -> Rotation<A> {
+        if let Some(created) = &rotated {
+            self.session = created.session.clone();
+        }
+        if let Some(slot) = self
             .cookie
             .as_ref()
             .filter(|_| self.source == TokenSource::Cookie)
-        else {
-            return;
-        };
-        slot.replace_with(match rotated {
-            Some(created) => manager.create_session_cookie(created.token.as_str()),
-            None => manager.create_blank_session_cookie(),
-        });
+        {
+            slot.replace_with(match &rotated {
+                Some(created) => manager.create_session_cookie(created.token.as_str()),
+                None => manager.create_blank_session_cookie(),
+            });
+        }
+        rotated
     }
 
     /// Signs the user out everywhere but this session ("sign out my other

@@ -19,6 +19,7 @@ mod account;
 mod cross_origin;
 mod example;
 mod extractors;
+mod step_up;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;

@@ -26,6 +26,7 @@ mod frozen;
 mod outage;
 mod sign_out;
 mod start_up;
+mod step_up;
 mod throttling;
 
 use std::sync::Arc;

@@ -26,6 +26,7 @@ mod sessions_list;
 mod shared;
 mod sign_out;
 mod start_up;
+mod step_up;
 mod throttling;
 
 use chrono::{Duration, Utc};

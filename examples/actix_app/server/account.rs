@@ -40,7 +40,7 @@ fn wrong_password() -> ApiError {
 pub async fn reauthenticate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    current: Current,
+    mut current: Current,
     form: web::Json<Password>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.into_inner();

@@ -42,7 +42,7 @@ fn wrong_password() -> ApiError {
 pub async fn reauthenticate(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    current: Current,
+    mut current: Current,
     body: Result<Json<Password>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(form) = body?;

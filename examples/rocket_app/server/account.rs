@@ -81,7 +81,7 @@ pub struct PasswordForm<'r> {
 #[post("/reauthenticate", data = "<form>")]
 pub async fn reauthenticate(
     form: Form<PasswordForm<'_>>,
-    current: Current,
+    mut current: Current,
     client: ClientInfo,
     sessions: &State<Sessions>,
     pool: &State<PgPool>,

@@ -271,7 +271,7 @@ pub struct PasswordForm<'r> {
 #[post("/password", data = "<form>")]
 pub async fn change_password(
     form: Form<PasswordForm<'_>>,
-    current: Current,
+    mut current: Current,
     client: ClientInfo,
     sessions: &State<Sessions>,
     pool: &State<PgPool>,
