@@ -185,17 +185,7 @@ pub async fn change_password(
     new: String,
 ) -> Result<bool, AccountError> {
     let ticket = hasher.ticket()?;
-    let id = user_id.to_owned();
-    let stored = pool
-        .run(async move |conn| -> Result<Option<String>, AccountError> {
-            Ok(user_password::table
-                .find(&id)
-                .select(user_password::hash)
-                .first(conn)
-                .await
-                .optional()?)
-        })
-        .await?;
+    let stored = stored_hash(pool, user_id).await?;
     // Check and hash in one turn of the hasher.
     let replaced = ticket
         .run(move || verify(&current, stored.as_deref()).then(|| hash(&new)))
@@ -223,17 +213,7 @@ pub async fn check_password_of(
     password: String,
 ) -> Result<bool, AccountError> {
     let ticket = hasher.ticket()?;
-    let id = user_id.to_owned();
-    let stored = pool
-        .run(async move |conn| -> Result<Option<String>, AccountError> {
-            Ok(user_password::table
-                .find(&id)
-                .select(user_password::hash)
-                .first(conn)
-                .await
-                .optional()?)
-        })
-        .await?;
+    let stored = stored_hash(pool, user_id).await?;
     Ok(ticket
         .run(move || verify(&password, stored.as_deref()))
         .await)
@@ -258,6 +238,20 @@ pub async fn delete_account(pool: &PgPool, user_id: &str) -> Result<bool, Accoun
             })
             .await?;
         Ok(deleted > 0)
+    })
+    .await
+}
+
+/// The user's password hash, if the user has one.
+async fn stored_hash(pool: &PgPool, user_id: &str) -> Result<Option<String>, AccountError> {
+    let id = user_id.to_owned();
+    pool.run(async move |conn| -> Result<Option<String>, AccountError> {
+        Ok(user_password::table
+            .find(&id)
+            .select(user_password::hash)
+            .first(conn)
+            .await
+            .optional()?)
     })
     .await
 }
