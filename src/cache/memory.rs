@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::outbox::{Change, Polled};
 use super::{CacheOptions, CacheStats, TARGET};
 use crate::adapter::{DatabaseSession, DatabaseUser};
+use crate::metrics;
 use crate::session::hook::{Ticket, ValidationCache};
 use crate::token::SessionId;
 
@@ -202,6 +203,7 @@ where
         let e = &self.epochs;
         if !e.serving() {
             e.bypasses.fetch_add(1, Ordering::Relaxed);
+            metrics::cache_lookup("bypass");
             tracing::debug!(target: TARGET, event = "bypass");
             return None;
         }
@@ -212,11 +214,13 @@ where
         {
             Some(entry) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::cache_lookup("hit");
                 tracing::debug!(target: TARGET, event = "hit");
                 Some(entry)
             }
             None => {
                 e.misses.fetch_add(1, Ordering::Relaxed);
+                metrics::cache_lookup("miss");
                 tracing::debug!(target: TARGET, event = "miss");
                 None
             }
@@ -404,10 +408,12 @@ where
 
     fn forget_session(&self, id: &SessionId) {
         self.invalidate(&Change::Session(key(id)));
+        metrics::invalidated_own();
     }
 
     fn forget_user(&self, user: &U) {
         self.invalidate(&Change::User((self.user_key)(user)));
+        metrics::invalidated_own();
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -39,6 +39,7 @@
 //! `DEBUG` level, `WARN` for `error`. Count failed validations by that
 //! field, e.g. with the filter `lucia_diesel::session=debug`. With no
 //! subscriber interested, spans and events are disabled and allocate nothing.
+//! Feature `metrics` counts them too: see `lucia_diesel::metrics`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ use crate::adapter::{Adapter, DatabaseSession, DatabaseUser};
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::cookie::CookieConfig;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::token::{SessionId, SessionToken, TokenStorage, session_id_for};
 use crate::trace::traced;
 
@@ -275,7 +277,10 @@ impl<A: Adapter> SessionManager<A> {
         attributes: A::SessionAttributes,
     ) -> Result<CreatedSession<A::UserId, A::SessionAttributes>> {
         let span = tracing::debug_span!("create_session", user_id = ?user_id);
-        traced(&span, self.create(user_id, attributes)).await
+        traced(&span, self.create(user_id, attributes))
+            .await
+            .inspect(|_| metrics::created())
+            .inspect_err(|error| metrics::failed("create_session", error))
     }
 
     async fn create(
@@ -318,11 +323,13 @@ impl<A: Adapter> SessionManager<A> {
     pub async fn invalidate_session(&self, session_id: &SessionId) -> Result<()> {
         let span = tracing::debug_span!("invalidate_session");
         traced(&span, async {
-            self.adapter.delete_session(session_id).await?;
+            let found = self.adapter.delete_session(session_id).await?;
+            metrics::deleted("logout", u64::from(found));
             self.cache().forget_session(session_id);
             Ok(())
         })
         .await
+        .inspect_err(|error| metrics::failed("invalidate_session", error))
     }
 
     /// Deletes every session of a user (after a password change, or "sign
@@ -335,11 +342,13 @@ impl<A: Adapter> SessionManager<A> {
             tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_user_sessions(user_id).await?;
+            metrics::deleted("user", n);
             self.cache().forget_user(user_id);
             span.record("sessions", n);
             Ok(n)
         })
         .await
+        .inspect_err(|error| metrics::failed("invalidate_user_sessions", error))
     }
 
     /// Signs a user out everywhere but `keep` (the session of the request
@@ -364,11 +373,13 @@ impl<A: Adapter> SessionManager<A> {
                 .adapter
                 .delete_other_user_sessions(user_id, keep)
                 .await?;
+            metrics::deleted("others", n);
             self.cache().forget_user(user_id);
             span.record("sessions", n);
             Ok(n)
         })
         .await
+        .inspect_err(|error| metrics::failed("invalidate_other_sessions", error))
     }
 
     /// A user's live sessions (expired ones left out), soonest to expire last.
@@ -383,6 +394,7 @@ impl<A: Adapter> SessionManager<A> {
             Ok(sessions)
         })
         .await
+        .inspect_err(|error| metrics::failed("get_user_sessions", error))
     }
 
     async fn live_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
@@ -407,10 +419,12 @@ impl<A: Adapter> SessionManager<A> {
         let span = tracing::debug_span!("delete_expired_sessions", sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_expired_sessions(self.now()).await?;
+            metrics::deleted("cleanup", n);
             span.record("sessions", n);
             Ok(n)
         })
         .await
+        .inspect_err(|error| metrics::failed("delete_expired_sessions", error))
     }
 
     /// The session cookie for `token` (a [`SessionToken::as_str`], or a
