@@ -95,7 +95,8 @@
     feature = "axum",
     feature = "rustls",
     feature = "pooler",
-    feature = "cache"
+    feature = "cache",
+    feature = "metrics"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -36,6 +36,7 @@ pub(crate) struct Cache<U, SA, UA> {
     users: UserIndex,
     epochs: Epochs,
     user_key: fn(&U) -> String,
+    lookups: metrics::Lookups,
     /// The poller task; stopped when the cache is dropped.
     pub(crate) poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -189,6 +190,7 @@ where
             users,
             epochs: Epochs::new(read_lag, stale_after),
             user_key,
+            lookups: metrics::Lookups::register(),
             poller: Mutex::new(None),
         }
     }
@@ -203,7 +205,7 @@ where
         let e = &self.epochs;
         if !e.serving() {
             e.bypasses.fetch_add(1, Ordering::Relaxed);
-            metrics::cache_lookup("bypass");
+            self.lookups.bypass();
             tracing::debug!(target: TARGET, event = "bypass");
             return None;
         }
@@ -214,13 +216,13 @@ where
         {
             Some(entry) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
-                metrics::cache_lookup("hit");
+                self.lookups.hit();
                 tracing::debug!(target: TARGET, event = "hit");
                 Some(entry)
             }
             None => {
                 e.misses.fetch_add(1, Ordering::Relaxed);
-                metrics::cache_lookup("miss");
+                self.lookups.miss();
                 tracing::debug!(target: TARGET, event = "miss");
                 None
             }

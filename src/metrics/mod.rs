@@ -18,6 +18,14 @@
 //! Without a recorder installed, recording costs a check and does nothing;
 //! without the feature, the crate's recording calls compile to nothing.
 //!
+//! **Install the recorder before building the [`SessionManager`](crate::SessionManager)**
+//! (and its cache): the validation counters and the cache's lookup counters
+//! are registered once, when they are built, in the recorder current then
+//! (a `counter!` per call, looking its key up each time, made a validation
+//! served from the cache 11-18% slower with a Prometheus recorder; see
+//! BENCHMARKS.md, "Metrics"). A manager built before any recorder was
+//! installed records its validations nowhere.
+//!
 //! # What is recorded
 //! | metric | type | labels | what |
 //! |---|---|---|---|
@@ -97,6 +105,44 @@ pub const STATEMENT_DURATION: &str = "lucia_diesel_statement_duration_seconds";
 pub const POOL_CHECKOUT_WAIT: &str = "lucia_diesel_pool_checkout_wait_seconds";
 /// Gauge of a pool's connections, label `state` (`in_use`, `idle`).
 pub const POOL_CONNECTIONS: &str = "lucia_diesel_pool_connections";
+
+/// How a validation ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validation {
+    Valid,
+    Unknown,
+    Expired,
+    Idle,
+    Absolute,
+    Malformed,
+    Error,
+}
+
+impl Validation {
+    /// Every outcome, in the order of the enum.
+    const ALL: [Self; 7] = [
+        Self::Valid,
+        Self::Unknown,
+        Self::Expired,
+        Self::Idle,
+        Self::Absolute,
+        Self::Malformed,
+        Self::Error,
+    ];
+
+    /// The `outcome` label.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Unknown => "unknown",
+            Self::Expired => "expired",
+            Self::Idle => "idle",
+            Self::Absolute => "absolute",
+            Self::Malformed => "malformed",
+            Self::Error => "error",
+        }
+    }
+}
 
 /// The `kind` label of an error: its variant.
 fn error_kind(error: &Error) -> &'static str {

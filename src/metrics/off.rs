@@ -4,13 +4,42 @@
 
 use std::time::{Duration, Instant};
 
-use super::Error;
+use super::{Error, Validation};
 
-#[inline(always)]
-pub(crate) fn validated(_outcome: &'static str) {}
+/// No counters.
+pub(crate) struct Validations;
 
-#[inline(always)]
-pub(crate) fn extended() {}
+impl Validations {
+    #[inline(always)]
+    pub(crate) fn register() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn ended(&self, _outcome: Validation) {}
+
+    #[inline(always)]
+    pub(crate) fn extended(&self) {}
+}
+
+/// No counters.
+pub(crate) struct Lookups;
+
+impl Lookups {
+    #[inline(always)]
+    pub(crate) fn register() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn hit(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn miss(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn bypass(&self) {}
+}
 
 #[inline(always)]
 pub(crate) fn created() {}
@@ -23,9 +52,6 @@ pub(crate) fn deleted(_reason: &'static str, _rows: u64) {}
 
 #[inline(always)]
 pub(crate) fn failed(_operation: &'static str, _error: &Error) {}
-
-#[inline(always)]
-pub(crate) fn cache_lookup(_result: &'static str) {}
 
 #[inline(always)]
 pub(crate) fn invalidated_own() {}

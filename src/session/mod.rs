@@ -168,6 +168,8 @@ pub struct SessionManager<A> {
     cookie: CookieConfig,
     storage: TokenStorage,
     clock: Arc<dyn Clock>,
+    /// Validation counters (feature `metrics`), registered in `new`.
+    metrics: metrics::Validations,
 }
 
 impl<A> fmt::Debug for SessionManager<A> {
@@ -216,6 +218,7 @@ impl<A: Adapter> SessionManager<A> {
             cookie: CookieConfig::new(),
             storage: TokenStorage::default(),
             clock: Arc::new(SystemClock),
+            metrics: metrics::Validations::register(),
         }
     }
 

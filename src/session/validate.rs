@@ -8,7 +8,7 @@ use super::policy::Limit;
 use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf, Ticket, UserOf};
 use crate::adapter::{Adapter, DatabaseSession};
 use crate::error::{Error, Result};
-use crate::metrics;
+use crate::metrics::{self, Validation};
 use crate::token::{SessionId, is_well_formed, session_id_for};
 
 impl<A: Adapter> SessionManager<A> {
@@ -39,11 +39,11 @@ impl<A: Adapter> SessionManager<A> {
         match &result {
             Ok((outcome, _)) => {
                 tracing::debug!(target: OUTCOME_TARGET, parent: &span, outcome = outcome.as_str(), "session validated");
-                metrics::validated(outcome.metric());
+                self.metrics.ended(outcome.metric());
             }
             Err(error) => {
                 tracing::warn!(target: OUTCOME_TARGET, parent: &span, outcome = "error", error = %error, "session validation failed");
-                metrics::validated("error");
+                self.metrics.ended(Validation::Error);
                 metrics::failed("validate_session", error);
             }
         }
@@ -127,7 +127,7 @@ impl<A: Adapter> SessionManager<A> {
                     stored.expires_at = refreshed.expires_at;
                     stored.last_seen_at = refreshed.last_seen_at;
                     let outcome = if refreshed.extended {
-                        metrics::extended();
+                        self.metrics.extended();
                         Outcome::Extended
                     } else {
                         Outcome::Valid
@@ -172,16 +172,16 @@ impl Outcome {
         }
     }
 
-    /// The validation counter's `outcome` label: an extended session is
-    /// `valid` (it has a counter of its own), an ended one names its limit.
-    fn metric(self) -> &'static str {
+    /// As counted: an extended session is `valid` (extensions have a
+    /// counter of their own), an ended one names its limit.
+    fn metric(self) -> Validation {
         match self {
-            Self::Valid | Self::Extended => "valid",
-            Self::Expired(Limit::Expiry) => "expired",
-            Self::Expired(Limit::Idle) => "idle",
-            Self::Expired(Limit::Absolute) => "absolute",
-            Self::Unknown => "unknown",
-            Self::Malformed => "malformed",
+            Self::Valid | Self::Extended => Validation::Valid,
+            Self::Expired(Limit::Expiry) => Validation::Expired,
+            Self::Expired(Limit::Idle) => Validation::Idle,
+            Self::Expired(Limit::Absolute) => Validation::Absolute,
+            Self::Unknown => Validation::Unknown,
+            Self::Malformed => Validation::Malformed,
         }
     }
 }
