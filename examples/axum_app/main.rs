@@ -15,6 +15,10 @@
 //! production). Routes: `POST /api/signup`, `POST /api/login` (JSON
 //! `{"username", "password"}`), `GET /api/me`, `GET /api/sessions`,
 //! `DELETE /api/sessions/{id}`, `POST /api/logout`.
+//!
+//! With the crate's feature `metrics` (`--features axum,metrics`), also
+//! `GET /metrics`: the session store's metrics in the Prometheus text
+//! format.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,6 +30,7 @@ use lucia_diesel::{CookieConfig, PostgresAdapter, SessionManager};
 
 use self::common::{PasswordLimits, database};
 use self::server::api;
+use self::server::metrics::Metrics;
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
@@ -52,6 +57,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The port first: when it is taken, say so before starting anything.
     let listener = api::listen(port).await?;
+    // The recorder before anything records (feature `metrics`; else nothing).
+    let metrics = Metrics::install()?;
 
     let configured = std::env::var("DATABASE_URL")
         .ok()
@@ -77,9 +84,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_cookie(cookie)
     .build()?;
-    let state = api::AppState::new(sessions, pool, PasswordLimits::default());
+    let mut state = api::AppState::new(sessions, pool, PasswordLimits::default());
+    state.metrics = metrics;
 
     println!("{}", api::banner(listener.local_addr()?));
+    if let Some(line) = state.metrics.banner() {
+        println!("{line}");
+    }
     api::serve(listener, state).await?;
     Ok(())
 }

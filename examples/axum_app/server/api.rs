@@ -26,6 +26,7 @@ use super::common::accounts::AccountError;
 use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::common::hashing::BUSY_RETRY_AFTER_SECS;
 use super::common::throttle::Throttled;
+use super::metrics::{self, Metrics};
 use super::sign_in;
 
 /// Session attributes: none beyond the crate's own columns (the session's
@@ -54,6 +55,8 @@ pub struct AppState {
     /// The session manager's pool; the account queries run on it too.
     pub pool: PgPool,
     pub limits: Arc<PasswordLimits>,
+    /// What `GET /metrics` serves (with the crate's feature `metrics`).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
             sessions: Arc::new(sessions),
             pool,
             limits: Arc::new(limits),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -84,9 +88,10 @@ pub const ROUTES: [&str; 7] = [
 ];
 
 /// The API, with the session layer (bearer tokens accepted, for API
-/// clients; cookies for browsers). Every `503` carries `Retry-After`.
+/// clients; cookies for browsers), and `/metrics` with the crate's feature
+/// `metrics`. Every `503` carries `Retry-After`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    metrics::routes()
         .route("/api", get(index))
         .route("/api/signup", post(sign_in::signup))
         .route("/api/login", post(sign_in::login))
