@@ -58,10 +58,9 @@ impl Recorded {
         let mut counts = BTreeMap::new();
         for ((n, labels), value) in &self.0 {
             if let (true, [(_, v)], DebugValue::Counter(c)) = (n == name, labels.as_slice(), value)
+                && *c > 0
             {
-                if *c > 0 {
-                    counts.insert(v.clone(), *c);
-                }
+                counts.insert(v.clone(), *c);
             }
         }
         counts

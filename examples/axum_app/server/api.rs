@@ -65,7 +65,7 @@ impl AppState {
             sessions: Arc::new(sessions),
             pool,
             limits: Arc::new(limits),
-            metrics: Metrics::default(),
+            metrics: Metrics::none(),
         }
     }
 }

@@ -24,10 +24,15 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The Prometheus recorder's handle, once installed; `/metrics` answers
 /// 404 without one.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics(Option<PrometheusHandle>);
 
 impl Metrics {
+    /// No recorder (yet): `/metrics` answers 404.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
     /// Installs the Prometheus recorder for the whole process (a second
     /// install fails), gives lucia-diesel's metrics their help texts, and
     /// starts the recorder's upkeep. Call it within the tokio runtime,
