@@ -48,6 +48,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use crate::error::ConfigError;
+use crate::metrics;
 use crate::postgres::PostgresAdapter;
 use crate::session::SessionManager;
 use crate::source::ConnectionSource;
@@ -262,6 +263,7 @@ async fn run<S, U, SA, UA>(
                     None => return Err(()),
                     Some(Ok(n)) => {
                         deleted += n;
+                        metrics::deleted("cleanup", n);
                         stats.batches.fetch_add(1, Ordering::Relaxed);
                         stats.deleted.fetch_add(n, Ordering::Relaxed);
                         span.record("deleted", deleted);
@@ -271,6 +273,7 @@ async fn run<S, U, SA, UA>(
                     }
                     Some(Err(error)) => {
                         stats.failures.fetch_add(1, Ordering::Relaxed);
+                        metrics::failed("cleanup", &error);
                         tracing::warn!(
                             target: TARGET,
                             error = %error,

@@ -50,7 +50,8 @@
 //! # Layers
 //! Each layer uses only those below it (no two modules import each other):
 //! - `error`, `token`, `user_id`, `names`, `clock`: errors (one SQLSTATE
-//!   table), tokens and session ids, user id types, table names.
+//!   table), tokens and session ids, user id types, table names; `trace`
+//!   and `metrics`, what every layer above reports.
 //! - `exec`: the statement runner, a leaf: SQL built from quoted
 //!   identifiers and bind markers, statements run on a lent connection
 //!   under one client-side deadline, rows decoded (the pooler's unnamed
@@ -80,6 +81,8 @@
 //!   (`lucia_diesel::axum`).
 //! - `cache`: validation from memory, invalidated by PostgreSQL
 //!   (`SessionManager::with_cache`, `lucia_diesel::cache`).
+//! - `metrics`: counters, histograms and gauges on the `metrics` facade
+//!   (`lucia_diesel::metrics`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -92,7 +95,8 @@
     feature = "axum",
     feature = "rustls",
     feature = "pooler",
-    feature = "cache"
+    feature = "cache",
+    feature = "metrics"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
@@ -118,6 +122,12 @@ mod deadpool;
 mod error;
 mod exec;
 pub mod http;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[allow(unreachable_pub, dead_code)]
+mod metrics;
 pub mod migrations;
 mod names;
 #[cfg(feature = "bb8")]

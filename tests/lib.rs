@@ -16,6 +16,8 @@ mod cookies;
 mod errors;
 mod faults;
 mod load;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod migrations;
 mod observability;
 #[cfg(feature = "pooler")]

@@ -328,9 +328,32 @@ fn servers(standby: bool) -> Res<Servers> {
     Ok(servers)
 }
 
+/// With feature `metrics`: a Prometheus recorder installed for the whole
+/// run, as an application serving `/metrics` has, its upkeep every 5 s.
+#[cfg(feature = "metrics")]
+fn record_metrics() -> Res<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    lucia_diesel::metrics::describe();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            handle.run_upkeep();
+        }
+    });
+    eprintln!("metrics: recorded into a Prometheus recorder");
+    Ok(())
+}
+
+/// Without feature `metrics`: nothing is recorded.
+#[cfg(not(feature = "metrics"))]
+fn record_metrics() -> Res<()> {
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = parse_args().inspect_err(|e| eprintln!("{e}"))?;
+    record_metrics()?;
     // The clusters, if any, stop when dropped at the end.
     let replicated = args.impls.iter().any(|i| i == "lucia-diesel-replicated");
     let servers = servers(replicated)?;

@@ -18,6 +18,10 @@
 //! out every other session), `POST /api/logout`, `POST /api/reauthenticate`
 //! (`{"password"}`: the sign-in becomes recent, with a new token) and
 //! `DELETE /api/account` (needs a sign-in within 5 minutes).
+//!
+//! With the crate's feature `metrics` (`--features axum,metrics`), also
+//! `GET /metrics`: the session store's metrics in the Prometheus text
+//! format.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -29,6 +33,7 @@ use lucia_diesel::{CookieConfig, PostgresAdapter, SessionManager};
 
 use self::common::{PasswordLimits, database};
 use self::server::api;
+use self::server::metrics::Metrics;
 
 /// The example's own migrations, applied after lucia-diesel's.
 const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
@@ -55,6 +60,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The port first: when it is taken, say so before starting anything.
     let listener = api::listen(port).await?;
+    // The recorder before anything records (feature `metrics`; else nothing).
+    let metrics = Metrics::install()?;
 
     let configured = std::env::var("DATABASE_URL")
         .ok()
@@ -80,9 +87,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_cookie(cookie)
     .build()?;
-    let state = api::AppState::new(sessions, pool, PasswordLimits::default());
+    let mut state = api::AppState::new(sessions, pool, PasswordLimits::default());
+    state.metrics = metrics;
 
     println!("{}", api::banner(listener.local_addr()?));
+    if let Some(line) = state.metrics.banner() {
+        println!("{line}");
+    }
     api::serve(listener, state).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::outbox::{Change, Polled};
 use super::{CacheOptions, CacheStats, TARGET};
 use crate::adapter::{DatabaseSession, DatabaseUser};
+use crate::metrics;
 use crate::session::hook::{Ticket, ValidationCache};
 use crate::token::SessionId;
 
@@ -35,6 +36,7 @@ pub(crate) struct Cache<U, SA, UA> {
     users: UserIndex,
     epochs: Epochs,
     user_key: fn(&U) -> String,
+    lookups: metrics::Lookups,
     /// The poller task; stopped when the cache is dropped.
     pub(crate) poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -188,6 +190,7 @@ where
             users,
             epochs: Epochs::new(read_lag, stale_after),
             user_key,
+            lookups: metrics::Lookups::register(),
             poller: Mutex::new(None),
         }
     }
@@ -202,6 +205,7 @@ where
         let e = &self.epochs;
         if !e.serving() {
             e.bypasses.fetch_add(1, Ordering::Relaxed);
+            self.lookups.bypass();
             tracing::debug!(target: TARGET, event = "bypass");
             return None;
         }
@@ -212,11 +216,13 @@ where
         {
             Some(entry) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
+                self.lookups.hit();
                 tracing::debug!(target: TARGET, event = "hit");
                 Some(entry)
             }
             None => {
                 e.misses.fetch_add(1, Ordering::Relaxed);
+                self.lookups.miss();
                 tracing::debug!(target: TARGET, event = "miss");
                 None
             }
@@ -404,10 +410,12 @@ where
 
     fn forget_session(&self, id: &SessionId) {
         self.invalidate(&Change::Session(key(id)));
+        metrics::invalidated_own();
     }
 
     fn forget_user(&self, user: &U) {
         self.invalidate(&Change::User((self.user_key)(user)));
+        metrics::invalidated_own();
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::outbox::{self, OutboxSql, Polled, TRIM_BATCH};
 use super::{Cache, CacheOptions, CacheStats, TARGET};
 use crate::error::Result;
+use crate::metrics;
 use crate::postgres::PostgresAdapter;
 use crate::session::{CacheHook, SessionManager};
 use crate::source::ConnectionSource;
@@ -124,7 +125,7 @@ where
             polls,
             sql,
             options,
-            first.snapshot,
+            (first.snapshot, began),
         ));
         if let Ok(mut slot) = cache.poller.lock() {
             *slot = Some(task);
@@ -167,13 +168,15 @@ where
 /// The poller task: a poll every interval (a failed one bypasses the cache
 /// until one succeeds), and, every quarter retention and until the outbox
 /// has nothing more to trim, one trim batch after a poll. Ends when the
-/// cache is dropped.
+/// cache is dropped. `snapshot` is where the next poll starts from, with
+/// when the poll that took it began (cache microseconds): an invalidation
+/// a poll applies committed after that.
 async fn run<S, U, SA, UA>(
     stop: StopOnExit<U, SA, UA>,
     source: S,
     sql: OutboxSql,
     options: CacheOptions,
-    mut snapshot: String,
+    (mut snapshot, mut snapshot_began): (String, u64),
 ) where
     S: ConnectionSource,
     U: Clone + Send + Sync + 'static,
@@ -199,11 +202,17 @@ async fn run<S, U, SA, UA>(
         match polled {
             Ok(polled) => {
                 current.polled(&polled, began);
-                snapshot = polled.snapshot;
+                let waited = current.now_us().saturating_sub(snapshot_began);
+                metrics::invalidations_polled(
+                    polled.changes.len(),
+                    std::time::Duration::from_micros(waited),
+                );
+                (snapshot, snapshot_began) = (polled.snapshot, began);
                 failing = false;
             }
             Err(error) => {
                 current.poll_failed();
+                metrics::failed("cache_poll", &error);
                 if !failing {
                     tracing::warn!(target: TARGET, error = %error, "outbox poll failed; the cache is bypassed until one succeeds");
                 }

@@ -30,6 +30,7 @@ pub(crate) use self::pooler::PoolerConnection;
 pub(crate) use self::row::Row;
 pub(crate) use self::sql::{Sql, SqlBuilder};
 use crate::error::{Error, ErrorClass, classify_diesel};
+use crate::metrics;
 
 /// Statements run unnamed on a tokio-postgres client, for poolers in
 /// transaction mode.
@@ -161,6 +162,7 @@ impl<'c> Conn<'c> {
     /// Runs a query for its rows.
     pub(crate) async fn query(&mut self, stmt: Statement<'_>) -> RunResult<Vec<Row>> {
         let deadline = self.deadline;
+        let started = metrics::started();
         let result = match &mut self.kind {
             Kind::Diesel(conn) => {
                 let rows = async {
@@ -178,12 +180,14 @@ impl<'c> Conn<'c> {
                 rows.map(|r| r.map(|(rows, _)| rows.into_iter().map(Row::Pooler).collect()))
             }
         };
+        metrics::statement_done(started);
         self.settle(result)
     }
 
     /// Runs a statement for its row count.
     pub(crate) async fn execute(&mut self, stmt: Statement<'_>) -> RunResult<u64> {
         let deadline = self.deadline;
+        let started = metrics::started();
         let result = match &mut self.kind {
             Kind::Diesel(conn) => {
                 let count = AsyncConnectionCore::execute_returning_count(&mut **conn, stmt);
@@ -197,6 +201,7 @@ impl<'c> Conn<'c> {
                     .map(|r| r.map(|(_, n)| n))
             }
         };
+        metrics::statement_done(started);
         self.settle(result)
     }
 

@@ -77,6 +77,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::connect::TlsConfig;
 use crate::error::{ConfigError, Error, ErrorSource, Result, parse_database_url};
+use crate::metrics;
 use crate::source::ConnectionSource;
 
 pub(crate) use self::queue::{LastError, Queue};
@@ -349,6 +350,10 @@ impl ConnectionSource for PgPool {
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
         let (conn, turn) = self.queue.checkout(&self.pool, from_bb8_error).await?;
+        metrics::pool_connections(|| {
+            let state = self.pool.state();
+            (state.connections, state.idle_connections)
+        });
         Ok(PooledPgConnection { conn, _turn: turn })
     }
 

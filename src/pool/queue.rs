@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::PoolOptions;
 use crate::error::{Error, ErrorSource, Result};
+use crate::metrics;
 
 /// The last error seen while opening a connection, and when, for
 /// [`Error::PoolTimeout`].
@@ -91,6 +92,8 @@ impl Queue {
                 conn.map(|conn| (conn, turn))
             }
         };
-        conn.map_err(|e| error(e, self.last_error.since(start)))
+        let conn = conn.map_err(|e| error(e, self.last_error.since(start)))?;
+        metrics::checkout_waited(start);
+        Ok(conn)
     }
 }

@@ -42,22 +42,24 @@
 //! `DEBUG` level, `WARN` for `error`. Count failed validations by that
 //! field, e.g. with the filter `lucia_diesel::session=debug`. With no
 //! subscriber interested, spans and events are disabled and allocate nothing.
+//! Feature `metrics` counts them too: see `lucia_diesel::metrics`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use cookie::Cookie;
-use tracing::field::Empty;
 
 use crate::adapter::{Adapter, DatabaseSession, DatabaseUser};
 use crate::clock::{Clock, SystemClock, to_micros};
 use crate::cookie::CookieConfig;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::token::{SessionId, SessionToken, TokenStorage, session_id_for};
 use crate::trace::traced;
 
 mod builder;
+mod end;
 pub(crate) mod hook;
 mod policy;
 mod rotate;
@@ -176,6 +178,8 @@ pub struct SessionManager<A> {
     cookie: CookieConfig,
     storage: TokenStorage,
     clock: Arc<dyn Clock>,
+    /// Validation counters (feature `metrics`), registered in `new`.
+    metrics: metrics::Validations,
 }
 
 impl<A> fmt::Debug for SessionManager<A> {
@@ -224,6 +228,7 @@ impl<A: Adapter> SessionManager<A> {
             cookie: CookieConfig::new(),
             storage: TokenStorage::default(),
             clock: Arc::new(SystemClock),
+            metrics: metrics::Validations::register(),
         }
     }
 
@@ -285,7 +290,10 @@ impl<A: Adapter> SessionManager<A> {
         attributes: A::SessionAttributes,
     ) -> Result<CreatedSession<A::UserId, A::SessionAttributes>> {
         let span = tracing::debug_span!("create_session", user_id = ?user_id);
-        traced(&span, self.create(user_id, attributes)).await
+        traced(&span, self.create(user_id, attributes))
+            .await
+            .inspect(|_| metrics::created())
+            .inspect_err(|error| metrics::failed("create_session", error))
     }
 
     async fn create(
@@ -318,110 +326,6 @@ impl<A: Adapter> SessionManager<A> {
             }
         }
         Err(Error::DuplicateSessionId)
-    }
-
-    /// Deletes one session (logout). Idempotent. Takes the stored id
-    /// ([`Session::id`], or [`session_id`](Self::session_id) of a token),
-    /// never a token.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn invalidate_session(&self, session_id: &SessionId) -> Result<()> {
-        let span = tracing::debug_span!("invalidate_session");
-        traced(&span, async {
-            self.adapter.delete_session(session_id).await?;
-            self.cache().forget_session(session_id);
-            Ok(())
-        })
-        .await
-    }
-
-    /// Deletes every session of a user (after a password change, or "sign
-    /// out everywhere") and returns how many there were.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn invalidate_user_sessions(&self, user_id: &A::UserId) -> Result<u64> {
-        let span =
-            tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
-        traced(&span, async {
-            let n = self.adapter.delete_user_sessions(user_id).await?;
-            self.cache().forget_user(user_id);
-            span.record("sessions", n);
-            Ok(n)
-        })
-        .await
-    }
-
-    /// Signs a user out everywhere but `keep` (the session of the request
-    /// that asks: "sign out my other devices"), in one statement with
-    /// [`PostgresAdapter`](crate::PostgresAdapter), and returns how many
-    /// sessions went. A `keep` that is not one of the user's keeps nothing
-    /// of the user's and deletes nothing of anyone else's. With the cache,
-    /// this instance forgets the user's entries at once and the others
-    /// within the invalidation bound.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn invalidate_other_sessions(
-        &self,
-        user_id: &A::UserId,
-        keep: &SessionId,
-    ) -> Result<u64> {
-        let span =
-            tracing::debug_span!("invalidate_other_sessions", user_id = ?user_id, sessions = Empty);
-        traced(&span, async {
-            let n = self
-                .adapter
-                .delete_other_user_sessions(user_id, keep)
-                .await?;
-            self.cache().forget_user(user_id);
-            span.record("sessions", n);
-            Ok(n)
-        })
-        .await
-    }
-
-    /// A user's live sessions (expired ones left out), soonest to expire last.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn get_user_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
-        let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, sessions = Empty);
-        traced(&span, async {
-            let sessions = self.live_sessions(user_id).await?;
-            span.record("sessions", sessions.len());
-            Ok(sessions)
-        })
-        .await
-    }
-
-    async fn live_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
-        let now = self.now();
-        let mut sessions: Vec<SessionOf<A>> = self
-            .adapter
-            .get_user_sessions(user_id)
-            .await?
-            .into_iter()
-            .filter(|s| !self.policy.expired(now, s))
-            .map(|s| Session::from_stored(s, false))
-            .collect();
-        sessions.sort_by_key(|s| std::cmp::Reverse(s.expires_at));
-        Ok(sessions)
-    }
-
-    /// Deletes every expired session and returns how many.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn delete_expired_sessions(&self) -> Result<u64> {
-        let span = tracing::debug_span!("delete_expired_sessions", sessions = Empty);
-        traced(&span, async {
-            let n = self.adapter.delete_expired_sessions(self.now()).await?;
-            span.record("sessions", n);
-            Ok(n)
-        })
-        .await
     }
 
     /// The session cookie for `token` (a [`SessionToken::as_str`], or a

@@ -10,6 +10,17 @@ use crate::adapter::{DatabaseSession, Liveness, SessionRefresh};
 /// 4713 BC, so not `DateTime::MIN_UTC`).
 pub(crate) const NEVER: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
+/// The limit that ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// `expires_at` passed (Lucia's rule).
+    Expiry,
+    /// Not seen for the idle timeout.
+    Idle,
+    /// Older than the absolute lifetime.
+    Absolute,
+}
+
 /// The timeouts a manager enforces (set by its builder).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
@@ -66,6 +77,32 @@ impl Policy {
             seen_after: self.idle_timeout.map_or(NEVER, |idle| now - idle),
             created_after: self.absolute_lifetime.map_or(NEVER, |max| now - max),
         }
+    }
+
+    /// Which limit ended a stored session that is invalid at `now`: the
+    /// one reached first (on a tie the absolute lifetime, then the idle
+    /// timeout, as an expiry capped by the absolute lifetime meets it);
+    /// `None` while it is valid. Only asked once [`Self::expired`] said so.
+    pub(crate) fn ended<U, A>(
+        &self,
+        now: DateTime<Utc>,
+        s: &DatabaseSession<U, A>,
+    ) -> Option<Limit> {
+        let limits = [
+            (
+                Limit::Absolute,
+                self.absolute_lifetime.map(|max| s.created_at + max),
+            ),
+            (
+                Limit::Idle,
+                self.idle_timeout.map(|idle| s.last_seen_at + idle),
+            ),
+            (Limit::Expiry, Some(s.expires_at)),
+        ];
+        let passed = limits
+            .into_iter()
+            .filter_map(|(limit, at)| at.filter(|at| now >= *at).map(|at| (at, limit)));
+        passed.min_by_key(|(at, _)| *at).map(|(_, limit)| limit)
     }
 
     /// What a validation at `now` must write, if anything: a new expiry
@@ -176,6 +213,30 @@ mod tests {
         assert_eq!(decide(&policy, idle_at, (t0, t0, far)), "expired");
         let old_at = t0 + Duration::days(1);
         assert_eq!(decide(&policy, old_at, (t0, old_at - us, far)), "expired");
+        // Which limit ended it: the first reached; the capped expiry is the absolute one.
+        let ended = |now, (created_at, last_seen_at, expires_at)| {
+            let s = DatabaseSession {
+                id: SessionId::new("x"),
+                user_id: (),
+                expires_at,
+                created_at,
+                last_seen_at,
+                authenticated_at: created_at,
+                attributes: (),
+            };
+            policy.ended(now, &s)
+        };
+        assert_eq!(ended(idle_at - us, (t0, t0, far)), None);
+        assert_eq!(ended(idle_at, (t0, t0, far)), Some(Limit::Idle));
+        assert_eq!(ended(far, (t0, t0, far)), Some(Limit::Idle));
+        let seen = old_at - Duration::minutes(1);
+        assert_eq!(ended(old_at, (t0, seen, far)), Some(Limit::Absolute));
+        assert_eq!(
+            ended(old_at, (t0, old_at - us, old_at)),
+            Some(Limit::Absolute)
+        );
+        let soon = t0 + Duration::minutes(30);
+        assert_eq!(ended(soon, (t0, t0, soon)), Some(Limit::Expiry));
         // The first expiry and every extension stop at the absolute limit.
         assert_eq!(policy.first_expiry(t0), old_at);
         assert_eq!(policy.capped(t0, far), old_at);

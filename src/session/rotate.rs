@@ -8,6 +8,7 @@ use super::policy::NEVER;
 use super::{CREATE_ATTEMPTS, CreatedSession, Session, SessionManager, SessionOf};
 use crate::adapter::{Adapter, SessionRotation};
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::token::{SessionId, SessionToken};
 use crate::trace::traced;
 
@@ -124,7 +125,11 @@ impl<A: Adapter> SessionManager<A> {
         let rotated = self.adapter.rotate_session(rotation).await;
         // Whatever happened, this instance's cache asks the database next.
         self.cache().forget_session(&session.id);
-        Ok(rotated?.map(|r| Session {
+        let rotated = rotated.inspect_err(|error| metrics::failed("rotate_session", error))?;
+        if rotated.is_some() && *to != session.id {
+            metrics::rotated();
+        }
+        Ok(rotated.map(|r| Session {
             id: to.clone(),
             user_id: session.user_id.clone(),
             expires_at: r.expires_at,

@@ -4,9 +4,11 @@
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
+use super::policy::Limit;
 use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf, Ticket, UserOf};
 use crate::adapter::{Adapter, DatabaseSession};
 use crate::error::{Error, Result};
+use crate::metrics::{self, Validation};
 use crate::token::{SessionId, is_well_formed, session_id_for};
 
 impl<A: Adapter> SessionManager<A> {
@@ -37,9 +39,12 @@ impl<A: Adapter> SessionManager<A> {
         match &result {
             Ok((outcome, _)) => {
                 tracing::debug!(target: OUTCOME_TARGET, parent: &span, outcome = outcome.as_str(), "session validated");
+                self.metrics.ended(outcome.metric());
             }
             Err(error) => {
                 tracing::warn!(target: OUTCOME_TARGET, parent: &span, outcome = "error", error = %error, "session validation failed");
+                self.metrics.ended(Validation::Error);
+                metrics::failed("validate_session", error);
             }
         }
         result.map(|(_, session)| session)
@@ -88,13 +93,16 @@ impl<A: Adapter> SessionManager<A> {
         ticket: Option<Ticket>,
     ) -> Result<(Outcome, Option<Validated<A>>)> {
         let now = self.now();
-        if self.policy.expired(now, &stored) {
+        if let Some(limit) = self.policy.ended(now, &stored) {
             // Invalid whether or not the row goes now: a failed delete
             // (read-only database, outage) leaves it to the cleanup.
-            if let Err(error) = self.adapter.delete_session(&stored.id).await {
-                tracing::warn!(target: OUTCOME_TARGET, error = %error, "could not delete an expired session; it stays invalid");
+            match self.adapter.delete_session(&stored.id).await {
+                Ok(deleted) => metrics::deleted("ended", u64::from(deleted)),
+                Err(error) => {
+                    tracing::warn!(target: OUTCOME_TARGET, error = %error, "could not delete an expired session; it stays invalid");
+                }
             }
-            return Ok((Outcome::Expired, None));
+            return Ok((Outcome::Expired(limit), None));
         }
         let (fresh, outcome) = match self.policy.refresh(now, &stored) {
             None => (false, Outcome::Valid),
@@ -119,6 +127,7 @@ impl<A: Adapter> SessionManager<A> {
                     stored.expires_at = refreshed.expires_at;
                     stored.last_seen_at = refreshed.last_seen_at;
                     let outcome = if refreshed.extended {
+                        self.metrics.extended();
                         Outcome::Extended
                     } else {
                         Outcome::Valid
@@ -143,8 +152,8 @@ enum Outcome {
     Valid,
     /// Valid, and this call extended it (`fresh`).
     Extended,
-    /// Found but expired (and deleted).
-    Expired,
+    /// Found but ended by this limit (and deleted).
+    Expired(Limit),
     /// No such session (or deleted while being extended).
     Unknown,
     /// Not a token this manager could have issued; no query was made.
@@ -152,13 +161,27 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The event's `outcome` field: any ended session is `expired`.
     fn as_str(self) -> &'static str {
         match self {
             Self::Valid => "valid",
             Self::Extended => "extended",
-            Self::Expired => "expired",
+            Self::Expired(_) => "expired",
             Self::Unknown => "unknown",
             Self::Malformed => "malformed",
+        }
+    }
+
+    /// As counted: an extended session is `valid` (extensions have a
+    /// counter of their own), an ended one names its limit.
+    fn metric(self) -> Validation {
+        match self {
+            Self::Valid | Self::Extended => Validation::Valid,
+            Self::Expired(Limit::Expiry) => Validation::Expired,
+            Self::Expired(Limit::Idle) => Validation::Idle,
+            Self::Expired(Limit::Absolute) => Validation::Absolute,
+            Self::Unknown => Validation::Unknown,
+            Self::Malformed => Validation::Malformed,
         }
     }
 }

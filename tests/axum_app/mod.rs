@@ -3,7 +3,8 @@
 //! table (`cross_origin.rs`), and the example's JSON API over a real socket
 //! (`end_to_end.rs`): its login throttle (`throttling.rs`), logout
 //! (`sign_out.rs`), a frozen database (`outage.rs`, on a cluster of its
-//! own: `frozen.rs`) and its start-up (`start_up.rs`).
+//! own: `frozen.rs`), its start-up (`start_up.rs`) and its `/metrics`
+//! (`metrics.rs`, feature `metrics`).
 
 // Compiled once per example's tests, as each example compiles it; parts
 // of it serve the other examples' tests only.
@@ -23,6 +24,8 @@ mod end_to_end;
 mod extractors;
 #[allow(clippy::duplicate_mod)] // The other examples' tests include it too.
 mod frozen;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod outage;
 mod sign_out;
 mod start_up;

@@ -5,7 +5,8 @@
 //! reader; the stale-fill race held open at its two orderings.
 //!
 //! Each test has a database of its own, so no test sees another's
-//! invalidations. This file holds the fixture (`CacheDb`) and the helpers;
+//! invalidations. This file holds the fixture (`CacheDb`) and the helpers
+//! (the metrics tests use some of them too);
 //! the tests are in `serving.rs`, `revocation.rs`, `polling.rs` and
 //! `outbox.rs`.
 
@@ -32,7 +33,8 @@ use serde::Deserialize;
 use crate::support::clock::ManualClock;
 use crate::support::{server_url, unique_name};
 
-type Manager<UA = Attributes> = SessionManager<PostgresAdapter<PgPool, String, Attributes, UA>>;
+pub(crate) type Manager<UA = Attributes> =
+    SessionManager<PostgresAdapter<PgPool, String, Attributes, UA>>;
 
 /// `server` with its database replaced by `db`.
 fn database_url(server: &str, db: &str) -> String {
@@ -52,14 +54,14 @@ fn database_url(server: &str, db: &str) -> String {
 /// A database of its own with the crate's tables, a `name` column on the
 /// user table and a `country` column on the session table, and (unless
 /// `triggers` is false) the cache's outbox and triggers.
-struct CacheDb {
+pub(crate) struct CacheDb {
     name: String,
     url: String,
     server: String,
 }
 
 impl CacheDb {
-    async fn new(triggers: bool) -> Self {
+    pub(crate) async fn new(triggers: bool) -> Self {
         Self::on(server_url(), triggers).await
     }
 
@@ -93,7 +95,7 @@ impl CacheDb {
         AsyncPgConnection::establish(&self.url).await.unwrap()
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         self.connect()
             .await
             .batch_execute(sql)
@@ -110,7 +112,7 @@ impl CacheDb {
     }
 
     /// An app instance: a pool, a manager and a cache of its own.
-    async fn instance<UA>(&self) -> Manager<UA>
+    pub(crate) async fn instance<UA>(&self) -> Manager<UA>
     where
         UA: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
     {
@@ -120,7 +122,7 @@ impl CacheDb {
             .unwrap()
     }
 
-    async fn user(&self, id: &str, name: &str) -> String {
+    pub(crate) async fn user(&self, id: &str, name: &str) -> String {
         self.exec(&format!(
             "INSERT INTO auth_user (id, name) VALUES ('{id}', '{name}')"
         ))
@@ -144,7 +146,7 @@ fn options() -> CacheOptions {
     CacheOptions::new().with_max_poll_age(Duration::from_secs(30))
 }
 
-fn stats<UA>(m: &Manager<UA>) -> CacheStats
+pub(crate) fn stats<UA>(m: &Manager<UA>) -> CacheStats
 where
     UA: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -176,7 +178,7 @@ where
 /// Validates until a validation of `token` is a hit (the first fills),
 /// for up to 20 s: a busy machine may delay the polls that let the cache
 /// serve.
-async fn cached<UA>(m: &Manager<UA>, token: &str)
+pub(crate) async fn cached<UA>(m: &Manager<UA>, token: &str)
 where
     UA: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -224,7 +226,7 @@ struct Named {
 }
 
 /// Waits until `m` has handled `n` more invalidations than `before`.
-async fn handled<UA>(m: &Manager<UA>, before: &CacheStats, n: u64) -> Duration
+pub(crate) async fn handled<UA>(m: &Manager<UA>, before: &CacheStats, n: u64) -> Duration
 where
     UA: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {

@@ -27,6 +27,7 @@ use super::common::accounts::AccountError;
 use super::common::database::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::common::hashing::BUSY_RETRY_AFTER_SECS;
 use super::common::throttle::Throttled;
+use super::metrics::{self, Metrics};
 use super::{account, sign_in};
 
 /// Session attributes: none beyond the crate's own columns (the session's
@@ -55,6 +56,8 @@ pub struct AppState {
     /// The session manager's pool; the account queries run on it too.
     pub pool: PgPool,
     pub limits: Arc<PasswordLimits>,
+    /// What `GET /metrics` serves (with the crate's feature `metrics`).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             sessions: Arc::new(sessions),
             pool,
             limits: Arc::new(limits),
+            metrics: Metrics::none(),
         }
     }
 }
@@ -88,9 +92,10 @@ pub const ROUTES: [&str; 10] = [
 ];
 
 /// The API, with the session layer (bearer tokens accepted, for API
-/// clients; cookies for browsers). Every `503` carries `Retry-After`.
+/// clients; cookies for browsers), and `/metrics` with the crate's feature
+/// `metrics`. Every `503` carries `Retry-After`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    metrics::routes()
         .route("/api", get(index))
         .route("/api/signup", post(sign_in::signup))
         .route("/api/login", post(sign_in::login))

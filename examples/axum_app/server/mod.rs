@@ -5,6 +5,13 @@
 
 pub mod account;
 pub mod api;
+/// `GET /metrics`, with the crate's feature `metrics`.
+#[cfg(feature = "metrics")]
+pub mod metrics;
+/// Without the feature: no route.
+#[cfg(not(feature = "metrics"))]
+#[path = "no_metrics.rs"]
+pub mod metrics;
 pub mod sign_in;
 
 use super::common;

@@ -1,0 +1,78 @@
+//! Recording without the `metrics` feature: the same functions as
+//! `record.rs`, doing nothing, so that call sites carry no `cfg` and
+//! compile to nothing (no clock read, no pool state read).
+
+use std::time::{Duration, Instant};
+
+use super::{Error, Validation};
+
+/// No counters.
+pub(crate) struct Validations;
+
+impl Validations {
+    #[inline(always)]
+    pub(crate) fn register() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn ended(&self, _outcome: Validation) {}
+
+    #[inline(always)]
+    pub(crate) fn extended(&self) {}
+}
+
+/// No counters.
+pub(crate) struct Lookups;
+
+impl Lookups {
+    #[inline(always)]
+    pub(crate) fn register() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn hit(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn miss(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn bypass(&self) {}
+}
+
+#[inline(always)]
+pub(crate) fn created() {}
+
+#[inline(always)]
+pub(crate) fn rotated() {}
+
+#[inline(always)]
+pub(crate) fn deleted(_reason: &'static str, _rows: u64) {}
+
+#[inline(always)]
+pub(crate) fn failed(_operation: &'static str, _error: &Error) {}
+
+#[inline(always)]
+pub(crate) fn invalidated_own() {}
+
+#[inline(always)]
+pub(crate) fn invalidations_polled(_n: usize, _at_most: Duration) {}
+
+/// No statement start is kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started;
+
+#[inline(always)]
+pub(crate) fn started() -> Started {
+    Started
+}
+
+#[inline(always)]
+pub(crate) fn statement_done(_at: Started) {}
+
+#[inline(always)]
+pub(crate) fn checkout_waited(_since: Instant) {}
+
+#[inline(always)]
+pub(crate) fn pool_connections(_read: impl FnOnce() -> (u32, u32)) {}

@@ -1,0 +1,210 @@
+//! Recording, with the `metrics` feature: each function records into the
+//! recorder current where it is called (the thread's local one, else the
+//! global one, else nothing).
+
+use std::time::{Duration, Instant};
+
+use metrics::{
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+use super::*;
+
+/// Gives every metric of the crate its unit and help text in the recorder
+/// installed now. Call it once, after installing the recorder (before or
+/// after building the managers); recording works without it, but
+/// exporters then show no help text.
+pub fn describe() {
+    describe_counter!(VALIDATIONS, Unit::Count, "Session validations by outcome.");
+    describe_counter!(SESSIONS_CREATED, Unit::Count, "Sessions created.");
+    describe_counter!(
+        SESSIONS_EXTENDED,
+        Unit::Count,
+        "Sessions extended by a validation (sliding expiry)."
+    );
+    describe_counter!(SESSIONS_ROTATED, Unit::Count, "Sessions given a new token.");
+    describe_counter!(
+        SESSIONS_DELETED,
+        Unit::Count,
+        "Session rows deleted, by reason."
+    );
+    describe_counter!(
+        ERRORS,
+        Unit::Count,
+        "Failed operations, by operation and error kind."
+    );
+    describe_counter!(
+        CACHE_LOOKUPS,
+        Unit::Count,
+        "Validation cache lookups: hit, miss, or bypass (the cache not serving)."
+    );
+    describe_counter!(
+        CACHE_INVALIDATIONS,
+        Unit::Count,
+        "Invalidations the validation cache applied, from the outbox or the manager's own."
+    );
+    describe_histogram!(
+        CACHE_INVALIDATION_DELAY,
+        Unit::Seconds,
+        "Per invalidation applied from the outbox: time from the start of the previous successful poll, whose snapshot did not see it, to this poll applying it (an upper bound of its delay)."
+    );
+    describe_histogram!(
+        STATEMENT_DURATION,
+        Unit::Seconds,
+        "Time of each statement, from sending it to its last row or its failure."
+    );
+    describe_histogram!(
+        POOL_CHECKOUT_WAIT,
+        Unit::Seconds,
+        "Time waited for a pooled connection (successful checkouts)."
+    );
+    describe_gauge!(
+        POOL_CONNECTIONS,
+        Unit::Count,
+        "Connections of the pool that lent the last one, in use and idle, read at checkout."
+    );
+}
+
+/// A manager's validation counters, registered when the manager is
+/// built, in the recorder current then.
+///
+/// Handles, not a `counter!` per call: a `counter!` looks its key up in
+/// the recorder's registry on every call, which made a validation served
+/// from the cache 11-18% slower with a Prometheus recorder (BENCHMARKS.md,
+/// "Metrics"); a handle's increment is one atomic add.
+pub(crate) struct Validations {
+    outcomes: [Counter; 7],
+    extended: Counter,
+}
+
+impl Validations {
+    pub(crate) fn register() -> Self {
+        Self {
+            outcomes: Validation::ALL.map(|o| counter!(VALIDATIONS, "outcome" => o.label())),
+            extended: counter!(SESSIONS_EXTENDED),
+        }
+    }
+
+    /// A validation ended with `outcome`.
+    #[inline]
+    pub(crate) fn ended(&self, outcome: Validation) {
+        self.outcomes[outcome as usize].increment(1);
+    }
+
+    /// A validation extended its session.
+    #[inline]
+    pub(crate) fn extended(&self) {
+        self.extended.increment(1);
+    }
+}
+
+/// A validation cache's lookup counters, registered when the cache is
+/// built (handles for the reason given at [`Validations`]).
+pub(crate) struct Lookups {
+    hit: Counter,
+    miss: Counter,
+    bypass: Counter,
+}
+
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+impl Lookups {
+    pub(crate) fn register() -> Self {
+        let result = |r: &'static str| counter!(CACHE_LOOKUPS, "result" => r);
+        Self {
+            hit: result("hit"),
+            miss: result("miss"),
+            bypass: result("bypass"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.hit.increment(1);
+    }
+
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.miss.increment(1);
+    }
+
+    #[inline]
+    pub(crate) fn bypass(&self) {
+        self.bypass.increment(1);
+    }
+}
+
+/// A session was created.
+#[inline]
+pub(crate) fn created() {
+    counter!(SESSIONS_CREATED).increment(1);
+}
+
+/// A session was given a new token.
+#[inline]
+pub(crate) fn rotated() {
+    counter!(SESSIONS_ROTATED).increment(1);
+}
+
+/// `rows` sessions were deleted for `reason`.
+#[inline]
+pub(crate) fn deleted(reason: &'static str, rows: u64) {
+    if rows > 0 {
+        counter!(SESSIONS_DELETED, "reason" => reason).increment(rows);
+    }
+}
+
+/// `operation` failed with `error`.
+#[inline]
+pub(crate) fn failed(operation: &'static str, error: &Error) {
+    counter!(ERRORS, "operation" => operation, "kind" => error_kind(error)).increment(1);
+}
+
+/// The manager's own revocation was applied to its cache.
+#[inline]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn invalidated_own() {
+    counter!(CACHE_INVALIDATIONS, "source" => "own").increment(1);
+}
+
+/// A poll applied `n` invalidations, each of which can have waited at
+/// most `at_most`.
+#[inline]
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+pub(crate) fn invalidations_polled(n: usize, at_most: Duration) {
+    if n > 0 {
+        counter!(CACHE_INVALIDATIONS, "source" => "outbox").increment(n as u64);
+        histogram!(CACHE_INVALIDATION_DELAY).record_many(at_most.as_secs_f64(), n);
+    }
+}
+
+/// When a statement started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started(Instant);
+
+/// Now, as a statement's start.
+#[inline]
+pub(crate) fn started() -> Started {
+    Started(Instant::now())
+}
+
+/// The statement that began at `at` has ended.
+#[inline]
+pub(crate) fn statement_done(at: Started) {
+    histogram!(STATEMENT_DURATION).record(at.0.elapsed().as_secs_f64());
+}
+
+/// A checkout that began at `since` got its connection.
+#[inline]
+#[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+pub(crate) fn checkout_waited(since: Instant) {
+    histogram!(POOL_CHECKOUT_WAIT).record(since.elapsed().as_secs_f64());
+}
+
+/// The lending pool's connections: `read` gives (open, idle).
+#[inline]
+#[cfg_attr(not(feature = "bb8"), allow(dead_code))]
+pub(crate) fn pool_connections(read: impl FnOnce() -> (u32, u32)) {
+    let (open, idle) = read();
+    gauge!(POOL_CONNECTIONS, "state" => "in_use").set(f64::from(open.saturating_sub(idle)));
+    gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+}
