@@ -11,9 +11,10 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::sql_types::{Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use lucia_diesel::{
-    Adapter, Attributes, DatabaseSession, Error, Liveness, PgPool, PoolOptions, PostgresAdapter,
-    SchemaProblem, SessionAndUser, SessionId, SessionManager, SessionManagerBuilder,
-    SessionRotation, SessionToken, TableName, TableNames, migrations,
+    Adapter, Attributes, CreatedSession, DatabaseSession, DatabaseUser, Error, Liveness, PgPool,
+    PoolOptions, PostgresAdapter, SchemaProblem, Session, SessionAndUser, SessionId,
+    SessionManager, SessionManagerBuilder, SessionRotation, SessionToken, TableName, TableNames,
+    migrations,
 };
 use serde_json::json;
 
@@ -63,16 +64,21 @@ struct Stored {
     authenticated_at: DateTime<Utc>,
 }
 
-/// Every session row of `user` (default tables), by id.
-async fn rows_of(db: &TestDb, user: &str) -> Vec<Stored> {
+/// The session rows (default tables) that match `filter`, by id.
+async fn rows_where(db: &TestDb, filter: &str) -> Vec<Stored> {
     let mut conn = db.connect().await;
     diesel::sql_query(format!(
         "SELECT id, user_id, country, expires_at, created_at, last_seen_at, authenticated_at \
-         FROM user_session WHERE user_id = '{user}' ORDER BY id"
+         FROM user_session WHERE {filter} ORDER BY id"
     ))
     .load::<Stored>(&mut conn)
     .await
     .unwrap()
+}
+
+/// Every session row of `user` (default tables), by id.
+async fn rows_of(db: &TestDb, user: &str) -> Vec<Stored> {
+    rows_where(db, &format!("user_id = '{user}'")).await
 }
 
 /// The one session row of `user`; fails unless there is exactly one.
@@ -87,14 +93,12 @@ async fn only_row_of(db: &TestDb, user: &str) -> Stored {
 }
 
 async fn all_rows(db: &TestDb) -> Vec<Stored> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT id, user_id, country, expires_at, created_at, last_seen_at, authenticated_at \
-         FROM user_session ORDER BY id",
-    )
-    .load::<Stored>(&mut conn)
-    .await
-    .unwrap()
+    rows_where(db, "true").await
+}
+
+/// The one session row of `user` is `session`'s.
+async fn assert_only_row_is(db: &TestDb, user: &str, session: &Session<String, Attributes>) {
+    assert_eq!(only_row_of(db, user).await.id, session.id.as_str());
 }
 
 /// The user a token validates to, if any.
@@ -105,30 +109,70 @@ async fn user_of(m: &Manager, token: &str) -> Option<String> {
     })
 }
 
+/// A fixture with user `alice`, and a manager on its tables on a clock of
+/// its own (`configure` sets the rest).
+async fn alice_and_manager(
+    configure: impl FnOnce(Builder) -> Builder,
+) -> (
+    Fixture<PostgresAdapter<PgPool>>,
+    ManualClock,
+    Manager,
+    String,
+) {
+    let f = default_fixture().await;
+    let clock = ManualClock::new();
+    let m = manager(&f, &clock, configure).await;
+    let alice = f.create_user("alice").await;
+    (f, clock, m, alice)
+}
+
+/// A session of `user` with the attribute `country` `c`.
+async fn sign_in(m: &Manager, user: &str, c: &str) -> CreatedSession<String, Attributes> {
+    m.create_session(user.to_owned(), country(c)).await.unwrap()
+}
+
+/// `token` validates to nothing.
+async fn dead<A: Adapter>(m: &SessionManager<A>, token: &str) -> bool {
+    m.validate_session(token).await.unwrap().is_none()
+}
+
+/// What `token` validates to; fails with `what` unless it is valid.
+async fn validated<A: Adapter>(
+    m: &SessionManager<A>,
+    token: &str,
+    what: &str,
+) -> (
+    Session<A::UserId, A::SessionAttributes>,
+    DatabaseUser<A::UserId, A::UserAttributes>,
+) {
+    m.validate_session(token).await.unwrap().expect(what)
+}
+
+/// `reauthenticate_keeping_token` refuses `session`.
+async fn keeping_token_refuses<A: Adapter>(
+    m: &SessionManager<A>,
+    session: &Session<A::UserId, A::SessionAttributes>,
+) -> bool {
+    m.reauthenticate_keeping_token(session)
+        .await
+        .unwrap()
+        .is_none()
+}
+
 // ---------------------------------------------------------------------------
 // 1. What a rotated session keeps.
 
 #[tokio::test]
 async fn rotation_keeps_the_session_and_retires_the_old_token() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
+    let (f, clock, m, alice) = alice_and_manager(|b| b).await;
     let bob = f.create_user("bob").await;
     let t0 = clock.get();
-    let old = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
-    let bobs = m.create_session(bob.clone(), country("de")).await.unwrap();
+    let old = sign_in(&m, &alice, "nl").await;
+    let bobs = sign_in(&m, &bob, "de").await;
     let bob_row = only_row_of(&f.db, &bob).await;
     // A use recorded 10 minutes in, so last_seen_at differs from created_at.
     clock.advance(Duration::minutes(10));
-    let (seen, _) = m
-        .validate_session(old.token.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let (seen, _) = validated(&m, old.token.as_str(), "valid").await;
     assert_eq!(seen.last_seen_at, t0 + Duration::minutes(10));
     let before = only_row_of(&f.db, &alice).await;
     assert_eq!(before.authenticated_at, t0);
@@ -172,18 +216,8 @@ async fn rotation_keeps_the_session_and_retires_the_old_token() {
         }
     );
 
-    assert!(
-        m.validate_session(old.token.as_str())
-            .await
-            .unwrap()
-            .is_none(),
-        "the old token is dead"
-    );
-    let (v, u) = m
-        .validate_session(rotated.token.as_str())
-        .await
-        .unwrap()
-        .expect("the new token validates");
+    assert!(dead(&m, old.token.as_str()).await, "the old token is dead");
+    let (v, u) = validated(&m, rotated.token.as_str(), "the new token validates").await;
     assert_eq!(u.id, alice);
     assert_eq!(v.id, s.id);
     assert!(!v.fresh);
@@ -203,12 +237,7 @@ async fn rotation_keeps_the_session_and_retires_the_old_token() {
         )
     );
     // The old token stays dead after the new one was used.
-    assert!(
-        m.validate_session(old.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(dead(&m, old.token.as_str()).await);
     // Bob's session: untouched.
     assert_eq!(only_row_of(&f.db, &bob).await, bob_row);
     assert_eq!(user_of(&m, bobs.token.as_str()).await, Some(bob));
@@ -216,14 +245,8 @@ async fn rotation_keeps_the_session_and_retires_the_old_token() {
 
 #[tokio::test]
 async fn a_rotated_session_rotates_again_and_lists_once() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
-    let first = m
-        .create_session(alice.clone(), country("fr"))
-        .await
-        .unwrap();
+    let (_f, _clock, m, alice) = alice_and_manager(|b| b).await;
+    let first = sign_in(&m, &alice, "fr").await;
     let second = m.rotate_session(&first.session).await.unwrap().unwrap();
     let third = m.rotate_session(&second.session).await.unwrap().unwrap();
     // The session value of a token already rotated away is refused.
@@ -300,28 +323,14 @@ async fn rotation_and_reauthentication_are_one_cached_statement_each() {
 
 #[tokio::test]
 async fn rotating_an_unknown_session_gives_none() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
-    let other = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
-    let gone = m
-        .create_session(alice.clone(), country("be"))
-        .await
-        .unwrap();
+    let (f, _clock, m, alice) = alice_and_manager(|b| b).await;
+    let other = sign_in(&m, &alice, "nl").await;
+    let gone = sign_in(&m, &alice, "be").await;
     m.invalidate_session(&gone.session.id).await.unwrap();
     let before = all_rows(&f.db).await;
     assert!(m.rotate_session(&gone.session).await.unwrap().is_none());
     assert!(m.reauthenticate(&gone.session).await.unwrap().is_none());
-    assert!(
-        m.reauthenticate_keeping_token(&gone.session)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(keeping_token_refuses(&m, &gone.session).await);
     assert_eq!(all_rows(&f.db).await, before, "nothing written");
     assert!(user_of(&m, gone.token.as_str()).await.is_none());
     assert_eq!(user_of(&m, other.token.as_str()).await, Some(alice));
@@ -336,15 +345,9 @@ async fn rotating_an_unknown_session_gives_none() {
 
 #[tokio::test]
 async fn rotating_an_expired_session_gives_none_and_leaves_it() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
+    let (f, clock, m, alice) = alice_and_manager(|b| b).await;
     let t0 = clock.get();
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     assert_eq!(created.session.expires_at, t0 + Duration::days(30));
     let before = all_rows(&f.db).await;
     // At its expiry (Lucia's rule: expires_at <= now is expired).
@@ -356,7 +359,7 @@ async fn rotating_an_expired_session_gives_none_and_leaves_it() {
     assert_eq!(all_rows(&f.db).await, before, "neither moved nor revived");
     assert!(user_of(&m, created.token.as_str()).await.is_none());
     // One microsecond before its expiry it rotates (a fresh session).
-    let later = m.create_session(alice, country("nl")).await.unwrap();
+    let later = sign_in(&m, &alice, "nl").await;
     clock.set(later.session.expires_at - US);
     let rotated = m.rotate_session(&later.session).await.unwrap().unwrap();
     assert_eq!(rotated.session.expires_at, later.session.expires_at);
@@ -365,14 +368,9 @@ async fn rotating_an_expired_session_gives_none_and_leaves_it() {
 #[tokio::test]
 async fn rotating_an_idle_session_gives_none_at_the_idle_boundary() {
     for (offset, live) in [(-US, true), (Duration::zero(), false), (US, false)] {
-        let f = default_fixture().await;
-        let clock = ManualClock::new();
-        let m = manager(&f, &clock, |b| b.with_idle_timeout(Duration::hours(1))).await;
-        let alice = f.create_user("alice").await;
-        let created = m
-            .create_session(alice.clone(), country("nl"))
-            .await
-            .unwrap();
+        let (f, clock, m, alice) =
+            alice_and_manager(|b| b.with_idle_timeout(Duration::hours(1))).await;
+        let created = sign_in(&m, &alice, "nl").await;
         // Far from expiry: only the idle timeout decides.
         assert_eq!(
             created.session.expires_at,
@@ -383,10 +381,7 @@ async fn rotating_an_idle_session_gives_none_at_the_idle_boundary() {
         let rotated = m.rotate_session(&created.session).await.unwrap();
         assert_eq!(rotated.is_some(), live, "idle for 1 h {offset:?}");
         if live {
-            assert_eq!(
-                only_row_of(&f.db, &alice).await.id,
-                rotated.unwrap().session.id.as_str()
-            );
+            assert_only_row_is(&f.db, &alice, &rotated.unwrap().session).await;
         } else {
             assert_eq!(all_rows(&f.db).await, before, "{offset:?}");
             assert!(m.reauthenticate(&created.session).await.unwrap().is_none());
@@ -405,10 +400,7 @@ async fn rotating_a_session_past_its_absolute_lifetime_gives_none() {
         let plain = manager(&f, &clock, |b| b).await;
         let strict = manager(&f, &clock, |b| b.with_absolute_lifetime(Duration::days(1))).await;
         let alice = f.create_user("alice").await;
-        let created = plain
-            .create_session(alice.clone(), country("nl"))
-            .await
-            .unwrap();
+        let created = sign_in(&plain, &alice, "nl").await;
         let before = all_rows(&f.db).await;
         clock.advance(Duration::days(1) + offset);
         let rotated = strict.rotate_session(&created.session).await.unwrap();
@@ -434,16 +426,10 @@ async fn rotating_a_session_past_its_absolute_lifetime_gives_none() {
 
 #[tokio::test]
 async fn rotating_with_another_users_id_gives_none_and_touches_nobody() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
+    let (f, _clock, m, alice) = alice_and_manager(|b| b).await;
     let bob = f.create_user("bob").await;
-    let alices = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
-    let bobs = m.create_session(bob.clone(), country("de")).await.unwrap();
+    let alices = sign_in(&m, &alice, "nl").await;
+    let bobs = sign_in(&m, &bob, "de").await;
     let before = all_rows(&f.db).await;
 
     // Alice's session presented as bob's.
@@ -451,12 +437,7 @@ async fn rotating_with_another_users_id_gives_none_and_touches_nobody() {
     forged.user_id = bob.clone();
     assert!(m.rotate_session(&forged).await.unwrap().is_none());
     assert!(m.reauthenticate(&forged).await.unwrap().is_none());
-    assert!(
-        m.reauthenticate_keeping_token(&forged)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(keeping_token_refuses(&m, &forged).await);
     // Bob's session presented as alice's.
     let mut forged = bobs.session.clone();
     forged.user_id = alice.clone();
@@ -475,16 +456,11 @@ async fn rotating_with_another_users_id_gives_none_and_touches_nobody() {
 
 #[tokio::test]
 async fn rotated_sessions_keep_their_absolute_deadline() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b.with_absolute_lifetime(Duration::days(1))).await;
-    let alice = f.create_user("alice").await;
+    let (f, clock, m, alice) =
+        alice_and_manager(|b| b.with_absolute_lifetime(Duration::days(1))).await;
     let t0 = clock.get();
     let deadline = t0 + Duration::days(1);
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     assert_eq!(created.session.expires_at, deadline);
 
     clock.set(t0 + Duration::hours(12));
@@ -502,11 +478,7 @@ async fn rotated_sessions_keep_their_absolute_deadline() {
     assert!(rotated.session.expires_at <= deadline);
 
     clock.set(deadline - US);
-    let (s, _) = m
-        .validate_session(rotated.token.as_str())
-        .await
-        .unwrap()
-        .expect("valid until the deadline");
+    let (s, _) = validated(&m, rotated.token.as_str(), "valid until the deadline").await;
     assert_eq!(s.created_at, t0);
     assert!(s.expires_at <= deadline, "{}", s.expires_at);
     assert!(only_row_of(&f.db, &alice).await.expires_at <= deadline);
@@ -514,10 +486,7 @@ async fn rotated_sessions_keep_their_absolute_deadline() {
     clock.set(deadline);
     assert!(m.rotate_session(&s).await.unwrap().is_none());
     assert!(
-        m.validate_session(rotated.token.as_str())
-            .await
-            .unwrap()
-            .is_none(),
+        dead(&m, rotated.token.as_str()).await,
         "dead at created_at + 1 day"
     );
 }
@@ -526,16 +495,13 @@ async fn rotated_sessions_keep_their_absolute_deadline() {
 /// the expiry, and extensions after it stop at the original deadline.
 #[tokio::test]
 async fn rotation_never_extends_the_expiry() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| {
+    let (_f, clock, m, alice) = alice_and_manager(|b| {
         b.with_session_lifetime(Duration::hours(2))
             .with_absolute_lifetime(Duration::days(1))
     })
     .await;
-    let alice = f.create_user("alice").await;
     let t0 = clock.get();
-    let mut current = m.create_session(alice, country("nl")).await.unwrap();
+    let mut current = sign_in(&m, &alice, "nl").await;
     for hour in 1..24 {
         clock.set(t0 + Duration::hours(hour));
         let (s, _) = m
@@ -550,12 +516,7 @@ async fn rotation_never_extends_the_expiry() {
         current = rotated;
     }
     clock.set(t0 + Duration::days(1));
-    assert!(
-        m.validate_session(current.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(dead(&m, current.token.as_str()).await);
 }
 
 // ---------------------------------------------------------------------------
@@ -617,6 +578,23 @@ async fn bounded<T>(what: &str, op: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
+/// `m.rotate_session(session)` on a task of its own.
+fn spawn_rotation(
+    m: &Arc<Manager>,
+    session: &Session<String, Attributes>,
+) -> tokio::task::JoinHandle<lucia_diesel::Result<Option<CreatedSession<String, Attributes>>>> {
+    let (m, session) = (Arc::clone(m), session.clone());
+    tokio::spawn(async move { m.rotate_session(&session).await })
+}
+
+/// The rotation failed as the database went away.
+fn assert_unavailable(result: lucia_diesel::Result<Option<CreatedSession<String, Attributes>>>) {
+    match &result {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Error::Unavailable, got {other:?}"),
+    }
+}
+
 /// A rotation whose backend is terminated while it waits for the row lock:
 /// a typed error, and the old token (only) still valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,10 +602,7 @@ async fn crash_while_waiting_for_the_row_leaves_the_old_token() {
     let f = default_fixture().await;
     let alice = f.create_user("alice").await;
     let (m, app) = tagged_manager(&f).await;
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     let before = only_row_of(&f.db, &alice).await;
 
     let mut locker = f.db.connect().await;
@@ -639,17 +614,10 @@ async fn crash_while_waiting_for_the_row_leaves_the_old_token() {
         ))
         .await
         .unwrap();
-    let call = {
-        let (m, session) = (Arc::clone(&m), created.session.clone());
-        tokio::spawn(async move { m.rotate_session(&session).await })
-    };
+    let call = spawn_rotation(&m, &created.session);
     let pid = backend_where(&app, "wait_event_type = 'Lock'").await;
     terminate(pid).await;
-    let result = bounded("rotate_session", call).await.expect("no panic");
-    match &result {
-        Err(Error::Unavailable { .. }) => {}
-        other => panic!("expected Error::Unavailable, got {other:?}"),
-    }
+    assert_unavailable(bounded("rotate_session", call).await.expect("no panic"));
     locker.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(only_row_of(&f.db, &alice).await, before, "row unchanged");
@@ -662,10 +630,7 @@ async fn crash_while_waiting_for_the_row_leaves_the_old_token() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        only_row_of(&f.db, &alice).await.id,
-        rotated.session.id.as_str()
-    );
+    assert_only_row_is(&f.db, &alice, &rotated.session).await;
     assert_eq!(user_of(&m, rotated.token.as_str()).await, Some(alice));
     assert!(user_of(&m, created.token.as_str()).await.is_none());
 }
@@ -679,14 +644,8 @@ async fn crash_after_the_update_before_the_commit_leaves_the_old_token() {
     let marker = f.create_user("marker").await;
     let alice = f.create_user("alice").await;
     let (m, app) = tagged_manager(&f).await;
-    let created = m
-        .create_session(marker.clone(), country("nl"))
-        .await
-        .unwrap();
-    let alices = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &marker, "nl").await;
+    let alices = sign_in(&m, &alice, "nl").await;
     f.db.exec(&format!(
         "CREATE TABLE stalled (id text); \
          CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
@@ -699,17 +658,10 @@ async fn crash_after_the_update_before_the_commit_leaves_the_old_token() {
     .await;
     let before = only_row_of(&f.db, &marker).await;
 
-    let call = {
-        let (m, session) = (Arc::clone(&m), created.session.clone());
-        tokio::spawn(async move { m.rotate_session(&session).await })
-    };
+    let call = spawn_rotation(&m, &created.session);
     let pid = backend_where(&app, "wait_event = 'PgSleep'").await;
     terminate(pid).await;
-    let result = bounded("rotate_session", call).await.expect("no panic");
-    match &result {
-        Err(Error::Unavailable { .. }) => {}
-        other => panic!("expected Error::Unavailable, got {other:?}"),
-    }
+    assert_unavailable(bounded("rotate_session", call).await.expect("no panic"));
 
     assert_eq!(only_row_of(&f.db, &marker).await, before, "rolled back");
     let mut conn = f.db.connect().await;
@@ -731,10 +683,7 @@ async fn crash_after_the_update_before_the_commit_leaves_the_old_token() {
         user_of(&m, rotated.token.as_str()).await,
         Some(alice.clone())
     );
-    assert_eq!(
-        only_row_of(&f.db, &alice).await.id,
-        rotated.session.id.as_str()
-    );
+    assert_only_row_is(&f.db, &alice, &rotated.session).await;
 }
 
 /// A completed rotation: only the new token.
@@ -743,10 +692,7 @@ async fn a_completed_rotation_leaves_only_the_new_token() {
     let f = default_fixture().await;
     let alice = f.create_user("alice").await;
     let (m, app) = tagged_manager(&f).await;
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     let rotated = m.rotate_session(&created.session).await.unwrap().unwrap();
     // Every connection of the manager dies right after the commit.
     let mut conn = admin().await;
@@ -758,10 +704,7 @@ async fn a_completed_rotation_leaves_only_the_new_token() {
         ),
     )
     .await;
-    assert_eq!(
-        only_row_of(&f.db, &alice).await.id,
-        rotated.session.id.as_str()
-    );
+    assert_only_row_is(&f.db, &alice, &rotated.session).await;
     // A fresh manager (no connection of the dead pool) sees the same.
     let (fresh, _) = tagged_manager(&f).await;
     assert_eq!(user_of(&fresh, rotated.token.as_str()).await, Some(alice));
@@ -784,11 +727,8 @@ async fn validations_racing_a_rotation_never_see_another_user() {
             .await
             .unwrap(),
     )));
-    let alices = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
-    let bobs = m.create_session(bob.clone(), country("de")).await.unwrap();
+    let alices = sign_in(&m, &alice, "nl").await;
+    let bobs = sign_in(&m, &bob, "de").await;
 
     let validate = |token: &SessionToken| {
         let (m, token) = (Arc::clone(&m), token.as_str().to_owned());
@@ -841,11 +781,8 @@ async fn validations_racing_a_rotation_never_see_another_user() {
     );
     assert!(user_of(&m, alices.token.as_str()).await.is_none());
     assert_eq!(user_of(&m, bobs.token.as_str()).await, Some(bob.clone()));
-    assert_eq!(
-        only_row_of(&f.db, &alice).await.id,
-        rotated.session.id.as_str()
-    );
-    assert_eq!(only_row_of(&f.db, &bob).await.id, bobs.session.id.as_str());
+    assert_only_row_is(&f.db, &alice, &rotated.session).await;
+    assert_only_row_is(&f.db, &bob, &bobs.session).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -853,15 +790,9 @@ async fn validations_racing_a_rotation_never_see_another_user() {
 
 #[tokio::test]
 async fn reauthenticate_moves_authenticated_at_and_rotates() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
+    let (f, clock, m, alice) = alice_and_manager(|b| b).await;
     let t0 = clock.get();
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     assert_eq!(created.session.authenticated_at, t0, "set at creation");
     assert_eq!(only_row_of(&f.db, &alice).await.authenticated_at, t0);
 
@@ -882,11 +813,7 @@ async fn reauthenticate_moves_authenticated_at_and_rotates() {
         (re.session.id.as_str(), at)
     );
     assert!(user_of(&m, created.token.as_str()).await.is_none());
-    let (v, _) = m
-        .validate_session(re.token.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let (v, _) = validated(&m, re.token.as_str(), "valid").await;
     assert_eq!(v.authenticated_at, at);
 
     // A plain rotation keeps authenticated_at.
@@ -903,15 +830,9 @@ async fn reauthenticate_moves_authenticated_at_and_rotates() {
 
 #[tokio::test]
 async fn reauthenticate_keeping_token_moves_only_authenticated_at() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
+    let (f, clock, m, alice) = alice_and_manager(|b| b).await;
     let t0 = clock.get();
-    let created = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&m, &alice, "nl").await;
     let before = only_row_of(&f.db, &alice).await;
 
     clock.advance(Duration::minutes(3) + US);
@@ -936,32 +857,20 @@ async fn reauthenticate_keeping_token_moves_only_authenticated_at() {
             ..before.clone()
         }
     );
-    let (v, _) = m
-        .validate_session(created.token.as_str())
-        .await
-        .unwrap()
-        .expect("the same token still works");
+    let (v, _) = validated(&m, created.token.as_str(), "the same token still works").await;
     assert_eq!(v.authenticated_at, now);
 
     // Expired: None, row untouched.
     clock.set(before.expires_at);
     let row = only_row_of(&f.db, &alice).await;
-    assert!(
-        m.reauthenticate_keeping_token(&created.session)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(keeping_token_refuses(&m, &created.session).await);
     assert_eq!(only_row_of(&f.db, &alice).await, row);
 }
 
 #[tokio::test]
 async fn is_recent_sign_in_at_its_boundary() {
-    let f = default_fixture().await;
-    let clock = ManualClock::new();
-    let m = manager(&f, &clock, |b| b).await;
-    let alice = f.create_user("alice").await;
-    let created = m.create_session(alice, country("nl")).await.unwrap();
+    let (_f, clock, m, alice) = alice_and_manager(|b| b).await;
+    let created = sign_in(&m, &alice, "nl").await;
     clock.advance(Duration::hours(2));
     let re = m.reauthenticate(&created.session).await.unwrap().unwrap();
     let at = re.session.authenticated_at;
@@ -1085,17 +994,8 @@ async fn the_provided_rotation_behaves_as_documented() {
             ..before.clone()
         }
     );
-    assert!(
-        m.validate_session(created.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let (v, u) = m
-        .validate_session(rotated.token.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(dead(&m, created.token.as_str()).await);
+    let (v, u) = validated(&m, rotated.token.as_str(), "valid").await;
     assert_eq!((u.id.as_str(), v.created_at), (alice.as_str(), t0));
     assert_eq!(v.attributes, country("nl"));
 
@@ -1131,12 +1031,7 @@ async fn the_provided_rotation_behaves_as_documented() {
     forged.user_id = bob.clone();
     let alice_row = only_row_of(&f.db, &alice).await;
     assert!(m.rotate_session(&forged).await.unwrap().is_none());
-    assert!(
-        m.reauthenticate_keeping_token(&forged)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(keeping_token_refuses(&m, &forged).await);
     assert_eq!(only_row_of(&f.db, &alice).await, alice_row);
     assert_eq!(only_row_of(&f.db, &bob).await, bob_row);
     assert_eq!(user_of_plain(&m, bobs.token.as_str()).await, Some(bob));
@@ -1147,12 +1042,7 @@ async fn the_provided_rotation_behaves_as_documented() {
     // Expired: refused, its row neither moved nor copied.
     clock.set(alice_row.expires_at);
     assert!(m.rotate_session(&re.session).await.unwrap().is_none());
-    assert!(
-        m.reauthenticate_keeping_token(&re.session)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(keeping_token_refuses(&m, &re.session).await);
     assert_eq!(only_row_of(&f.db, &alice).await, alice_row);
 }
 
@@ -1170,11 +1060,8 @@ async fn adapter_rotation_refuses_taken_and_unstorable_ids() {
     let bob = f.create_user("bob").await;
     let clock = ManualClock::new();
     let m = manager(&f, &clock, |b| b).await;
-    let alices = m
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
-    let bobs = m.create_session(bob.clone(), country("de")).await.unwrap();
+    let alices = sign_in(&m, &alice, "nl").await;
+    let bobs = sign_in(&m, &bob, "de").await;
     let before = all_rows(&f.db).await;
     let postgres = PostgresAdapter::new(pool(&f.db).await);
     let plain = Plain(PostgresAdapter::new(pool(&f.db).await));
@@ -1319,11 +1206,7 @@ async fn the_migration_backfills_authenticated_at_with_created_at() {
         .await,
         1
     );
-    let (s, u) = m
-        .validate_session(token.as_str())
-        .await
-        .unwrap()
-        .expect("the session survives the migration");
+    let (s, u) = validated(&m, token.as_str(), "the session survives the migration").await;
     assert_eq!(u.id, "alice");
     assert_eq!((s.created_at, s.authenticated_at), (created_at, created_at));
     assert!(!m.is_recent_sign_in(&s, Duration::days(1)));
@@ -1331,7 +1214,7 @@ async fn the_migration_backfills_authenticated_at_with_created_at() {
     // And it rotates.
     let rotated = m.rotate_session(&s).await.unwrap().unwrap();
     assert_eq!(rotated.session.authenticated_at, created_at);
-    assert!(m.validate_session(token.as_str()).await.unwrap().is_none());
+    assert!(dead(&m, token.as_str()).await);
 }
 
 /// Drops a schema made by the test (not one of its `TestDb`'s) at the end.
@@ -1412,11 +1295,7 @@ async fn authenticated_at_sql_upgrades_custom_tables() {
     let sql = migrations::authenticated_at_sql(&names);
     conn.batch_execute(&sql.up).await.unwrap();
     m.adapter().verify_schema().await.unwrap();
-    let (s, _) = m
-        .validate_session(token.as_str())
-        .await
-        .unwrap()
-        .expect("the session survives the upgrade");
+    let (s, _) = validated(&m, token.as_str(), "the session survives the upgrade").await;
     assert_eq!(s.authenticated_at, created_at);
     let re = m.reauthenticate(&s).await.unwrap().unwrap();
     assert!(re.session.authenticated_at >= now, "moved to now");
@@ -1478,10 +1357,7 @@ async fn a_rotation_reaches_both_instances_caches() {
     };
     let (a, b) = (instance().await, instance().await);
     let alice = f.create_user("alice").await;
-    let created = a
-        .create_session(alice.clone(), country("nl"))
-        .await
-        .unwrap();
+    let created = sign_in(&a, &alice, "nl").await;
     let old = created.token.as_str();
     until_cached(&a, old).await;
     until_cached(&b, old).await;
@@ -1500,20 +1376,12 @@ async fn a_rotation_reaches_both_instances_caches() {
     }
 
     // Re-authentication keeping the token: b serves the new time after it.
-    let (s, _) = b
-        .validate_session(rotated.token.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let (s, _) = validated(&b, rotated.token.as_str(), "valid").await;
     until_cached(&b, rotated.token.as_str()).await;
     let kept = a.reauthenticate_keeping_token(&s).await.unwrap().unwrap();
     assert!(kept.authenticated_at >= s.authenticated_at);
     let committed = b.cache_stats().unwrap().polls;
     polled_past(&b, committed).await;
-    let (seen, _) = b
-        .validate_session(rotated.token.as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let (seen, _) = validated(&b, rotated.token.as_str(), "valid").await;
     assert_eq!(seen.authenticated_at, kept.authenticated_at);
 }

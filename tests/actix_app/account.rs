@@ -5,7 +5,7 @@
 //! (which needs a sign-in within 5 minutes), signing out the other
 //! sessions, and all three with the database frozen.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Service;
@@ -16,22 +16,14 @@ use super::common::PasswordLimits;
 use super::common::database;
 use super::common::hashing::Hasher;
 use super::common::throttle::{Budgets, LoginThrottle};
+use super::example::{APP_MIGRATIONS, Answer, LOCAL, database, loopback};
 use super::frozen::{self, FROZEN_BOUND};
 use super::server::account::DELETE_ACCOUNT_WITHIN_SECS;
 use super::server::api;
 use super::*;
 
-const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("examples/axum_app/migrations");
-
-/// The password `enter` signs up with.
+/// The password `enter!` signs up with.
 const PASSWORD: &str = "long-enough-pw";
-
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn loopback(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
 
 fn password(password: &str) -> Option<Value> {
     Some(json!({ "password": password }))
@@ -43,39 +35,6 @@ fn cookie(token: &str) -> String {
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-/// An answer: status, headers (names lower-cased) and body as JSON (`Null`
-/// when empty).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The session cookie's `Set-Cookie`, split into its attributes.
-    fn set_cookie(&self) -> Option<Vec<String>> {
-        let mut found = self
-            .headers
-            .iter()
-            .filter(|(n, v)| n == "set-cookie" && v.starts_with("auth_session="));
-        let (_, value) = found.next()?;
-        assert!(found.next().is_none(), "one session Set-Cookie at most");
-        Some(value.split("; ").map(str::to_owned).collect())
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        self.header("retry-after")?.parse().ok()
-    }
 }
 
 /// A request from `from`, with the test `Host`, the headers and `body` as
@@ -134,36 +93,52 @@ macro_rules! call {
     };
 }
 
-/// A schema of its own with lucia-diesel's and the example's tables.
-async fn database() -> TestDb {
-    let db = TestDb::new().await;
-    migrations::run_pending_migrations(db.connect().await)
+/// Signs `name` up or in (`path`) from `LOCAL`: the token.
+macro_rules! enter {
+    ($app:expr, $path:expr, $name:expr) => {
+        token(&call!($app, LOCAL, "POST", $path, &[], credentials($name)).await)
+    };
+}
+
+/// `POST path` from `LOCAL` with the `headers` and no body: an [`Answer`].
+macro_rules! post {
+    ($app:expr, $path:expr, $headers:expr) => {
+        call!($app, LOCAL, "POST", $path, $headers, None).await
+    };
+}
+
+/// `POST /api/reauthenticate` from `from` with the `headers` and `body`:
+/// an [`Answer`].
+macro_rules! reauthenticate {
+    ($app:expr, $from:expr, $headers:expr, $body:expr) => {
+        call!($app, $from, "POST", "/api/reauthenticate", $headers, $body).await
+    };
+}
+
+/// The status of `GET /api/me` with the bearer token `token`.
+macro_rules! me_with_bearer {
+    ($app:expr, $token:expr) => {
+        call!(
+            $app,
+            LOCAL,
+            "GET",
+            "/api/me",
+            &[("authorization", bearer($token).as_str())],
+            None
+        )
         .await
-        .unwrap();
-    migrations::run_embedded_migrations(db.connect().await, APP_MIGRATIONS)
-        .await
-        .unwrap();
-    db
+        .status
+    };
 }
 
 /// The example's state on `url`, as `main.rs` builds it (its pool and
 /// deadlines), with two hashing threads.
 async fn state(url: &str) -> api::AppState {
-    let pool = database::pool(url, database::CHECKOUT_TIMEOUT)
-        .await
-        .unwrap();
-    let sessions = SessionManager::builder(
-        PostgresAdapter::new(pool.clone())
-            .with_session_attributes::<api::SessionInfo>()
-            .with_user_attributes::<api::UserInfo>(),
-    )
-    .build()
-    .unwrap();
     let limits = PasswordLimits {
         hasher: Hasher::new(2, 4),
         throttle: LoginThrottle::default(),
     };
-    api::AppState::new(sessions, pool, limits)
+    super::example::state(url, limits).await
 }
 
 async fn sql(url: &str, statement: &str) {
@@ -229,8 +204,7 @@ fn credentials(name: &str) -> Option<Value> {
 async fn a_cookie_client_reauthenticates_then_deletes_its_account() {
     let db = database().await;
     let app = test::init_service(api::app(state(&db.url).await)).await;
-    let signup = call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("ann")).await;
-    let first = token(&signup);
+    let first = enter!(&app, "/api/signup", "ann");
     let old = cookie(&first);
     let with_old = [("cookie", old.as_str())];
 
@@ -247,29 +221,13 @@ async fn a_cookie_client_reauthenticates_then_deletes_its_account() {
     let budget = Budgets::default().account_address.failures;
     let wrong = || password("not-the-password");
     for n in 0..budget {
-        let answer = call!(
-            &app,
-            loopback(3),
-            "POST",
-            "/api/reauthenticate",
-            &with_old,
-            wrong()
-        )
-        .await;
+        let answer = reauthenticate!(&app, loopback(3), &with_old, wrong());
         assert_error(&answer, 401, "wrong_password");
         assert_eq!(answer.body["error"], "wrong password", "{n}");
         assert!(answer.set_cookie().is_none(), "{n}");
     }
     for body in [wrong(), password(PASSWORD)] {
-        let answer = call!(
-            &app,
-            loopback(3),
-            "POST",
-            "/api/reauthenticate",
-            &with_old,
-            body
-        )
-        .await;
+        let answer = reauthenticate!(&app, loopback(3), &with_old, body);
         assert_eq!(answer.status, 429, "{:?}", answer.body);
         assert!(answer.retry_after().is_some_and(|s| s >= 1));
     }
@@ -285,28 +243,12 @@ async fn a_cookie_client_reauthenticates_then_deletes_its_account() {
     .await;
     assert_eq!(login.status, 429, "{:?}", login.body);
     // An empty password is wrong without any work.
-    let empty = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/reauthenticate",
-        &with_old,
-        password("")
-    )
-    .await;
+    let empty = reauthenticate!(&app, LOCAL, &with_old, password(""));
     assert_error(&empty, 401, "wrong_password");
     assert_eq!(rows_of(&db.url, "ann").await, [1, 1, 1], "still there");
 
     // The right password from the address ann signed up from.
-    let done = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/reauthenticate",
-        &with_old,
-        password(PASSWORD)
-    )
-    .await;
+    let done = reauthenticate!(&app, LOCAL, &with_old, password(PASSWORD));
     assert_eq!(done.status, 200, "{:?}", done.body);
     assert!(done.body["authenticated_at"].is_string(), "{:?}", done.body);
     assert!(done.body["expires_at"].is_string(), "{:?}", done.body);
@@ -354,10 +296,9 @@ async fn a_cookie_client_reauthenticates_then_deletes_its_account() {
 async fn a_bearer_client_gets_the_new_token_in_the_body() {
     let db = database().await;
     let app = test::init_service(api::app(state(&db.url).await)).await;
-    let first = token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("bob")).await);
-    let other = token(&call!(&app, LOCAL, "POST", "/api/login", &[], credentials("bob")).await);
-    let neighbour =
-        token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("cyd")).await);
+    let first = enter!(&app, "/api/signup", "bob");
+    let other = enter!(&app, "/api/login", "bob");
+    let neighbour = enter!(&app, "/api/signup", "cyd");
     signed_in_minutes_ago(&db.url, "bob", 10).await;
     let old = bearer(&first);
     let with_old = [("authorization", old.as_str())];
@@ -365,25 +306,9 @@ async fn a_bearer_client_gets_the_new_token_in_the_body() {
     assert_error(&refused, 401, "reauthentication_required");
     assert!(refused.set_cookie().is_none());
 
-    let wrong = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/reauthenticate",
-        &with_old,
-        password("not-the-password")
-    )
-    .await;
+    let wrong = reauthenticate!(&app, LOCAL, &with_old, password("not-the-password"));
     assert_error(&wrong, 401, "wrong_password");
-    let done = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/reauthenticate",
-        &with_old,
-        password(PASSWORD)
-    )
-    .await;
+    let done = reauthenticate!(&app, LOCAL, &with_old, password(PASSWORD));
     assert_eq!(done.status, 200, "{:?}", done.body);
     assert!(done.set_cookie().is_none(), "bearer clients get no cookie");
     assert!(done.body["authenticated_at"].is_string(), "{:?}", done.body);
@@ -404,41 +329,13 @@ async fn a_bearer_client_gets_the_new_token_in_the_body() {
     assert!(deleted.set_cookie().is_none());
     assert_eq!(rows_of(&db.url, "bob").await, [0, 0, 0]);
     for token in [&new, &other] {
-        let header = bearer(token);
-        let me = call!(
-            &app,
-            LOCAL,
-            "GET",
-            "/api/me",
-            &[("authorization", &header)],
-            None
-        )
-        .await;
-        assert_eq!(me.status, 401);
+        assert_eq!(me_with_bearer!(&app, token), 401);
     }
     // Another account is untouched.
-    let header = bearer(&neighbour);
-    let me = call!(
-        &app,
-        LOCAL,
-        "GET",
-        "/api/me",
-        &[("authorization", &header)],
-        None
-    )
-    .await;
-    assert_eq!(me.status, 200);
+    assert_eq!(me_with_bearer!(&app, &neighbour), 200);
 
     // Without a session: 401, as every signed-in route.
-    let anonymous = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/reauthenticate",
-        &[],
-        password(PASSWORD)
-    )
-    .await;
+    let anonymous = reauthenticate!(&app, LOCAL, &[], password(PASSWORD));
     assert_error(&anonymous, 401, "unauthorized");
 }
 
@@ -449,7 +346,7 @@ async fn a_sign_in_four_minutes_ago_is_recent_enough() {
     assert_eq!(DELETE_ACCOUNT_WITHIN_SECS, 5 * 60);
     let db = database().await;
     let app = test::init_service(api::app(state(&db.url).await)).await;
-    let gus = token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("gus")).await);
+    let gus = enter!(&app, "/api/signup", "gus");
     signed_in_minutes_ago(&db.url, "gus", 4).await;
     let header = bearer(&gus);
     let deleted = call!(
@@ -471,24 +368,15 @@ async fn a_sign_in_four_minutes_ago_is_recent_enough() {
 async fn revoking_the_other_sessions_keeps_only_the_current_one() {
     let db = database().await;
     let app = test::init_service(api::app(state(&db.url).await)).await;
-    let laptop = token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("dee")).await);
-    let phone = token(&call!(&app, LOCAL, "POST", "/api/login", &[], credentials("dee")).await);
-    let tablet = token(&call!(&app, LOCAL, "POST", "/api/login", &[], credentials("dee")).await);
-    let neighbour =
-        token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("eli")).await);
+    let laptop = enter!(&app, "/api/signup", "dee");
+    let phone = enter!(&app, "/api/login", "dee");
+    let tablet = enter!(&app, "/api/login", "dee");
+    let neighbour = enter!(&app, "/api/signup", "eli");
     assert_eq!(rows_of(&db.url, "dee").await, [1, 1, 3]);
 
     let phone_cookie = cookie(&phone);
     let with_phone = [("cookie", phone_cookie.as_str())];
-    let revoked = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/sessions/revoke-others",
-        &with_phone,
-        None
-    )
-    .await;
+    let revoked = post!(&app, "/api/sessions/revoke-others", &with_phone);
     assert_eq!(revoked.status, 200, "{:?}", revoked.body);
     assert_eq!(revoked.body, json!({ "revoked": 2 }));
     assert!(revoked.set_cookie().is_none(), "the cookie stays as it is");
@@ -496,55 +384,23 @@ async fn revoking_the_other_sessions_keeps_only_the_current_one() {
     let me = call!(&app, LOCAL, "GET", "/api/me", &with_phone, None).await;
     assert_eq!(me.status, 200);
     for token in [&laptop, &tablet] {
-        let header = bearer(token);
-        let me = call!(
-            &app,
-            LOCAL,
-            "GET",
-            "/api/me",
-            &[("authorization", &header)],
-            None
-        )
-        .await;
-        assert_eq!(me.status, 401);
+        assert_eq!(me_with_bearer!(&app, token), 401);
     }
     let list = call!(&app, LOCAL, "GET", "/api/sessions", &with_phone, None).await;
     let sessions = list.body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{:?}", list.body);
     assert_eq!(sessions[0]["current"], true);
-    let header = bearer(&neighbour);
-    let me = call!(
-        &app,
-        LOCAL,
-        "GET",
-        "/api/me",
-        &[("authorization", &header)],
-        None
-    )
-    .await;
-    assert_eq!(me.status, 200);
+    assert_eq!(me_with_bearer!(&app, &neighbour), 200);
 
     // Nothing else left: none revoked.
     let header = bearer(&phone);
-    let again = call!(
+    let again = post!(
         &app,
-        LOCAL,
-        "POST",
         "/api/sessions/revoke-others",
-        &[("authorization", &header)],
-        None
-    )
-    .await;
+        &[("authorization", &header)]
+    );
     assert_eq!(again.body, json!({ "revoked": 0 }));
-    let anonymous = call!(
-        &app,
-        LOCAL,
-        "POST",
-        "/api/sessions/revoke-others",
-        &[],
-        None
-    )
-    .await;
+    let anonymous = post!(&app, "/api/sessions/revoke-others", &[]);
     assert_error(&anonymous, 401, "unauthorized");
 }
 
@@ -557,7 +413,7 @@ async fn the_account_routes_answer_503_in_time_on_a_frozen_database() {
     let state = state(&db.url).await;
     let pool = state.pool.clone();
     let app = test::init_service(api::app(state)).await;
-    let fay = token(&call!(&app, LOCAL, "POST", "/api/signup", &[], credentials("fay")).await);
+    let fay = enter!(&app, "/api/signup", "fay");
 
     frozen::fill(&pool, 10).await;
     let frozen = db.freeze();

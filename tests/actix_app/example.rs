@@ -14,37 +14,62 @@ use super::frozen::{FROZEN_BOUND, Server as FrozenServer};
 use super::server::api;
 use crate::support::TestDb;
 
-const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+pub(super) const APP_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("examples/axum_app/migrations");
 
 /// An answer: status, headers (names lower-cased) and body as JSON (`Null`
 /// when empty).
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Value,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    /// The session cookie's value, when the answer sets it.
-    fn session_cookie(&self) -> Option<String> {
+    /// The session cookie's `Set-Cookie`, split into its attributes.
+    pub(super) fn set_cookie(&self) -> Option<Vec<String>> {
         let mut found = self
             .headers
             .iter()
             .filter(|(n, v)| n == "set-cookie" && v.starts_with("auth_session="));
         let (_, value) = found.next()?;
         assert!(found.next().is_none(), "one session Set-Cookie at most");
-        let value = value.trim_start_matches("auth_session=");
-        Some(value.split(';').next().unwrap_or_default().to_owned())
+        Some(value.split("; ").map(str::to_owned).collect())
     }
+
+    /// The session cookie's value, when the answer sets it.
+    fn session_cookie(&self) -> Option<String> {
+        let set = self.set_cookie()?;
+        Some(set[0].trim_start_matches("auth_session=").to_owned())
+    }
+
+    pub(super) fn retry_after(&self) -> Option<u64> {
+        self.header("retry-after")?.parse().ok()
+    }
+}
+
+/// The example's state on `url`, as `main.rs` builds it (its pool and
+/// deadlines), with `limits`.
+pub(super) async fn state(url: &str, limits: PasswordLimits) -> api::AppState {
+    let pool = database::pool(url, database::CHECKOUT_TIMEOUT)
+        .await
+        .unwrap();
+    let sessions = lucia_diesel::SessionManager::builder(
+        lucia_diesel::PostgresAdapter::new(pool.clone())
+            .with_session_attributes::<api::SessionInfo>()
+            .with_user_attributes::<api::UserInfo>(),
+    )
+    .build()
+    .unwrap();
+    api::AppState::new(sessions, pool, limits)
 }
 
 /// The example served on 127.0.0.1, and the database it runs on (kept
@@ -57,17 +82,7 @@ struct Example<D> {
 
 impl<D> Example<D> {
     async fn start(db: D, url: &str) -> Self {
-        let pool = database::pool(url, database::CHECKOUT_TIMEOUT)
-            .await
-            .unwrap();
-        let sessions = lucia_diesel::SessionManager::builder(
-            lucia_diesel::PostgresAdapter::new(pool.clone())
-                .with_session_attributes::<api::SessionInfo>()
-                .with_user_attributes::<api::UserInfo>(),
-        )
-        .build()
-        .unwrap();
-        let state = api::AppState::new(sessions, pool, PasswordLimits::default());
+        let state = state(url, PasswordLimits::default()).await;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = api::server(listener, state).unwrap();
@@ -151,9 +166,9 @@ impl<D> Drop for Example<D> {
     }
 }
 
-const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+pub(super) const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-fn loopback(last: u8) -> IpAddr {
+pub(super) fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last))
 }
 
@@ -161,7 +176,8 @@ fn credentials(username: &str, password: &str) -> Option<Value> {
     Some(json!({ "username": username, "password": password }))
 }
 
-async fn example() -> Example<TestDb> {
+/// A schema of its own with lucia-diesel's and the example's tables.
+pub(super) async fn database() -> TestDb {
     let db = TestDb::new().await;
     lucia_diesel::migrations::run_pending_migrations(db.connect().await)
         .await
@@ -169,6 +185,11 @@ async fn example() -> Example<TestDb> {
     lucia_diesel::migrations::run_embedded_migrations(db.connect().await, APP_MIGRATIONS)
         .await
         .unwrap();
+    db
+}
+
+async fn example() -> Example<TestDb> {
+    let db = database().await;
     let url = db.url.clone();
     Example::start(db, &url).await
 }

@@ -8,24 +8,15 @@ use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpResponse, ResponseError as _, test, web};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use lucia_diesel::actix::{CurrentSession, RecentSession, SessionMiddleware, SessionRejection};
-use lucia_diesel::{
-    Attributes, CreatedSession, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager,
-    migrations,
-};
+use lucia_diesel::{Attributes, CreatedSession, Error};
 use serde_json::json;
 
 use super::{body_json, body_text, request};
-use crate::support::TestDb;
-use crate::support::clock::ManualClock;
-
-type Adapter = PostgresAdapter<PgPool>;
-type Sessions = SessionManager<Adapter>;
-
-const US: Duration = Duration::microseconds(1);
-/// The window of `RecentSession<Adapter, 300>`.
-const WINDOW: Duration = Duration::seconds(300);
+use crate::support::signed_in::{
+    Adapter, HasSessions, Sessions, SignedIn, US, WINDOW, assert_new_cookie, has_attributes,
+};
 
 /// Sends a `TestRequest` to the app under test.
 macro_rules! call {
@@ -34,70 +25,17 @@ macro_rules! call {
     };
 }
 
-/// A manager on a schema of its own with user `alice`, on a clock at `t0`.
-struct StepUp {
-    _db: TestDb,
-    clock: ManualClock,
-    t0: DateTime<Utc>,
-    sessions: web::Data<Sessions>,
+impl HasSessions for web::Data<Sessions> {
+    fn sessions(&self) -> &Sessions {
+        self
+    }
 }
 
-impl StepUp {
-    /// Sessions live `lifetime` (extended in its second half); uses are
-    /// recorded hourly, so no validation here writes for that alone.
-    async fn new(lifetime: Duration) -> Self {
-        let db = TestDb::new().await;
-        migrations::run_pending_migrations(db.connect().await)
-            .await
-            .unwrap();
-        db.exec("INSERT INTO auth_user (id) VALUES ('alice')").await;
-        let pool = PoolOptions::new()
-            .with_max_size(4)
-            .build(&db.url)
-            .await
-            .unwrap();
-        let clock = ManualClock::new();
-        let sessions = SessionManager::builder(PostgresAdapter::new(pool))
-            .with_clock(clock.clone())
-            .with_session_lifetime(lifetime)
-            .with_activity_resolution(Duration::hours(1))
-            .build()
-            .unwrap();
-        Self {
-            _db: db,
-            t0: clock.get(),
-            clock,
-            sessions: web::Data::new(sessions),
-        }
-    }
+type StepUp = SignedIn<web::Data<Sessions>>;
 
-    /// A sign-in at `t0`: the token.
-    async fn sign_in(&self) -> String {
-        self.clock.set(self.t0);
-        let created = self
-            .sessions
-            .create_session("alice".to_owned(), Attributes::new())
-            .await
-            .unwrap();
-        assert_eq!(created.session.authenticated_at, self.t0);
-        created.token.into_string()
-    }
-
-    /// Moves the clock to `t0 + offset`.
-    fn at(&self, offset: Duration) {
-        self.clock.set(self.t0 + offset);
-    }
-
-    /// `alice`'s one stored session.
-    async fn only_session(&self) -> lucia_diesel::Session<String, Attributes> {
-        let mut all = self
-            .sessions
-            .get_user_sessions(&"alice".to_owned())
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 1, "one session: {all:?}");
-        all.remove(0)
-    }
+/// Sessions live `lifetime`; see `SignedIn::new`.
+async fn step_up(lifetime: Duration) -> StepUp {
+    SignedIn::new(lifetime, async |sessions| web::Data::new(sessions)).await
 }
 
 /// The routes under test behind the middleware (bearer tokens accepted).
@@ -157,7 +95,10 @@ async fn reauthenticate(
     answer(current.reauthenticate(&sessions).await)
 }
 
-async fn rotate(mut current: CurrentSession<Adapter>, sessions: web::Data<Sessions>) -> HttpResponse {
+async fn rotate(
+    mut current: CurrentSession<Adapter>,
+    sessions: web::Data<Sessions>,
+) -> HttpResponse {
     answer(current.rotate(&sessions).await)
 }
 
@@ -210,28 +151,13 @@ fn set_cookies<B>(res: &ServiceResponse<B>) -> Vec<String> {
 /// The one `Set-Cookie` of the session cookie, split into its attributes;
 /// fails unless there is exactly one.
 fn the_session_cookie<B>(res: &ServiceResponse<B>) -> Vec<String> {
-    let all = set_cookies(res);
-    let session: Vec<&String> = all
-        .iter()
-        .filter(|v| v.starts_with("auth_session="))
-        .collect();
-    assert_eq!(session.len(), 1, "exactly one session cookie: {all:?}");
-    session[0].split("; ").map(str::to_owned).collect()
+    crate::support::signed_in::the_session_cookie(&set_cookies(res))
 }
 
 fn header_of<B>(res: &ServiceResponse<B>, name: header::HeaderName) -> Option<String> {
     res.headers()
         .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
-}
-
-fn has_attributes(parts: &[String], max_age: &str) {
-    for want in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", max_age] {
-        assert!(
-            parts.iter().any(|p| p == want),
-            "{want} missing from {parts:?}"
-        );
-    }
 }
 
 async fn assert_reauthentication_required<B: MessageBody>(res: ServiceResponse<B>) {
@@ -256,8 +182,8 @@ async fn assert_unauthorized<B: MessageBody>(res: ServiceResponse<B>) {
 
 #[actix_web::test]
 async fn recent_session_at_the_edges_of_its_window() {
-    let s = StepUp::new(Duration::days(30)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::days(30)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let token = s.sign_in().await;
 
     s.at(WINDOW - US);
@@ -296,8 +222,8 @@ async fn recent_session_at_the_edges_of_its_window() {
 /// missing session as a redirect to the login page.
 #[actix_web::test]
 async fn a_page_redirects_to_the_password_prompt() {
-    let s = StepUp::new(Duration::days(30)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::days(30)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = call!(app, with_cookie("GET", "/page", &token));
@@ -319,8 +245,8 @@ async fn a_page_redirects_to_the_password_prompt() {
 /// the window still needs the step-up 1 µs later.
 #[actix_web::test]
 async fn an_extension_is_not_a_sign_in() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = call!(app, with_cookie("GET", "/recent", &token));
@@ -336,8 +262,8 @@ async fn an_extension_is_not_a_sign_in() {
 /// validation extended the session.
 #[actix_web::test]
 async fn the_step_up_answer_keeps_the_refreshed_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = call!(app, with_cookie("GET", "/recent", &token));
@@ -361,8 +287,8 @@ async fn the_step_up_answer_keeps_the_refreshed_cookie() {
 /// and the new one passes the step-up for another 300 s exactly.
 #[actix_web::test]
 async fn reauthentication_sends_only_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(299));
     let res = call!(app, with_cookie("GET", "/recent", &old));
@@ -378,22 +304,13 @@ async fn reauthentication_sends_only_the_new_cookie() {
     let res = call!(app, with_cookie("POST", "/reauthenticate", &old));
     assert_eq!(res.status(), StatusCode::OK);
     let parts = the_session_cookie(&res);
-    assert_eq!(
-        header_of(&res, header::CACHE_CONTROL).as_deref(),
-        Some("no-store")
-    );
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = header_of(&res, header::CACHE_CONTROL);
     let new = body_text(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"), "the new token");
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     // The validation of that request extended the session (so it had a
     // refreshed cookie of the old token to send), and the rotation kept the
     // extension.
-    let stored = s.only_session().await;
-    assert_eq!(stored.id, s.sessions.session_id(&new));
-    assert_eq!(stored.expires_at, s.t0 + t1 + Duration::seconds(600));
-    assert_eq!(stored.authenticated_at, s.t0 + t1);
-    assert_eq!(stored.created_at, s.t0);
+    s.assert_reauthenticated(&new, t1).await;
 
     let res = call!(app, with_cookie("GET", "/recent", &old));
     let blank = the_session_cookie(&res);
@@ -414,22 +331,17 @@ async fn reauthentication_sends_only_the_new_cookie() {
 /// sign-in: the step-up stays where the sign-in put it.
 #[actix_web::test]
 async fn rotation_over_a_cookie_sets_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(100));
     let res = call!(app, with_cookie("POST", "/rotate", &old));
     assert_eq!(res.status(), StatusCode::OK);
     let parts = the_session_cookie(&res);
     assert_eq!(set_cookies(&res).len(), 1);
-    assert_eq!(
-        header_of(&res, header::CACHE_CONTROL).as_deref(),
-        Some("no-store")
-    );
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = header_of(&res, header::CACHE_CONTROL);
     let new = body_text(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"));
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     assert_eq!(s.only_session().await.authenticated_at, s.t0);
 
     let res = call!(app, with_cookie("GET", "/recent", &old));
@@ -445,8 +357,8 @@ async fn rotation_over_a_cookie_sets_the_new_cookie() {
 /// cookie is set, also when the session was due for extension.
 #[actix_web::test]
 async fn rotation_over_a_bearer_token_sets_no_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = call!(app, with_bearer("POST", "/rotate", &old));
@@ -479,8 +391,8 @@ async fn rotation_over_a_bearer_token_sets_no_cookie() {
 /// handler sees `None` and a cookie client gets a blank cookie.
 #[actix_web::test]
 async fn rotating_a_session_gone_meanwhile_clears_the_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
-    let app = test::init_service(step_up_app(s.sessions.clone())).await;
+    let s = step_up(Duration::seconds(600)).await;
+    let app = test::init_service(step_up_app(s.app.clone())).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(10));
     let res = call!(app, with_cookie("POST", "/rotate-deleted", &token));

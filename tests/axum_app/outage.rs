@@ -21,7 +21,7 @@ type Case<'a> = (Method, &'a str, &'a [(&'a str, String)], Option<Value>);
 
 /// `call`, which must answer within the bound (a hang fails the test after
 /// 15 s instead of blocking it).
-async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
+pub(super) async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
     let started = Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(15), call)
         .await
@@ -32,11 +32,10 @@ async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
     answer
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_answers_503_within_the_bound_on_a_frozen_database() {
-    let db = frozen::Server::start(APP_MIGRATIONS).await;
-    // The example's pool: its checkout and statement timeouts.
-    let pool = database::pool(&db.url, database::CHECKOUT_TIMEOUT)
+/// The example's state on `url` with its pool (its checkout and statement
+/// timeouts) and `hasher`.
+pub(super) async fn example_state(url: &str, hasher: Hasher) -> api::AppState {
+    let pool = database::pool(url, database::CHECKOUT_TIMEOUT)
         .await
         .unwrap();
     let sessions = SessionManager::builder(
@@ -46,8 +45,15 @@ async fn every_route_answers_503_within_the_bound_on_a_frozen_database() {
     )
     .build()
     .unwrap();
+    api::AppState::new(sessions, pool, limits(hasher))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_503_within_the_bound_on_a_frozen_database() {
+    let db = frozen::Server::start(APP_MIGRATIONS).await;
     let hasher = Hasher::new(2, 4);
-    let state = api::AppState::new(sessions, pool.clone(), limits(hasher.clone()));
+    let state = example_state(&db.url, hasher.clone()).await;
+    let pool = state.pool.clone();
     let server = Server::serve(state, Box::new(())).await;
     let (_, token) = server.enter("/api/signup", "wes", &[]).await;
     let (_, other) = server.enter("/api/login", "wes", &[]).await;

@@ -12,111 +12,67 @@ use axum::http::{Response, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use lucia_diesel::axum::{CurrentSession, RecentSession, SessionLayer, SessionRejection};
-use lucia_diesel::{
-    Attributes, CreatedSession, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager,
-    migrations,
-};
+use lucia_diesel::{Attributes, CreatedSession, Error};
 use serde_json::json;
 
 use super::{json, request, send, text};
-use crate::support::TestDb;
-use crate::support::clock::ManualClock;
+use crate::support::signed_in::{
+    Adapter, HasSessions, Sessions, SignedIn, US, WINDOW, assert_new_cookie, has_attributes,
+};
 
-type Adapter = PostgresAdapter<PgPool>;
-type Sessions = SessionManager<Adapter>;
-
-const US: Duration = Duration::microseconds(1);
-/// The window of `RecentSession<Adapter, 300>`.
-const WINDOW: Duration = Duration::seconds(300);
-
-/// A manager on a schema of its own with user `alice`, on a clock at `t0`,
-/// and the router under test.
-struct StepUp {
-    _db: TestDb,
-    clock: ManualClock,
-    t0: DateTime<Utc>,
+/// The manager and the router under test.
+struct App {
     sessions: Arc<Sessions>,
     router: Router,
 }
 
-impl StepUp {
-    /// Sessions live `lifetime` (extended in its second half); uses are
-    /// recorded hourly, so no validation here writes for that alone.
-    async fn new(lifetime: Duration) -> Self {
-        let db = TestDb::new().await;
-        migrations::run_pending_migrations(db.connect().await)
-            .await
-            .unwrap();
-        db.exec("INSERT INTO auth_user (id) VALUES ('alice')").await;
-        let pool = PoolOptions::new()
-            .with_max_size(4)
-            .build(&db.url)
-            .await
-            .unwrap();
-        let clock = ManualClock::new();
-        let sessions = SessionManager::builder(PostgresAdapter::new(pool))
-            .with_clock(clock.clone())
-            .with_session_lifetime(lifetime)
-            .with_activity_resolution(Duration::hours(1))
-            .build()
-            .unwrap();
+impl HasSessions for App {
+    fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+}
+
+type StepUp = SignedIn<App>;
+
+/// Sessions live `lifetime`; see `SignedIn::new`.
+async fn step_up(lifetime: Duration) -> StepUp {
+    SignedIn::new(lifetime, async |sessions| {
         let sessions = Arc::new(sessions);
-        Self {
-            _db: db,
-            t0: clock.get(),
+        App {
             router: router(Arc::clone(&sessions)),
-            clock,
             sessions,
         }
-    }
+    })
+    .await
+}
 
-    /// A sign-in at `t0`: the token.
-    async fn sign_in(&self) -> String {
-        self.clock.set(self.t0);
-        let created = self
-            .sessions
-            .create_session("alice".to_owned(), Attributes::new())
-            .await
-            .unwrap();
-        assert_eq!(created.session.authenticated_at, self.t0);
-        created.token.into_string()
-    }
-
-    /// Moves the clock to `t0 + offset`.
-    fn at(&self, offset: Duration) {
-        self.clock.set(self.t0 + offset);
-    }
-
+impl StepUp {
     async fn get_with_cookie(&self, path: &str, token: &str) -> Response<Body> {
-        let cookie = format!("auth_session={token}");
-        send(&self.router, request("GET", path, &[("cookie", &cookie)])).await
+        self.with_cookie("GET", path, token).await
     }
 
     async fn post_with_cookie(&self, path: &str, token: &str) -> Response<Body> {
+        self.with_cookie("POST", path, token).await
+    }
+
+    async fn with_cookie(&self, method: &str, path: &str, token: &str) -> Response<Body> {
         let cookie = format!("auth_session={token}");
-        send(&self.router, request("POST", path, &[("cookie", &cookie)])).await
+        send(
+            &self.app.router,
+            request(method, path, &[("cookie", &cookie)]),
+        )
+        .await
     }
 
     async fn with_bearer(&self, method: &str, path: &str, token: &str) -> Response<Body> {
         let bearer = format!("Bearer {token}");
         send(
-            &self.router,
+            &self.app.router,
             request(method, path, &[("authorization", &bearer)]),
         )
         .await
-    }
-
-    /// `alice`'s one stored session.
-    async fn only_session(&self) -> lucia_diesel::Session<String, Attributes> {
-        let mut all = self
-            .sessions
-            .get_user_sessions(&"alice".to_owned())
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 1, "one session: {all:?}");
-        all.remove(0)
     }
 }
 
@@ -224,13 +180,7 @@ fn set_cookies<B>(res: &Response<B>) -> Vec<String> {
 /// The one `Set-Cookie` of the session cookie, split into its attributes;
 /// fails unless there is exactly one.
 fn the_session_cookie<B>(res: &Response<B>) -> Vec<String> {
-    let all = set_cookies(res);
-    let session: Vec<&String> = all
-        .iter()
-        .filter(|v| v.starts_with("auth_session="))
-        .collect();
-    assert_eq!(session.len(), 1, "exactly one session cookie: {all:?}");
-    session[0].split("; ").map(str::to_owned).collect()
+    crate::support::signed_in::the_session_cookie(&set_cookies(res))
 }
 
 fn cache_control<B>(res: &Response<B>) -> Option<String> {
@@ -243,15 +193,6 @@ fn location<B>(res: &Response<B>) -> Option<String> {
     res.headers()
         .get(header::LOCATION)
         .map(|v| v.to_str().unwrap().to_owned())
-}
-
-fn has_attributes(parts: &[String], max_age: &str) {
-    for want in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", max_age] {
-        assert!(
-            parts.iter().any(|p| p == want),
-            "{want} missing from {parts:?}"
-        );
-    }
 }
 
 async fn assert_reauthentication_required(res: Response<Body>) {
@@ -276,7 +217,7 @@ async fn assert_unauthorized(res: Response<Body>) {
 
 #[tokio::test]
 async fn recent_session_at_the_edges_of_its_window() {
-    let s = StepUp::new(Duration::days(30)).await;
+    let s = step_up(Duration::days(30)).await;
     let token = s.sign_in().await;
 
     s.at(WINDOW - US);
@@ -308,14 +249,14 @@ async fn recent_session_at_the_edges_of_its_window() {
     assert_eq!(res.status(), StatusCode::OK);
 
     // Without a session: the plain 401, with its own reason.
-    assert_unauthorized(send(&s.router, request("GET", "/recent", &[])).await).await;
+    assert_unauthorized(send(&s.app.router, request("GET", "/recent", &[])).await).await;
 }
 
 /// A page answers the step-up as a redirect to the password prompt, and a
 /// missing session as a redirect to the login page.
 #[tokio::test]
 async fn a_page_redirects_to_the_password_prompt() {
-    let s = StepUp::new(Duration::days(30)).await;
+    let s = step_up(Duration::days(30)).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = s.get_with_cookie("/page", &token).await;
@@ -325,7 +266,7 @@ async fn a_page_redirects_to_the_password_prompt() {
     let res = s.get_with_cookie("/page", &token).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res).as_deref(), Some("/reauthenticate"));
-    let res = send(&s.router, request("GET", "/page", &[])).await;
+    let res = send(&s.app.router, request("GET", "/page", &[])).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res).as_deref(), Some("/login"));
 }
@@ -334,7 +275,7 @@ async fn a_page_redirects_to_the_password_prompt() {
 /// the window still needs the step-up 1 µs later.
 #[tokio::test]
 async fn an_extension_is_not_a_sign_in() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = s.get_with_cookie("/recent", &token).await;
@@ -350,7 +291,7 @@ async fn an_extension_is_not_a_sign_in() {
 /// validation extended the session.
 #[tokio::test]
 async fn the_step_up_answer_keeps_the_refreshed_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = s.get_with_cookie("/recent", &token).await;
@@ -371,7 +312,7 @@ async fn the_step_up_answer_keeps_the_refreshed_cookie() {
 /// and the new one passes the step-up for another 300 s exactly.
 #[tokio::test]
 async fn reauthentication_sends_only_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(299));
     assert_eq!(
@@ -389,19 +330,13 @@ async fn reauthentication_sends_only_the_new_cookie() {
     let res = s.post_with_cookie("/reauthenticate", &old).await;
     assert_eq!(res.status(), StatusCode::OK);
     let parts = the_session_cookie(&res);
-    assert_eq!(cache_control(&res).as_deref(), Some("no-store"));
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = cache_control(&res);
     let new = text(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"), "the new token");
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     // The validation of that request extended the session (so it had a
     // refreshed cookie of the old token to send), and the rotation kept the
     // extension.
-    let stored = s.only_session().await;
-    assert_eq!(stored.id, s.sessions.session_id(&new));
-    assert_eq!(stored.expires_at, s.t0 + t1 + Duration::seconds(600));
-    assert_eq!(stored.authenticated_at, s.t0 + t1);
-    assert_eq!(stored.created_at, s.t0);
+    s.assert_reauthenticated(&new, t1).await;
 
     let res = s.get_with_cookie("/recent", &old).await;
     let blank = the_session_cookie(&res);
@@ -422,18 +357,16 @@ async fn reauthentication_sends_only_the_new_cookie() {
 /// sign-in: the step-up stays where the sign-in put it.
 #[tokio::test]
 async fn rotation_over_a_cookie_sets_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(100));
     let res = s.post_with_cookie("/rotate", &old).await;
     assert_eq!(res.status(), StatusCode::OK);
     let parts = the_session_cookie(&res);
     assert_eq!(set_cookies(&res).len(), 1);
-    assert_eq!(cache_control(&res).as_deref(), Some("no-store"));
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = cache_control(&res);
     let new = text(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"));
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     assert_eq!(s.only_session().await.authenticated_at, s.t0);
 
     assert_eq!(
@@ -453,7 +386,7 @@ async fn rotation_over_a_cookie_sets_the_new_cookie() {
 /// cookie is set, also when the session was due for extension.
 #[tokio::test]
 async fn rotation_over_a_bearer_token_sets_no_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = s.with_bearer("POST", "/rotate", &old).await;
@@ -488,7 +421,7 @@ async fn rotation_over_a_bearer_token_sets_no_cookie() {
 /// handler sees `None` and a cookie client gets a blank cookie.
 #[tokio::test]
 async fn rotating_a_session_gone_meanwhile_clears_the_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(10));
     let res = s.post_with_cookie("/rotate-deleted", &token).await;
@@ -512,7 +445,7 @@ async fn rotating_a_session_gone_meanwhile_clears_the_cookie() {
 /// the response carries the last token only, and that session lives.
 #[tokio::test]
 async fn a_second_rotation_in_a_request_rotates_the_first() {
-    let s = StepUp::new(Duration::days(30)).await;
+    let s = step_up(Duration::days(30)).await;
     let old = s.sign_in().await;
     let other = s.sign_in().await;
     s.at(Duration::seconds(400));
@@ -523,7 +456,7 @@ async fn a_second_rotation_in_a_request_rotates_the_first() {
     assert_eq!(parts[0], format!("auth_session={last}"));
     let session = s.only_session().await;
     assert_eq!(session.authenticated_at, s.t0 + Duration::seconds(400));
-    assert_eq!(session.id, s.sessions.session_id(&last));
+    assert_eq!(session.id, s.sessions().session_id(&last));
     for dead in [&old, &other] {
         assert_eq!(
             s.get_with_cookie("/me", dead).await.status(),

@@ -6,7 +6,7 @@ use chrono::Duration;
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 
-use super::{App, app, get, location, post, session_set_cookie, sign_up};
+use super::{App, app, change_password, get, location, post, session_set_cookie, sign_up};
 use crate::support::scalar;
 
 /// The token of the session cookie a response sets, if it sets one.
@@ -47,14 +47,7 @@ async fn a_password_change_rotates_this_session_and_ends_the_others() {
     )
     .await;
 
-    let res = post(
-        &laptop,
-        "/password",
-        "current=old-password-1&new=new-password-2&confirm=new-password-2",
-    )
-    .await;
-    assert_eq!(res.status(), Status::SeeOther);
-    assert_eq!(location(&res).as_deref(), Some("/?notice=password-changed"));
+    let res = change_password(&laptop, "old-password-1", "new-password-2").await;
     let token = new_token(&res).expect("the rotated session's cookie");
     assert_ne!(token, old);
     assert!(!token.is_empty());

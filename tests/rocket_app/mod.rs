@@ -139,6 +139,20 @@ fn assert_cookie_attributes(parts: &[String], max_age: &str) {
     assert!(!parts.iter().any(|p| p.starts_with("Domain")), "{parts:?}");
 }
 
+/// Changes the password from `current` to `new` in `client`: the answer,
+/// which must redirect home with the notice.
+async fn change_password<'c>(client: &'c Client, current: &str, new: &str) -> LocalResponse<'c> {
+    let res = post(
+        client,
+        "/password",
+        &format!("current={current}&new={new}&confirm={new}"),
+    )
+    .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(location(&res).as_deref(), Some("/?notice=password-changed"));
+    res
+}
+
 async fn sign_up(client: &Client, name: &str, password: &str) -> String {
     let res = post(
         client,
@@ -402,14 +416,7 @@ async fn password_change_revokes_other_sessions() {
     )
     .await;
     assert_eq!(res.status(), Status::Unauthorized);
-    let res = post(
-        &laptop,
-        "/password",
-        "current=old-password-1&new=new-password-2&confirm=new-password-2",
-    )
-    .await;
-    assert_eq!(res.status(), Status::SeeOther);
-    assert_eq!(location(&res).as_deref(), Some("/?notice=password-changed"));
+    let res = change_password(&laptop, "old-password-1", "new-password-2").await;
     let new_token = session_set_cookie(&res).expect("a new session for this browser")[0]
         .trim_start_matches("auth_session=")
         .to_owned();

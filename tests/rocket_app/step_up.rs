@@ -7,26 +7,17 @@
 //! meanwhile), on a Rocket of the test's own whose manager runs on a clock
 //! the test moves.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use lucia_diesel::rocket::{CurrentSession, RecentSession, SessionFairing, SessionRejection};
-use lucia_diesel::{
-    Attributes, CreatedSession, Error, PgPool, PoolOptions, PostgresAdapter, SessionManager,
-    migrations,
-};
+use lucia_diesel::{Attributes, CreatedSession, Error};
 use rocket::State;
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::response::Redirect;
 
-use crate::support::TestDb;
-use crate::support::clock::ManualClock;
-
-type Adapter = PostgresAdapter<PgPool>;
-type Sessions = SessionManager<Adapter>;
-
-const US: Duration = Duration::microseconds(1);
-/// The window of `RecentSession<Adapter, 300>`.
-const WINDOW: Duration = Duration::seconds(300);
+use crate::support::signed_in::{
+    Adapter, HasSessions, Sessions, SignedIn, US, WINDOW, assert_new_cookie, has_attributes,
+};
 
 /// A sensitive page: needs a sign-in within the last 300 seconds.
 #[rocket::get("/recent", rank = 1)]
@@ -76,7 +67,10 @@ async fn reauthenticate(
 }
 
 #[rocket::post("/rotate")]
-async fn rotate(mut current: CurrentSession<Adapter>, sessions: &State<Sessions>) -> (Status, String) {
+async fn rotate(
+    mut current: CurrentSession<Adapter>,
+    sessions: &State<Sessions>,
+) -> (Status, String) {
     answer(current.rotate(sessions).await)
 }
 
@@ -103,36 +97,19 @@ fn answer(rotated: Result<Option<CreatedSession<String, Attributes>>, Error>) ->
     }
 }
 
-/// A manager on a schema of its own with user `alice`, on a clock at `t0`,
-/// managed by the Rocket under test (bearer tokens accepted).
-struct StepUp {
-    _db: TestDb,
-    clock: ManualClock,
-    t0: DateTime<Utc>,
-    client: Client,
+impl HasSessions for Client {
+    fn sessions(&self) -> &Sessions {
+        self.rocket().state::<Sessions>().unwrap()
+    }
 }
 
-impl StepUp {
-    /// Sessions live `lifetime` (extended in its second half); uses are
-    /// recorded hourly, so no validation here writes for that alone.
-    async fn new(lifetime: Duration) -> Self {
-        let db = TestDb::new().await;
-        migrations::run_pending_migrations(db.connect().await)
-            .await
-            .unwrap();
-        db.exec("INSERT INTO auth_user (id) VALUES ('alice')").await;
-        let pool = PoolOptions::new()
-            .with_max_size(4)
-            .build(&db.url)
-            .await
-            .unwrap();
-        let clock = ManualClock::new();
-        let sessions = SessionManager::builder(PostgresAdapter::new(pool))
-            .with_clock(clock.clone())
-            .with_session_lifetime(lifetime)
-            .with_activity_resolution(Duration::hours(1))
-            .build()
-            .unwrap();
+/// The manager, managed by the Rocket under test (bearer tokens
+/// accepted).
+type StepUp = SignedIn<Client>;
+
+/// Sessions live `lifetime`; see `SignedIn::new`.
+async fn step_up(lifetime: Duration) -> StepUp {
+    SignedIn::new(lifetime, async |sessions| {
         let config = rocket::Config {
             log_level: rocket::config::LogLevel::Off,
             ..rocket::Config::debug_default()
@@ -153,77 +130,43 @@ impl StepUp {
                     rotate_deleted,
                 ],
             );
-        Self {
-            _db: db,
-            t0: clock.get(),
-            clock,
-            client: Client::untracked(rocket).await.unwrap(),
-        }
-    }
+        Client::untracked(rocket).await.unwrap()
+    })
+    .await
+}
 
-    fn sessions(&self) -> &Sessions {
-        self.client.rocket().state::<Sessions>().unwrap()
-    }
-
-    /// A sign-in at `t0`: the token.
-    async fn sign_in(&self) -> String {
-        self.clock.set(self.t0);
-        let created = self
-            .sessions()
-            .create_session("alice".to_owned(), Attributes::new())
-            .await
-            .unwrap();
-        assert_eq!(created.session.authenticated_at, self.t0);
-        created.token.into_string()
-    }
-
-    /// Moves the clock to `t0 + offset`.
-    fn at(&self, offset: Duration) {
-        self.clock.set(self.t0 + offset);
-    }
-
+impl StepUp {
     async fn get_with_cookie(&self, path: &str, token: &str) -> LocalResponse<'_> {
-        self.client
-            .get(path.to_owned())
-            .header(Header::new("Cookie", format!("auth_session={token}")))
-            .dispatch()
-            .await
+        self.send(Method::Get, path, cookie(token)).await
     }
 
     async fn post_with_cookie(&self, path: &str, token: &str) -> LocalResponse<'_> {
-        self.client
-            .post(path.to_owned())
-            .header(Header::new("Cookie", format!("auth_session={token}")))
-            .dispatch()
-            .await
+        self.send(Method::Post, path, cookie(token)).await
     }
 
     async fn get_with_bearer(&self, path: &str, token: &str) -> LocalResponse<'_> {
-        self.client
-            .get(path.to_owned())
-            .header(Header::new("Authorization", format!("Bearer {token}")))
-            .dispatch()
-            .await
+        self.send(Method::Get, path, bearer(token)).await
     }
 
     async fn post_with_bearer(&self, path: &str, token: &str) -> LocalResponse<'_> {
-        self.client
-            .post(path.to_owned())
-            .header(Header::new("Authorization", format!("Bearer {token}")))
+        self.send(Method::Post, path, bearer(token)).await
+    }
+
+    async fn send(&self, method: Method, path: &str, header: Header<'static>) -> LocalResponse<'_> {
+        self.app
+            .req(method, path.to_owned())
+            .header(header)
             .dispatch()
             .await
     }
+}
 
-    /// `alice`'s one stored session.
-    async fn only_session(&self) -> lucia_diesel::Session<String, Attributes> {
-        let mut all = self
-            .sessions()
-            .get_user_sessions(&"alice".to_owned())
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 1, "one session: {all:?}");
-        all.remove(0)
-    }
+fn cookie(token: &str) -> Header<'static> {
+    Header::new("Cookie", format!("auth_session={token}"))
+}
+
+fn bearer(token: &str) -> Header<'static> {
+    Header::new("Authorization", format!("Bearer {token}"))
 }
 
 /// Every `Set-Cookie` value of the response.
@@ -234,22 +177,7 @@ fn set_cookies(res: &LocalResponse<'_>) -> Vec<String> {
 /// The one `Set-Cookie` of the session cookie, split into its attributes;
 /// fails unless there is exactly one.
 fn the_session_cookie(res: &LocalResponse<'_>) -> Vec<String> {
-    let all = set_cookies(res);
-    let session: Vec<&String> = all
-        .iter()
-        .filter(|v| v.starts_with("auth_session="))
-        .collect();
-    assert_eq!(session.len(), 1, "exactly one session cookie: {all:?}");
-    session[0].split("; ").map(str::to_owned).collect()
-}
-
-fn has_attributes(parts: &[String], max_age: &str) {
-    for want in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", max_age] {
-        assert!(
-            parts.iter().any(|p| p == want),
-            "{want} missing from {parts:?}"
-        );
-    }
+    crate::support::signed_in::the_session_cookie(&set_cookies(res))
 }
 
 fn location(res: &LocalResponse<'_>) -> Option<String> {
@@ -278,7 +206,7 @@ async fn body(res: LocalResponse<'_>) -> String {
 
 #[tokio::test]
 async fn recent_session_at_the_edges_of_its_window() {
-    let s = StepUp::new(Duration::days(30)).await;
+    let s = step_up(Duration::days(30)).await;
     let token = s.sign_in().await;
 
     s.at(WINDOW - US);
@@ -314,7 +242,7 @@ async fn recent_session_at_the_edges_of_its_window() {
 
     // Without a session, or with a dead one: the login page, never the
     // password prompt.
-    assert_to_login(&s.client.get("/recent").dispatch().await);
+    assert_to_login(&s.app.get("/recent").dispatch().await);
     let res = s.get_with_cookie("/recent", &"a".repeat(40)).await;
     assert_to_login(&res);
     assert_eq!(the_session_cookie(&res)[0], "auth_session=");
@@ -324,7 +252,7 @@ async fn recent_session_at_the_edges_of_its_window() {
 /// JSON with the reason an API client acts on.
 #[tokio::test]
 async fn a_json_route_answers_401_with_the_reason() {
-    let s = StepUp::new(Duration::days(30)).await;
+    let s = step_up(Duration::days(30)).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = s.get_with_cookie("/api/recent", &token).await;
@@ -352,7 +280,7 @@ async fn a_json_route_answers_401_with_the_reason() {
 /// the window still needs the step-up 1 µs later.
 #[tokio::test]
 async fn an_extension_is_not_a_sign_in() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(WINDOW);
     let res = s.get_with_cookie("/recent", &token).await;
@@ -368,7 +296,7 @@ async fn an_extension_is_not_a_sign_in() {
 /// when its validation extended the session.
 #[tokio::test]
 async fn the_step_up_answer_keeps_the_refreshed_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = s.get_with_cookie("/recent", &token).await;
@@ -389,7 +317,7 @@ async fn the_step_up_answer_keeps_the_refreshed_cookie() {
 /// dead, and the new one passes the step-up for another 300 s exactly.
 #[tokio::test]
 async fn reauthentication_sends_only_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(299));
     assert_eq!(
@@ -407,19 +335,13 @@ async fn reauthentication_sends_only_the_new_cookie() {
     let res = s.post_with_cookie("/reauthenticate", &old).await;
     assert_eq!(res.status(), Status::Ok);
     let parts = the_session_cookie(&res);
-    assert_eq!(cache_control(&res).as_deref(), Some("no-store"));
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = cache_control(&res);
     let new = body(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"), "the new token");
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     // The validation of that request extended the session (so the jar had
     // a refreshed cookie of the old token), and the rotation kept the
     // extension.
-    let stored = s.only_session().await;
-    assert_eq!(stored.id, s.sessions().session_id(&new));
-    assert_eq!(stored.expires_at, s.t0 + t1 + Duration::seconds(600));
-    assert_eq!(stored.authenticated_at, s.t0 + t1);
-    assert_eq!(stored.created_at, s.t0);
+    s.assert_reauthenticated(&new, t1).await;
 
     let res = s.get_with_cookie("/recent", &old).await;
     assert_to_login(&res);
@@ -446,18 +368,16 @@ async fn reauthentication_sends_only_the_new_cookie() {
 /// sign-in: the step-up stays where the sign-in put it.
 #[tokio::test]
 async fn rotation_over_a_cookie_sets_the_new_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(100));
     let res = s.post_with_cookie("/rotate", &old).await;
     assert_eq!(res.status(), Status::Ok);
     let parts = the_session_cookie(&res);
     assert_eq!(set_cookies(&res).len(), 1);
-    assert_eq!(cache_control(&res).as_deref(), Some("no-store"));
-    has_attributes(&parts, "Max-Age=600");
+    let no_store = cache_control(&res);
     let new = body(res).await;
-    assert_ne!(new, old);
-    assert_eq!(parts[0], format!("auth_session={new}"));
+    assert_new_cookie(&parts, no_store.as_deref(), &new, &old, "Max-Age=600");
     assert_eq!(s.only_session().await.authenticated_at, s.t0);
 
     assert_to_login(&s.get_with_cookie("/recent", &old).await);
@@ -474,7 +394,7 @@ async fn rotation_over_a_cookie_sets_the_new_cookie() {
 /// cookie is set, also when the session was due for extension.
 #[tokio::test]
 async fn rotation_over_a_bearer_token_sets_no_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let old = s.sign_in().await;
     s.at(Duration::seconds(400));
     let res = s.post_with_bearer("/rotate", &old).await;
@@ -513,7 +433,7 @@ async fn rotation_over_a_bearer_token_sets_no_cookie() {
 /// handler sees `None` and a cookie client gets a blank cookie.
 #[tokio::test]
 async fn rotating_a_session_gone_meanwhile_clears_the_cookie() {
-    let s = StepUp::new(Duration::seconds(600)).await;
+    let s = step_up(Duration::seconds(600)).await;
     let token = s.sign_in().await;
     s.at(Duration::seconds(10));
     let res = s.post_with_cookie("/rotate-deleted", &token).await;

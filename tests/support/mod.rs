@@ -7,6 +7,8 @@ pub mod clock;
 pub mod csrf;
 #[cfg(feature = "pooler")]
 pub mod pgbouncer;
+#[cfg(any(feature = "actix", feature = "axum", feature = "rocket"))]
+pub mod signed_in;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
