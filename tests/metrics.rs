@@ -372,6 +372,9 @@ async fn cache_lookups_and_invalidations() {
         r.counter(CACHE_LOOKUPS, &[("result", "bypass")]),
         st.bypasses
     );
+    // Counted by the poller after each poll; every hit was a valid validation.
+    let valid = r.counter(VALIDATIONS, &outcome("valid"));
+    assert!(valid >= st.hits, "{valid} valid, {st:?}");
     assert_eq!(r.counter(CACHE_INVALIDATIONS, &[("source", "own")]), 1);
     let polled = r.counter(CACHE_INVALIDATIONS, &[("source", "outbox")]);
     assert_eq!(polled, st.invalidations - 1, "{st:?}");

@@ -109,6 +109,14 @@ async fn spans_and_outcomes_without_secrets() {
         .create_session(alice.clone(), Attributes::new())
         .await
         .unwrap();
+    let s4 = m.rotate_session(&s3.session).await.unwrap().unwrap();
+    let s5 = m.reauthenticate(&s4.session).await.unwrap().unwrap();
+    assert_eq!(
+        m.invalidate_other_sessions(&alice, &s5.session.id)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(m.invalidate_user_sessions(&alice).await.unwrap(), 1);
     assert_eq!(
         adapter.delete_expired_batch(clock.get(), 10).await.unwrap(),
@@ -124,6 +132,9 @@ async fn spans_and_outcomes_without_secrets() {
         "validate_session",
         "invalidate_session",
         "invalidate_user_sessions",
+        "invalidate_other_sessions",
+        "rotate_session",
+        "reauthenticate",
         "get_user_sessions",
         "delete_expired_sessions",
     ] {
@@ -138,6 +149,8 @@ async fn spans_and_outcomes_without_secrets() {
         "refresh_session",
         "delete_session",
         "delete_user_sessions",
+        "delete_other_user_sessions",
+        "rotate_session",
         "delete_expired_sessions",
         "delete_expired_batch",
     ] {
@@ -198,7 +211,11 @@ async fn spans_and_outcomes_without_secrets() {
         s2.session.id.as_str(),
         c1.session.id.as_str(),
         s3.token.as_str(),
+        s4.token.as_str(),
+        s5.token.as_str(),
         s3.session.id.as_str(),
+        s4.session.id.as_str(),
+        s5.session.id.as_str(),
         &unknown,
         "not a token",
     ] {

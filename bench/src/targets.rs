@@ -316,6 +316,7 @@ where
             expires_at: Utc::now(),
             created_at: Utc::now(),
             last_seen_at: Utc::now(),
+            authenticated_at: Utc::now(),
             attributes: (self.attributes)(),
         }
     }

@@ -205,7 +205,6 @@ where
         let e = &self.epochs;
         if !e.serving() {
             e.bypasses.fetch_add(1, Ordering::Relaxed);
-            self.lookups.bypass();
             tracing::debug!(target: TARGET, event = "bypass");
             return None;
         }
@@ -216,13 +215,11 @@ where
         {
             Some(entry) => {
                 e.hits.fetch_add(1, Ordering::Relaxed);
-                self.lookups.hit();
                 tracing::debug!(target: TARGET, event = "hit");
                 Some(entry)
             }
             None => {
                 e.misses.fetch_add(1, Ordering::Relaxed);
-                self.lookups.miss();
                 tracing::debug!(target: TARGET, event = "miss");
                 None
             }
@@ -268,6 +265,15 @@ where
         // After the entry, so that the user's keys expire no sooner.
         self.users.insert(user_key, keys);
         e.fills.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hands the lookup counts to the metrics recorder (the poller calls
+    /// it after each poll).
+    pub(crate) fn publish_lookups(&self) {
+        let e = &self.epochs;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.lookups
+            .publish([n(&e.hits), n(&e.misses), n(&e.bypasses)]);
     }
 
     pub(crate) fn stats(&self) -> CacheStats {

@@ -219,6 +219,7 @@ async fn run<S, U, SA, UA>(
                 failing = true;
             }
         }
+        current.publish_lookups();
         drop(current);
         if !trimming && Instant::now() >= next_trim {
             next_trim = Instant::now() + trim_every;

@@ -24,7 +24,10 @@
 //! (a `counter!` per call, looking its key up each time, made a validation
 //! served from the cache 11-18% slower with a Prometheus recorder; see
 //! BENCHMARKS.md, "Metrics"). A manager built before any recorder was
-//! installed records its validations nowhere.
+//! installed records its validations nowhere. Validations the cache
+//! answers, and its lookups, are added up by the cache's poller after each
+//! poll (every 20 ms by default), from counts the cache keeps anyway: a
+//! hit records nothing itself.
 //!
 //! # What is recorded
 //! | metric | type | labels | what |
@@ -35,7 +38,7 @@
 //! | [`SESSIONS_ROTATED`] | counter | | sessions given a new token |
 //! | [`SESSIONS_DELETED`] | counter | `reason` | session rows deleted: `logout` ([`invalidate_session`](crate::SessionManager::invalidate_session)), `user` ([`invalidate_user_sessions`](crate::SessionManager::invalidate_user_sessions)), `others` ([`invalidate_other_sessions`](crate::SessionManager::invalidate_other_sessions)), `ended` (found expired, idle or too old by a validation), `cleanup` ([`delete_expired_sessions`](crate::SessionManager::delete_expired_sessions) and the [`cleanup`](crate::cleanup) task) |
 //! | [`ERRORS`] | counter | `operation`, `kind` | failed manager operations, by operation and [`Error`] variant |
-//! | [`CACHE_LOOKUPS`] | counter | `result` | validation cache lookups: `hit`, `miss` (nothing servable cached), `bypass` (the cache was not serving) |
+//! | [`CACHE_LOOKUPS`] | counter | `result` | validation cache lookups: `hit`, `miss` (nothing servable cached), `bypass` (the cache was not serving); added at each poll |
 //! | [`CACHE_INVALIDATIONS`] | counter | `source` | invalidations the cache applied: `outbox` (from a poll), `own` (the manager's own revocations) |
 //! | [`CACHE_INVALIDATION_DELAY`] | histogram | | per invalidation applied from the outbox, the most it can have waited, in seconds (see the constant) |
 //! | [`STATEMENT_DURATION`] | histogram | | time of each statement the crate runs, from sending it to its last row or its failure, in seconds |

@@ -32,13 +32,7 @@ impl Lookups {
     }
 
     #[inline(always)]
-    pub(crate) fn hit(&self) {}
-
-    #[inline(always)]
-    pub(crate) fn miss(&self) {}
-
-    #[inline(always)]
-    pub(crate) fn bypass(&self) {}
+    pub(crate) fn publish(&self, _totals: [u64; 3]) {}
 }
 
 #[inline(always)]

@@ -4,7 +4,7 @@
 
 use tracing::field::Empty;
 
-use super::{Session, SessionManager, SessionOf};
+use super::{OUTCOME_TARGET, Session, SessionManager, SessionOf};
 use crate::adapter::Adapter;
 use crate::error::Result;
 use crate::metrics;
@@ -19,7 +19,7 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn invalidate_session(&self, session_id: &SessionId) -> Result<()> {
-        let span = tracing::debug_span!("invalidate_session");
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "invalidate_session");
         traced(&span, async {
             let found = self.adapter.delete_session(session_id).await?;
             metrics::deleted("logout", u64::from(found));
@@ -36,8 +36,7 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn invalidate_user_sessions(&self, user_id: &A::UserId) -> Result<u64> {
-        let span =
-            tracing::debug_span!("invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "invalidate_user_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_user_sessions(user_id).await?;
             metrics::deleted("user", n);
@@ -64,8 +63,7 @@ impl<A: Adapter> SessionManager<A> {
         user_id: &A::UserId,
         keep: &SessionId,
     ) -> Result<u64> {
-        let span =
-            tracing::debug_span!("invalidate_other_sessions", user_id = ?user_id, sessions = Empty);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "invalidate_other_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let n = self
                 .adapter
@@ -85,7 +83,7 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn get_user_sessions(&self, user_id: &A::UserId) -> Result<Vec<SessionOf<A>>> {
-        let span = tracing::debug_span!("get_user_sessions", user_id = ?user_id, sessions = Empty);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "get_user_sessions", user_id = ?user_id, sessions = Empty);
         traced(&span, async {
             let sessions = self.live_sessions(user_id).await?;
             span.record("sessions", sessions.len());
@@ -114,7 +112,7 @@ impl<A: Adapter> SessionManager<A> {
     /// # Errors
     /// Storage errors.
     pub async fn delete_expired_sessions(&self) -> Result<u64> {
-        let span = tracing::debug_span!("delete_expired_sessions", sessions = Empty);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "delete_expired_sessions", sessions = Empty);
         traced(&span, async {
             let n = self.adapter.delete_expired_sessions(self.now()).await?;
             metrics::deleted("cleanup", n);

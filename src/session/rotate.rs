@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::policy::NEVER;
-use super::{CREATE_ATTEMPTS, CreatedSession, Session, SessionManager, SessionOf};
+use super::{CREATE_ATTEMPTS, CreatedSession, OUTCOME_TARGET, Session, SessionManager, SessionOf};
 use crate::adapter::{Adapter, SessionRotation};
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -38,7 +38,7 @@ impl<A: Adapter> SessionManager<A> {
         &self,
         session: &SessionOf<A>,
     ) -> Result<Option<CreatedSession<A::UserId, A::SessionAttributes>>> {
-        let span = tracing::debug_span!("rotate_session", user_id = ?session.user_id);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "rotate_session", user_id = ?session.user_id);
         traced(&span, self.rotate(session, NEVER)).await
     }
 
@@ -56,7 +56,7 @@ impl<A: Adapter> SessionManager<A> {
         &self,
         session: &SessionOf<A>,
     ) -> Result<Option<CreatedSession<A::UserId, A::SessionAttributes>>> {
-        let span = tracing::debug_span!("reauthenticate", user_id = ?session.user_id);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "reauthenticate", user_id = ?session.user_id);
         traced(&span, self.rotate(session, self.now())).await
     }
 
@@ -70,7 +70,7 @@ impl<A: Adapter> SessionManager<A> {
         &self,
         session: &SessionOf<A>,
     ) -> Result<Option<SessionOf<A>>> {
-        let span = tracing::debug_span!("reauthenticate", user_id = ?session.user_id);
+        let span = tracing::debug_span!(target: OUTCOME_TARGET, "reauthenticate", user_id = ?session.user_id);
         traced(&span, self.move_session(session, &session.id, self.now())).await
     }
 

@@ -39,7 +39,9 @@ impl<A: Adapter> SessionManager<A> {
         match &result {
             Ok((outcome, _)) => {
                 tracing::debug!(target: OUTCOME_TARGET, parent: &span, outcome = outcome.as_str(), "session validated");
-                self.metrics.ended(outcome.metric());
+                if let Some(counted) = outcome.metric() {
+                    self.metrics.ended(counted);
+                }
             }
             Err(error) => {
                 tracing::warn!(target: OUTCOME_TARGET, parent: &span, outcome = "error", error = %error, "session validation failed");
@@ -59,7 +61,7 @@ impl<A: Adapter> SessionManager<A> {
         }
         let id = session_id_for(token, self.storage);
         if let Some(hit) = self.cached(&id, span) {
-            return Ok((Outcome::Valid, Some(hit)));
+            return Ok((Outcome::Cached, Some(hit)));
         }
         // Taken before the read: a revocation handled after it drops the fill.
         let ticket = self.cache().ticket();
@@ -150,6 +152,8 @@ type Validated<A> = (SessionOf<A>, UserOf<A>);
 enum Outcome {
     /// Valid, expiry unchanged.
     Valid,
+    /// Valid, answered by the cache.
+    Cached,
     /// Valid, and this call extended it (`fresh`).
     Extended,
     /// Found but ended by this limit (and deleted).
@@ -164,7 +168,7 @@ impl Outcome {
     /// The event's `outcome` field: any ended session is `expired`.
     fn as_str(self) -> &'static str {
         match self {
-            Self::Valid => "valid",
+            Self::Valid | Self::Cached => "valid",
             Self::Extended => "extended",
             Self::Expired(_) => "expired",
             Self::Unknown => "unknown",
@@ -173,15 +177,17 @@ impl Outcome {
     }
 
     /// As counted: an extended session is `valid` (extensions have a
-    /// counter of their own), an ended one names its limit.
-    fn metric(self) -> Validation {
-        match self {
+    /// counter of their own), an ended one names its limit; the cache
+    /// counts its own answers (`None` here).
+    fn metric(self) -> Option<Validation> {
+        Some(match self {
+            Self::Cached => return None,
             Self::Valid | Self::Extended => Validation::Valid,
             Self::Expired(Limit::Expiry) => Validation::Expired,
             Self::Expired(Limit::Idle) => Validation::Idle,
             Self::Expired(Limit::Absolute) => Validation::Absolute,
             Self::Unknown => Validation::Unknown,
             Self::Malformed => Validation::Malformed,
-        }
+        })
     }
 }
