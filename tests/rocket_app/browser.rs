@@ -511,6 +511,10 @@ async fn browser_sign_up_login_sessions_revoke_logout() {
             );
             shot("12-sessions-375px").await?;
             assert_fits(&b, &format!("{base}/password"), "Change your password").await?;
+            // Just signed in: deleting the account asks for nothing more.
+            assert_fits(&b, &format!("{base}/account/delete"), "Delete your account").await?;
+            let prompt = format!("{base}/reauthenticate?next=delete-account");
+            assert_fits(&b, &prompt, "Confirm it is you").await?;
             assert_fits(&b, &format!("{base}/no/such/page"), "Page not found").await?;
 
             // Signed in, at the instance whose database is down.
