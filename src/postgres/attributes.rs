@@ -1,3 +1,5 @@
+//! Rows and attributes. Rows: what each statement's rows hold, decoded
+//! (sessions, a session with its user, `refresh`'s outcome).
 //! Attributes: the extra columns of the tables, read into a map of column
 //! names to JSON values (or the application's own `serde` type) and written
 //! from the application's value serialized as a JSON object, so the
@@ -9,7 +11,9 @@
 //! give, without the server building JSON. Inserts bind one `jsonb` value
 //! per attribute ([`insert_values`]).
 
+use chrono::{DateTime, Utc};
 use diesel::deserialize;
+use diesel::sql_types::{Bool, Text, Timestamptz};
 use serde::Serialize;
 use serde::de::{
     DeserializeOwned, DeserializeSeed, Deserializer, Error as _, IntoDeserializer, MapAccess,
@@ -17,10 +21,13 @@ use serde::de::{
 };
 use serde_json::{Map, Value};
 
-use super::statements::{Column, MANAGED_SESSION_COLUMNS, Write};
+use super::UserId;
+use super::statements::{self, Column, MANAGED_SESSION_COLUMNS, Write};
+use crate::adapter::{DatabaseSession, DatabaseUser, Refreshed};
 use crate::error::{ConfigError, Error, Result};
 use crate::exec::Row;
 use crate::names::Ident;
+use crate::token::SessionId;
 
 /// Attribute columns `start..start + columns.len()` of `row`, decoded
 /// straight into the application's type as the JSON object
@@ -153,4 +160,48 @@ pub(crate) fn insert_values(columns: &[&Column], values: &Map<String, Value>) ->
             }
         })
         .collect()
+}
+
+/// A session row: id, expires_at, user_id, created_at, last_seen_at,
+/// authenticated_at, then the attribute columns.
+pub(super) fn decode_session<U: UserId, SA: DeserializeOwned>(
+    row: &Row,
+    attributes: &[Column],
+) -> deserialize::Result<DatabaseSession<U, SA>> {
+    Ok(DatabaseSession {
+        id: SessionId::new(row.get::<Text, String>(0)?),
+        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
+        user_id: row.get::<U::SqlType, U>(2)?,
+        created_at: row.get::<Timestamptz, DateTime<Utc>>(3)?,
+        last_seen_at: row.get::<Timestamptz, DateTime<Utc>>(4)?,
+        authenticated_at: row.get::<Timestamptz, DateTime<Utc>>(5)?,
+        attributes: from_columns(row, SESSION_COLUMNS, attributes)?,
+    })
+}
+
+/// The managed columns every session row starts with (see
+/// [`Statements::get_session_and_user`]); the attribute columns follow.
+const SESSION_COLUMNS: usize = statements::MANAGED_SESSION_COLUMNS.len();
+
+/// `refresh`'s row: the expiry and last use as they now stand, and
+/// whether this call extended the session.
+pub(super) fn decode_refreshed(row: &Row) -> deserialize::Result<Refreshed> {
+    Ok(Refreshed {
+        expires_at: row.get::<Timestamptz, _>(0)?,
+        last_seen_at: row.get::<Timestamptz, _>(1)?,
+        extended: row.get::<Bool, bool>(2)?,
+    })
+}
+
+/// A session row followed by its user's attribute columns.
+pub(super) fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
+    row: &Row,
+    columns: &statements::Columns,
+) -> deserialize::Result<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
+    let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
+    let user = DatabaseUser {
+        id: session.user_id.clone(),
+        attributes: from_columns(row, SESSION_COLUMNS + columns.session.len(), &columns.user)?,
+    };
+    Ok((session, user))
 }

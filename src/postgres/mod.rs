@@ -5,25 +5,23 @@
 //! on the runner (`crate::exec`) and decodes its rows itself.
 //! `statements` renders the adapter's SQL from its table names and
 //! columns, `columns` knows the attribute columns (and retries once when
-//! they changed), `attributes` decodes and encodes them, `insert` is
-//! `set_session`, `rotate` `rotate_session`, `run` how an operation gets
-//! its connection and runs, `verify` the schema check. Every value is a bind
+//! they changed), `attributes` decodes rows and encodes attributes,
+//! `insert` holds the writes that give a session its id (`set_session`,
+//! `rotate_session`), `verify` the schema check. Every value is a bind
 //! parameter.
 
 mod attributes;
 mod columns;
 mod insert;
-mod rotate;
-mod run;
 mod statements;
 mod verify;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize;
-use diesel::sql_types::{Bool, Text, Timestamptz};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
@@ -33,15 +31,15 @@ pub use crate::single::SingleConnection;
 pub use crate::source::{ConnectionSource, SourceConnection};
 pub use crate::user_id::UserId;
 
-use self::attributes::from_columns;
-use self::columns::{KnownColumns, Read};
-use self::statements::{Column, Columns, Statements};
+use self::attributes::{decode_refreshed, decode_session, decode_session_and_user};
+use self::columns::{Known, KnownColumns, Read};
+use self::statements::Statements;
 use crate::adapter::{
-    Adapter, Attributes, DatabaseSession, DatabaseUser, Refreshed, Rotated, SessionAndUser,
-    SessionRefresh, SessionRotation,
+    Adapter, Attributes, DatabaseSession, Refreshed, Rotated, SessionAndUser, SessionRefresh,
+    SessionRotation,
 };
 use crate::error::{ConfigError, Error, Result};
-use crate::exec::{Param, Row};
+use crate::exec::{Conn, Param, Row, Sql, Statement};
 use crate::token::SessionId;
 use crate::trace::traced;
 
@@ -178,50 +176,6 @@ impl<S, U, SA, UA> PostgresAdapter<S, U, SA, UA> {
     pub fn table_names(&self) -> &TableNames {
         &self.names
     }
-}
-
-/// A session row: id, expires_at, user_id, created_at, last_seen_at,
-/// authenticated_at, then the attribute columns.
-fn decode_session<U: UserId, SA: DeserializeOwned>(
-    row: &Row,
-    attributes: &[Column],
-) -> deserialize::Result<DatabaseSession<U, SA>> {
-    Ok(DatabaseSession {
-        id: SessionId::new(row.get::<Text, String>(0)?),
-        expires_at: row.get::<Timestamptz, DateTime<Utc>>(1)?,
-        user_id: row.get::<U::SqlType, U>(2)?,
-        created_at: row.get::<Timestamptz, DateTime<Utc>>(3)?,
-        last_seen_at: row.get::<Timestamptz, DateTime<Utc>>(4)?,
-        authenticated_at: row.get::<Timestamptz, DateTime<Utc>>(5)?,
-        attributes: from_columns(row, SESSION_COLUMNS, attributes)?,
-    })
-}
-
-/// The managed columns every session row starts with (see
-/// [`Statements::get_session_and_user`]); the attribute columns follow.
-const SESSION_COLUMNS: usize = statements::MANAGED_SESSION_COLUMNS.len();
-
-/// `refresh`'s row: the expiry and last use as they now stand, and
-/// whether this call extended the session.
-fn decode_refreshed(row: &Row) -> deserialize::Result<Refreshed> {
-    Ok(Refreshed {
-        expires_at: row.get::<Timestamptz, _>(0)?,
-        last_seen_at: row.get::<Timestamptz, _>(1)?,
-        extended: row.get::<Bool, bool>(2)?,
-    })
-}
-
-/// A session row followed by its user's attribute columns.
-fn decode_session_and_user<U: UserId, SA: DeserializeOwned, UA: DeserializeOwned>(
-    row: &Row,
-    columns: &Columns,
-) -> deserialize::Result<(DatabaseSession<U, SA>, DatabaseUser<U, UA>)> {
-    let session: DatabaseSession<U, SA> = decode_session(row, &columns.session)?;
-    let user = DatabaseUser {
-        id: session.user_id.clone(),
-        attributes: from_columns(row, SESSION_COLUMNS + columns.session.len(), &columns.user)?,
-    };
-    Ok((session, user))
 }
 
 impl<S, U, SA, UA> Adapter for PostgresAdapter<S, U, SA, UA>
@@ -414,6 +368,62 @@ where
                 .await?;
             span.record("rows", n);
             Ok(n)
+        })
+        .await
+    }
+
+    /// Runs one statement for its row count, on a connection of its own.
+    pub(super) async fn execute(&self, sql: &Sql, params: &[Param<'_>]) -> Result<u64> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        Ok(conn.execute(Statement::new(sql, params)).await?)
+    }
+
+    /// Runs one query on a connection of its own, for its rows.
+    pub(super) async fn query(&self, sql: &Sql, params: &[Param<'_>]) -> Result<Vec<Row>> {
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        Ok(conn.query(Statement::new(sql, params)).await?)
+    }
+
+    /// A read that decides validity, and the columns its rows have: on a
+    /// replica first, if the source lends one, and asked again on the
+    /// primary when the replica finds nothing (writes not replayed yet?)
+    /// or fails but by a timeout (then the time is spent).
+    async fn read(&self, read: Read, params: &[Param<'_>]) -> Result<(Vec<Row>, Arc<Known>)> {
+        if let Some(mut lent) = self.source.read_connection().await {
+            let mut conn = lent.conn().within(self.source.operation_timeout());
+            match self.read_on(&mut conn, read, params).await {
+                Ok((rows, _)) if rows.is_empty() => {}
+                Err(error) if !matches!(error, Error::Timeout { .. }) => {}
+                found => return found,
+            }
+        }
+        let mut lent = self.source.connection().await?;
+        let mut conn = lent.conn().within(self.source.operation_timeout());
+        self.read_on(&mut conn, read, params).await
+    }
+
+    /// Runs `read` on a lent connection: the columns first (looked up on
+    /// first use), and once more if they changed.
+    async fn read_on(
+        &self,
+        conn: &mut Conn<'_>,
+        read: Read,
+        params: &[Param<'_>],
+    ) -> Result<(Vec<Row>, Arc<Known>)> {
+        let (statements, names) = (&self.statements, &self.names);
+        let known = self.columns.get(conn, statements, names).await?;
+        let failure = match conn.query(Statement::new(known.read(read), params)).await {
+            Ok(rows) => return Ok((rows, known)),
+            Err(failure) => failure,
+        };
+        // Boxed: a rare path whose state would otherwise enlarge every read's future.
+        Box::pin(async move {
+            let known = self.columns.again(conn, statements, names, &known, failure);
+            let known = known.await?;
+            let rows = conn.query(Statement::new(known.read(read), params)).await?;
+            Ok((rows, known))
         })
         .await
     }
