@@ -14,7 +14,7 @@ use lucia_diesel::{
     Adapter, Attributes, CreatedSession, DatabaseSession, DatabaseUser, Error, Liveness, PgPool,
     PoolOptions, PostgresAdapter, SchemaProblem, Session, SessionAndUser, SessionId,
     SessionManager, SessionManagerBuilder, SessionRotation, SessionToken, TableName, TableNames,
-    migrations,
+    TokenStorage, migrations,
 };
 use serde_json::json;
 
@@ -1384,4 +1384,41 @@ async fn a_rotation_reaches_both_instances_caches() {
     polled_past(&b, committed).await;
     let (seen, _) = validated(&b, rotated.token.as_str(), "valid").await;
     assert_eq!(seen.authenticated_at, kept.authenticated_at);
+}
+
+/// In Lucia-compatible storage the id is the token: a rotation stores the
+/// new token itself, and a session Lucia wrote (a custom id, not one of
+/// ours) rotates to a token of ours, so a leaked Lucia id stops working.
+#[tokio::test]
+async fn lucia_compatible_sessions_rotate_to_a_new_stored_token() {
+    let (f, clock, m, alice) =
+        alice_and_manager(|b| b.with_token_storage(TokenStorage::LuciaCompatible)).await;
+    let created = sign_in(&m, &alice, "se").await;
+    assert_eq!(created.session.id.as_str(), created.token.as_str());
+    let rotated = m.rotate_session(&created.session).await.unwrap().unwrap();
+    assert_eq!(rotated.session.id.as_str(), rotated.token.as_str());
+    assert_eq!(only_row_of(&f.db, &alice).await.id, rotated.token.as_str());
+    assert!(dead(&m, created.token.as_str()).await);
+    assert_eq!(
+        user_of(&m, rotated.token.as_str()).await,
+        Some(alice.clone())
+    );
+
+    let bob = f.create_user("bob").await;
+    f.db.exec(&format!(
+        "INSERT INTO user_session (id, user_id, expires_at, country) \
+         VALUES ('Custom-ID_123', '{bob}', '{}', 'no')",
+        (clock.get() + Duration::days(1)).to_rfc3339()
+    ))
+    .await;
+    let (lucias, _) = m.validate_session("Custom-ID_123").await.unwrap().unwrap();
+    let ours = m.reauthenticate(&lucias).await.unwrap().unwrap();
+    assert_eq!(ours.token.as_str().len(), 40);
+    assert_eq!(only_row_of(&f.db, &bob).await.id, ours.token.as_str());
+    assert_eq!(
+        only_row_of(&f.db, &bob).await.country.as_deref(),
+        Some("no")
+    );
+    assert!(dead(&m, "Custom-ID_123").await);
+    assert_eq!(user_of(&m, ours.token.as_str()).await, Some(bob));
 }
