@@ -16,11 +16,31 @@ use lucia_diesel::metrics::{
     ERRORS, POOL_CHECKOUT_WAIT, POOL_CONNECTIONS, SESSIONS_CREATED, SESSIONS_DELETED,
     SESSIONS_EXTENDED, SESSIONS_ROTATED, STATEMENT_DURATION, VALIDATIONS,
 };
-use lucia_diesel::{Attributes, PgPool, PostgresAdapter, SessionManager, TableNames};
+use lucia_diesel::{
+    Attributes, CreatedSession, PgPool, PostgresAdapter, SessionManager, TableNames,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 use crate::adapter_suite::{default_fixture, pool};
 use crate::support::clock::ManualClock;
+
+/// A new session of `user` with no attributes.
+async fn sign_in<A>(m: &SessionManager<A>, user: &str) -> CreatedSession<String, Attributes>
+where
+    A: lucia_diesel::Adapter<UserId = String, SessionAttributes = Attributes>,
+{
+    m.create_session(user.to_owned(), Attributes::new())
+        .await
+        .unwrap()
+}
+
+/// Whether `token` validates, and if so whether the session was extended.
+async fn validated<A: lucia_diesel::Adapter>(m: &SessionManager<A>, token: &str) -> Option<bool> {
+    m.validate_session(token)
+        .await
+        .unwrap()
+        .map(|(session, _)| session.fresh)
+}
 
 /// A metric's name and its labels, sorted.
 type Key = (String, Vec<(String, String)>);
@@ -133,51 +153,25 @@ async fn validations_sessions_errors_statements_and_pool() {
     // The fixture's own setup is not counted.
     drop(Recorded::take(&snapshotter));
 
-    let s1 = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
-    let s2 = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
-    let s3 = m
-        .create_session(bob.clone(), Attributes::new())
-        .await
-        .unwrap();
+    let s1 = sign_in(&m, &alice).await;
+    let s2 = sign_in(&m, &alice).await;
+    let s3 = sign_in(&m, &bob).await;
     // Two rotations; a re-authentication keeping the token is none.
     let s3 = m.rotate_session(&s3.session).await.unwrap().unwrap();
     let s3 = m.reauthenticate(&s3.session).await.unwrap().unwrap();
     let kept = m.reauthenticate_keeping_token(&s3.session).await.unwrap();
     assert!(kept.is_some());
     for _ in 0..3 {
-        assert!(
-            m.validate_session(s1.token.as_str())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(validated(&m, s1.token.as_str()).await.is_some());
     }
     let unknown = "a".repeat(40);
     assert!(m.validate_session(&unknown).await.unwrap().is_none());
     assert!(m.validate_session("not a token").await.unwrap().is_none());
     // Extended (valid, and counted as extended), then s2 expired and deleted.
     clock.advance(Duration::days(20));
-    assert!(
-        m.validate_session(s1.token.as_str())
-            .await
-            .unwrap()
-            .unwrap()
-            .0
-            .fresh
-    );
+    assert_eq!(validated(&m, s1.token.as_str()).await, Some(true));
     clock.advance(Duration::days(11));
-    assert!(
-        m.validate_session(s2.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(validated(&m, s2.token.as_str()).await, None);
     assert!(broken.validate_session(&unknown).await.is_err());
     assert!(
         broken
@@ -189,10 +183,7 @@ async fn validations_sessions_errors_statements_and_pool() {
     m.invalidate_session(&s1.session.id).await.unwrap();
     m.invalidate_session(&s1.session.id).await.unwrap();
     assert_eq!(m.invalidate_user_sessions(&bob).await.unwrap(), 1);
-    let s4 = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
+    let s4 = sign_in(&m, &alice).await;
     f.db.exec("UPDATE user_session SET expires_at = now() - interval '1 day'")
         .await;
     clock.set(chrono::Utc::now());
@@ -265,38 +256,17 @@ async fn idle_and_absolute_limits_are_told_apart() {
         .unwrap();
     let alice = f.create_user("alice").await;
 
-    let idle = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
+    let idle = sign_in(&m, &alice).await;
     clock.advance(Duration::hours(1));
-    assert!(
-        m.validate_session(idle.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(validated(&m, idle.token.as_str()).await, None);
     // Used every half hour, until a day after it was created.
-    let old = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
+    let old = sign_in(&m, &alice).await;
     for _ in 0..47 {
         clock.advance(Duration::minutes(30));
-        assert!(
-            m.validate_session(old.token.as_str())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(validated(&m, old.token.as_str()).await.is_some());
     }
     clock.advance(Duration::minutes(30));
-    assert!(
-        m.validate_session(old.token.as_str())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(validated(&m, old.token.as_str()).await, None);
 
     let r = Recorded::take(&snapshotter);
     assert_eq!(r.counter(VALIDATIONS, &outcome("idle")), 1);
@@ -341,14 +311,8 @@ async fn cache_lookups_and_invalidations() {
     let db = CacheDb::new(true).await;
     let m: Manager = db.instance().await;
     let alice = db.user("alice", "Alice").await;
-    let s1 = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
-    let s2 = m
-        .create_session(alice.clone(), Attributes::new())
-        .await
-        .unwrap();
+    let s1 = sign_in(&m, &alice).await;
+    let s2 = sign_in(&m, &alice).await;
     cached(&m, s1.token.as_str()).await;
 
     // Revoked by plain SQL: applied from the outbox by a poll.
