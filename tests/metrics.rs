@@ -227,8 +227,11 @@ async fn validations_sessions_errors_statements_and_pool() {
     assert!(waits.len() >= 16, "{}", waits.len());
     assert!(waits.iter().all(|s| (0.0..5.0).contains(s)), "{waits:?}");
     // Set at the last checkout: the connection lent then was in use.
-    let in_use = r.gauge(POOL_CONNECTIONS, &[("state", "in_use")]);
-    let idle = r.gauge(POOL_CONNECTIONS, &[("state", "idle")]);
+    let in_use = r.gauge(
+        POOL_CONNECTIONS,
+        &[("pool", "default"), ("state", "in_use")],
+    );
+    let idle = r.gauge(POOL_CONNECTIONS, &[("pool", "default"), ("state", "idle")]);
     assert_eq!(in_use, 1.0);
     let open = m.adapter().source().state().connections;
     assert_eq!(in_use + idle, f64::from(open));
@@ -274,6 +277,36 @@ async fn idle_and_absolute_limits_are_told_apart() {
     assert_eq!(r.counter(VALIDATIONS, &outcome("valid")), 47);
     assert_eq!(r.counter(VALIDATIONS, &outcome("expired")), 0);
     assert_eq!(r.counter(SESSIONS_DELETED, &[("reason", "ended")]), 2);
+}
+
+/// Each pool keeps its own checkout waits and gauges, under its name;
+/// an unnamed pool is `default` (the other test checks that one).
+#[tokio::test]
+async fn pools_are_told_apart_by_name() {
+    use lucia_diesel::{ConnectionSource as _, PoolOptions};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let f = default_fixture().await;
+    let named = |name| PoolOptions::new().with_max_size(4).with_name(name);
+    let app = named("app").build(&f.db.url).await.unwrap();
+    let polls = named("cache_poll").build(&f.db.url).await.unwrap();
+    drop(Recorded::take(&snapshotter));
+
+    let first = app.connection().await.unwrap();
+    let second = app.connection().await.unwrap();
+    let one = polls.connection().await.unwrap();
+    let r = Recorded::take(&snapshotter);
+    let gauge = |pool, state| r.gauge(POOL_CONNECTIONS, &[("pool", pool), ("state", state)]);
+    assert_eq!(gauge("app", "in_use"), 2.0);
+    assert_eq!(gauge("cache_poll", "in_use"), 1.0);
+    let waits = |pool| match r.0.get(&key(POOL_CHECKOUT_WAIT, &[("pool", pool)])) {
+        Some(DebugValue::Histogram(v)) => v.len(),
+        other => panic!("{pool}: {other:?}"),
+    };
+    assert_eq!((waits("app"), waits("cache_poll")), (2, 1));
+    drop((first, second, one));
 }
 
 #[tokio::test]

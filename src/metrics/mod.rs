@@ -42,8 +42,8 @@
 //! | [`CACHE_INVALIDATIONS`] | counter | `source` | invalidations the cache applied: `outbox` (from a poll), `own` (the manager's own revocations) |
 //! | [`CACHE_INVALIDATION_DELAY`] | histogram | | per invalidation applied from the outbox, the most it can have waited, in seconds (see the constant) |
 //! | [`STATEMENT_DURATION`] | histogram | | time of each statement the crate runs, from sending it to its last row or its failure, in seconds |
-//! | [`POOL_CHECKOUT_WAIT`] | histogram | | time a call waited for a connection of a [`PgPool`](crate::PgPool) (or `PoolerPool`), in seconds; successful checkouts only |
-//! | [`POOL_CONNECTIONS`] | gauge | `state` | connections of the pool that last lent one: `in_use`, `idle` (read at each checkout) |
+//! | [`POOL_CHECKOUT_WAIT`] | histogram | `pool` | time a call waited for a connection of a [`PgPool`](crate::PgPool) (or `PoolerPool`), in seconds; successful checkouts only |
+//! | [`POOL_CONNECTIONS`] | gauge | `pool`, `state` | the pool's connections, `in_use` and `idle` (read at each checkout) |
 //!
 //! Operations (`operation` label): `create_session`, `validate_session`,
 //! `invalidate_session`, `invalidate_user_sessions`,
@@ -56,14 +56,19 @@
 //!
 //! # Labels never carry a secret
 //! Every label value is a `&'static str` from the fixed sets above, chosen
-//! in the crate's source: no token, session id, user id or any other value
-//! read at run time can become a label.
+//! in the crate's source (or, for `pool`, in the application's, by
+//! [`PoolOptions::with_name`](crate::PoolOptions::with_name)): no token,
+//! session id, user id or any other value read at run time can become a
+//! label.
 //!
 //! # Several pools
-//! The histograms and counters add up every pool and manager of the
-//! process. The pool gauges are set from the pool that lent the last
-//! connection: with several pools (a [`ReplicatedPool`](crate::ReplicatedPool),
-//! a cache polling on a pool of its own) they show whichever lent last.
+//! The counters and the statement histogram add up every pool and manager
+//! of the process. The checkout waits and connection gauges are per pool,
+//! labelled `pool` with its name ([`PoolOptions::with_name`](crate::PoolOptions::with_name),
+//! `"default"` unless named; a [`ReplicatedPool`](crate::ReplicatedPool)'s
+//! are `"primary"` and `"replica"`): name the cache's poll pool, say
+//! `"cache_poll"`, so its gauges stand apart. Pools of the same name share
+//! theirs (the last checkout sets them).
 
 use crate::error::Error;
 

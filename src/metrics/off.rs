@@ -65,8 +65,16 @@ pub(crate) fn started() -> Started {
 #[inline(always)]
 pub(crate) fn statement_done(_at: Started) {}
 
-#[inline(always)]
-pub(crate) fn checkout_waited(_since: Instant) {}
+/// No pool metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolMetrics;
 
-#[inline(always)]
-pub(crate) fn pool_connections(_read: impl FnOnce() -> (u32, u32)) {}
+impl PoolMetrics {
+    #[inline(always)]
+    pub(crate) fn register(_pool: &'static str) -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn checked_out(&self, _since: Instant, _read: impl FnOnce() -> (u32, u32)) {}
+}

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::{
-    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 
 use super::*;
@@ -62,7 +63,7 @@ pub fn describe() {
     describe_gauge!(
         POOL_CONNECTIONS,
         Unit::Count,
-        "Connections of the pool that lent the last one, in use and idle, read at checkout."
+        "Connections of each pool (label pool), in use and idle, read at checkout."
     );
 }
 
@@ -203,18 +204,41 @@ pub(crate) fn statement_done(at: Started) {
     histogram!(STATEMENT_DURATION).record(at.0.elapsed().as_secs_f64());
 }
 
-/// A checkout that began at `since` got its connection.
-#[inline]
+/// One pool's checkout-wait histogram and connection gauges, labelled
+/// `pool` with its name and registered when the pool is built (handles:
+/// several pools in a process, a replica's or the cache's poll pool, each
+/// keep their own gauges instead of overwriting each other's).
+#[derive(Clone)]
 #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
-pub(crate) fn checkout_waited(since: Instant) {
-    histogram!(POOL_CHECKOUT_WAIT).record(since.elapsed().as_secs_f64());
+pub(crate) struct PoolMetrics {
+    wait: Histogram,
+    in_use: Gauge,
+    idle: Gauge,
 }
 
-/// The lending pool's connections: `read` gives (open, idle).
-#[inline]
+impl std::fmt::Debug for PoolMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolMetrics")
+    }
+}
+
 #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
-pub(crate) fn pool_connections(read: impl FnOnce() -> (u32, u32)) {
-    let (open, idle) = read();
-    gauge!(POOL_CONNECTIONS, "state" => "in_use").set(f64::from(open.saturating_sub(idle)));
-    gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+impl PoolMetrics {
+    pub(crate) fn register(pool: &'static str) -> Self {
+        Self {
+            wait: histogram!(POOL_CHECKOUT_WAIT, "pool" => pool),
+            in_use: gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => "in_use"),
+            idle: gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => "idle"),
+        }
+    }
+
+    /// A checkout that began at `since` got its connection; `read` gives
+    /// the pool's (open, idle) connections.
+    #[inline]
+    pub(crate) fn checked_out(&self, since: Instant, read: impl FnOnce() -> (u32, u32)) {
+        self.wait.record(since.elapsed().as_secs_f64());
+        let (open, idle) = read();
+        self.in_use.set(f64::from(open.saturating_sub(idle)));
+        self.idle.set(f64::from(idle));
+    }
 }

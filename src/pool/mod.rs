@@ -77,7 +77,6 @@ use tokio::sync::SemaphorePermit;
 
 use crate::connect::TlsConfig;
 use crate::error::{ConfigError, Error, ErrorSource, Result, parse_database_url};
-use crate::metrics;
 use crate::source::ConnectionSource;
 
 pub(crate) use self::queue::{LastError, Queue};
@@ -97,6 +96,7 @@ pub struct PoolOptions {
     pub(crate) verified_checkout: bool,
     pub(crate) max_replica_lag: Duration,
     pub(crate) tls: Option<TlsConfig>,
+    pub(crate) name: &'static str,
 }
 
 impl Default for PoolOptions {
@@ -111,6 +111,7 @@ impl Default for PoolOptions {
             verified_checkout: false,
             max_replica_lag: Duration::from_secs(1),
             tls: None,
+            name: DEFAULT_NAME,
         }
     }
 }
@@ -120,6 +121,17 @@ impl PoolOptions {
     /// `statement_timeout`, connections recycled after 10 min idle or 30 min.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The pool's name in its metrics (feature `metrics`: the `pool`
+    /// label of its checkout waits and connection gauges; default
+    /// `"default"`). Name each pool of a process differently, e.g. the
+    /// cache's poll pool `"cache_poll"`; a
+    /// [`ReplicatedPool`](crate::ReplicatedPool)'s are `"primary"` (unless
+    /// named) and `"replica"`.
+    pub fn with_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// The most connections the pool opens (default 10).
@@ -291,6 +303,9 @@ impl PoolOptions {
     }
 }
 
+/// The name of a pool not given one ([`PoolOptions::with_name`]).
+pub(crate) const DEFAULT_NAME: &str = "default";
+
 /// Opens one of the pool's connections.
 ///
 /// A bb8 pool built by [`PoolOptions`]; a [`ConnectionSource`].
@@ -350,10 +365,6 @@ impl ConnectionSource for PgPool {
 
     async fn connection(&self) -> Result<Self::Connection<'_>> {
         let (conn, turn) = self.queue.checkout(&self.pool, from_bb8_error).await?;
-        metrics::pool_connections(|| {
-            let state = self.pool.state();
-            (state.connections, state.idle_connections)
-        });
         Ok(PooledPgConnection { conn, _turn: turn })
     }
 

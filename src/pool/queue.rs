@@ -49,6 +49,8 @@ pub(crate) struct Queue {
     turns: Arc<Semaphore>,
     checkout_timeout: Duration,
     pub(crate) last_error: LastError,
+    /// The pool's checkout-wait histogram and connection gauges.
+    metrics: metrics::PoolMetrics,
 }
 
 impl Queue {
@@ -57,6 +59,7 @@ impl Queue {
             turns: Arc::new(Semaphore::new(options.max_size as usize)),
             checkout_timeout: options.checkout_timeout,
             last_error: LastError::default(),
+            metrics: metrics::PoolMetrics::register(options.name),
         }
     }
 
@@ -93,7 +96,10 @@ impl Queue {
             }
         };
         let conn = conn.map_err(|e| error(e, self.last_error.since(start)))?;
-        metrics::checkout_waited(start);
+        self.metrics.checked_out(start, || {
+            let state = pool.state();
+            (state.connections, state.idle_connections)
+        });
         Ok(conn)
     }
 }

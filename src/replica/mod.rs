@@ -192,9 +192,17 @@ impl PoolOptions {
         let mut replicas = Vec::with_capacity(replica_urls.len());
         for url in replica_urls {
             names.push(server_name(&parse_database_url(url)?));
-            replicas.push(self.clone().build_lazy(url)?);
+            replicas.push(self.clone().with_name("replica").build_lazy(url)?);
         }
-        let primary = self.clone().build(primary_url).await?;
+        let primary_name = match self.name {
+            crate::pool::DEFAULT_NAME => "primary",
+            named => named,
+        };
+        let primary = self
+            .clone()
+            .with_name(primary_name)
+            .build(primary_url)
+            .await?;
         let state = Arc::new(State::new(self.max_replica_lag, names));
         if !replica_urls.is_empty() {
             sampler::spawn(&state, &self, primary_url, replica_urls);
