@@ -22,8 +22,8 @@
 //! (and its cache): the validation counters and the cache's lookup counters
 //! are registered once, when they are built, in the recorder current then
 //! (a `counter!` per call, looking its key up each time, made a validation
-//! served from the cache 11-18% slower with a Prometheus recorder; see
-//! BENCHMARKS.md, "Metrics"). A manager built before any recorder was
+//! served from the cache more than 5% slower with a Prometheus recorder;
+//! see BENCHMARKS.md, "Metrics"). A manager built before any recorder was
 //! installed records its validations nowhere. Validations the cache
 //! answers, and its lookups, are added up by the cache's poller after each
 //! poll (every 20 ms by default), from counts the cache keeps anyway: a

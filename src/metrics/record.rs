@@ -72,8 +72,8 @@ pub fn describe() {
 ///
 /// Handles, not a `counter!` per call: a `counter!` looks its key up in
 /// the recorder's registry on every call, which made a validation served
-/// from the cache 11-18% slower with a Prometheus recorder (BENCHMARKS.md,
-/// "Metrics"); a handle's increment is one atomic add.
+/// from the cache more than 5% slower with a Prometheus recorder
+/// (BENCHMARKS.md, "Metrics"); a handle's increment is one atomic add.
 pub(crate) struct Validations {
     outcomes: [Counter; 7],
     extended: Counter,
@@ -107,8 +107,8 @@ impl Validations {
 /// bypasses, and its poller adds what they grew by since its previous
 /// poll ([`Lookups::publish`]). A hit then costs nothing more; counting
 /// each one on the recorder's counters (two more atomic writes on lines
-/// every core shares) made a cached validation at 32 clients 0.87x as fast
-/// (BENCHMARKS.md, "Metrics").
+/// every core shares) made a cached validation at 32 clients more than 5%
+/// slower (BENCHMARKS.md, "Metrics").
 pub(crate) struct Lookups {
     /// hit, miss, bypass, and validations `valid` (one per hit).
     counters: [Counter; 4],
