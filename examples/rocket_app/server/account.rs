@@ -17,7 +17,7 @@ use super::common::accounts::{self, AccountError};
 use super::common::hashing::{BUSY_RETRY_AFTER_SECS, Hasher};
 use super::common::throttle::LoginThrottle;
 use super::pages::{self, Page};
-use super::sign_in::wait_text;
+use super::sign_in::{BUSY, too_many_wrong_passwords};
 
 /// How recent a sign-in deleting the account needs: five minutes.
 pub const RECENT_SIGN_IN_SECS: u64 = 300;
@@ -95,11 +95,7 @@ pub async fn reauthenticate(
     let attempt = match throttle.begin(Some(&name), client.address, Instant::now()) {
         Ok(attempt) => attempt,
         Err(why) => {
-            let secs = why.retry_after_secs();
-            let text = format!(
-                "Too many wrong passwords. Try again in {}.",
-                wait_text(secs)
-            );
+            let (secs, text) = too_many_wrong_passwords(why);
             return refuse(Status::TooManyRequests, &text).map_err(|p| p.with_retry_after(secs));
         }
     };
@@ -115,8 +111,7 @@ pub async fn reauthenticate(
             return refuse(Status::Unauthorized, "Wrong password.");
         }
         Err(AccountError::Busy) => {
-            let busy = "The server is busy checking other passwords. Please try again in a moment.";
-            return refuse(Status::TooManyRequests, busy)
+            return refuse(Status::TooManyRequests, BUSY)
                 .map_err(|p| p.with_retry_after(BUSY_RETRY_AFTER_SECS));
         }
         Err(AccountError::Store(e)) => return Err(store_failure(&e)),

@@ -22,7 +22,8 @@ use super::common::throttle::{Attempt, LoginThrottle, Throttled};
 use super::pages::{self, Page};
 
 /// Shown with a 429 when every hashing slot and queue place is taken.
-const BUSY: &str = "The server is busy checking other passwords. Please try again in a moment.";
+pub(super) const BUSY: &str =
+    "The server is busy checking other passwords. Please try again in a moment.";
 
 #[get("/login")]
 pub fn login_page(
@@ -51,12 +52,23 @@ pub struct LoginForm<'r> {
 }
 
 /// "Try again in 12 minutes": a wait, rounded up to a unit people read.
-pub(super) fn wait_text(secs: u64) -> String {
+fn wait_text(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs} seconds"),
         60..=119 => "a minute".to_owned(),
         _ => format!("{} minutes", secs.div_ceil(60)),
     }
+}
+
+/// A signed-in user's password check over its budget (the password page,
+/// the re-authentication prompt): the wait in seconds, and the text.
+pub(super) fn too_many_wrong_passwords(why: Throttled) -> (u64, String) {
+    let secs = why.retry_after_secs();
+    let text = format!(
+        "Too many wrong passwords. Try again in {}.",
+        wait_text(secs)
+    );
+    (secs, text)
 }
 
 fn throttled_page(username: &str, why: Throttled) -> Page {
@@ -292,11 +304,7 @@ pub async fn change_password(
     let attempt = match throttle.begin(Some(&name), client.address, Instant::now()) {
         Ok(attempt) => attempt,
         Err(why) => {
-            let secs = why.retry_after_secs();
-            let text = format!(
-                "Too many wrong passwords. Try again in {}.",
-                wait_text(secs)
-            );
+            let (secs, text) = too_many_wrong_passwords(why);
             return refuse(Status::TooManyRequests, &text).map_err(|p| p.with_retry_after(secs));
         }
     };
